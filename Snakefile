@@ -1,0 +1,26 @@
+# bnopt: reproduce Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?"
+# Build one figure:   snakemake --cores 1 --resources gpu=1 results/figures/fig1_accuracy.png
+# Build everything:   snakemake --cores 1 --resources gpu=1
+from snakemake.utils import min_version
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        "results/tables/summary.csv",
+        expand("results/figures/{figure}.png", figure=FIGURES),

@@ -1,0 +1,205 @@
+"""Datasets as whole uint8 tensors, resident on the training device.
+
+``load_dataset`` reads a dataset once (torchvision for CIFAR-10 / Fashion-MNIST, scikit-learn's
+bundled digits, or a generated synthetic set) into a :class:`Dataset` of uint8 images (N, C, H, W)
+and int64 labels. ``DeviceData`` moves it to the device and serves shuffled batches with
+device-side indexing (and optional crop + flip augmentation): no DataLoader, no per-sample Python.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("cifar10", "fashion_mnist", "digits", "synthetic")
+# Training-set sizes, known before loading, so a too-large batch is rejected at config time.
+TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "digits": 1_437, "synthetic": 1_024}
+DEFAULT_ROOT = "resources"
+
+
+class DataError(RuntimeError):
+    """A dataset is missing or unreadable; the message says where we looked and what to do."""
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: torch.Tensor  # uint8 (N, C, H, W)
+    y_train: torch.Tensor  # int64 (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+    def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of the training images, in [0, 1] units."""
+        x = self.x_train.double() / 255
+        return x.mean(dim=(0, 2, 3)).float(), x.std(dim=(0, 2, 3)).float()
+
+    def save(self, path: str | os.PathLike) -> None:
+        from bnopt.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save({k: getattr(self, k) for k in
+                        ("name", "x_train", "y_train", "x_test", "y_test", "num_classes")}, tmp)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Dataset":
+        try:
+            return cls(**torch.load(path, weights_only=True))
+        except Exception as e:  # corrupt or foreign file
+            raise DataError(f"cannot read prepared dataset {path}: {e}. Delete it and rerun "
+                            "snakemake to prepare it again.") from e
+
+
+# --------------------------------------------------------------------------------------------
+# Where the torchvision datasets live on disk
+
+_EXPECTED = {
+    "cifar10": ("cifar-10-batches-py", ["data_batch_1", "data_batch_5", "test_batch"]),
+    "fashion_mnist": ("FashionMNIST/raw", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+}
+
+
+def expected_files(name: str, root: str | os.PathLike) -> list[Path]:
+    sub, files = _EXPECTED[name]
+    return [Path(root) / sub / f for f in files]
+
+
+def dataset_present(name: str, root: str | os.PathLike) -> bool:
+    """True if ``root`` holds ``name`` in torchvision's layout (or the dataset needs no files)."""
+    if name not in _EXPECTED:
+        return True
+    return all(p.exists() or p.with_name(p.name + ".gz").exists() for p in expected_files(name, root))
+
+
+def missing_data_message(name: str, root: str | os.PathLike, problem: str = "not found") -> str:
+    sub, _ = _EXPECTED[name]
+    return (f"dataset {name!r} {problem} in data_root={str(root)!r} (looked for "
+            f"{Path(root) / sub}/). Either point data_root at a copy in torchvision's layout "
+            f"(the folder that contains '{sub.split('/')[0]}'), or set data_root: null to "
+            f"download it with checksums into '{DEFAULT_ROOT}/' (needs internet).")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+def _synthetic(seed: int = 0, n_train: int = TRAIN_SIZES["synthetic"], n_test: int = 256,
+               classes: int = 10, shape=(3, 8, 8)) -> Dataset:
+    """Learnable toy images: a fixed random template per class plus pixel noise."""
+    g = torch.Generator().manual_seed(seed)
+    templates = torch.rand((classes, *shape), generator=g) * 255
+
+    def make(n):
+        y = torch.randint(0, classes, (n,), generator=g)
+        x = templates[y] + torch.randn((n, *shape), generator=g) * 60
+        return x.clamp(0, 255).round().to(torch.uint8), y
+
+    (xtr, ytr), (xte, yte) = make(n_train), make(n_test)
+    return Dataset("synthetic", xtr, ytr, xte, yte, classes)
+
+
+def _digits() -> Dataset:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = np.round(d.images * (255 / 16)).astype(np.uint8)[:, None]  # 0..16 -> 0..255, (N,1,8,8)
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=360, random_state=0,
+                                          stratify=d.target)
+    return Dataset("digits", torch.from_numpy(xtr), torch.from_numpy(ytr).long(),
+                   torch.from_numpy(xte), torch.from_numpy(yte).long(), 10)
+
+
+def _torchvision(name: str, root: str | os.PathLike, download: bool) -> Dataset:
+    from torchvision import datasets
+
+    cls = {"cifar10": datasets.CIFAR10, "fashion_mnist": datasets.FashionMNIST}[name]
+    try:
+        train = cls(str(root), train=True, download=download)
+        test = cls(str(root), train=False, download=False)
+    except Exception as e:  # torchvision raises RuntimeError / URLError / OSError
+        raise DataError(missing_data_message(name, root, f"could not be read (torchvision said: "
+                                             f"{e})")) from e
+
+    def tensors(ds):
+        x = torch.as_tensor(np.asarray(ds.data))
+        x = x.permute(0, 3, 1, 2) if x.ndim == 4 else x[:, None]  # NHWC -> NCHW; NHW -> N1HW
+        return x.contiguous().to(torch.uint8), torch.as_tensor(np.asarray(ds.targets)).long()
+
+    (xtr, ytr), (xte, yte) = tensors(train), tensors(test)
+    return Dataset(name, xtr, ytr, xte, yte, len(train.classes))
+
+
+def load_dataset(name: str, data_root: str | os.PathLike | None = None) -> Dataset:
+    """Load ``name``. For torchvision sets, ``data_root`` is an existing copy in torchvision's
+    layout; ``None`` downloads (with checksums) into ``resources/`` unless already there."""
+    if name == "synthetic":
+        return _synthetic()
+    if name == "digits":
+        return _digits()
+    if name not in _EXPECTED:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if data_root is None:
+        return _torchvision(name, DEFAULT_ROOT, download=True)
+    if not dataset_present(name, data_root):
+        raise DataError(missing_data_message(name, data_root))
+    return _torchvision(name, data_root, download=False)
+
+
+# --------------------------------------------------------------------------------------------
+# On the device
+
+def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Per-sample random crop (zero padding ``pad``) and horizontal flip, batched on x's device."""
+    n, c, h, w = x.shape
+    dev = x.device
+    xp = F.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n, 1), device=dev, generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n, 1), device=dev, generator=generator)
+    rows = (dy + torch.arange(h, device=dev))[:, None, :, None]
+    cols = (dx + torch.arange(w, device=dev))[:, None, None, :]
+    out = xp[torch.arange(n, device=dev)[:, None, None, None],
+             torch.arange(c, device=dev)[None, :, None, None], rows, cols]
+    flip = torch.rand(n, device=dev, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], out.flip(3), out)
+
+
+class DeviceData:
+    """A :class:`Dataset` on ``device``: uint8 storage, float normalisation per batch."""
+
+    def __init__(self, ds: Dataset, device: torch.device):
+        self.device = device
+        self.num_classes = ds.num_classes
+        mean, std = ds.channel_stats()
+        self.mean = mean.view(1, -1, 1, 1).to(device)
+        self.std = std.view(1, -1, 1, 1).to(device)
+        self.x_train, self.y_train = ds.x_train.to(device), ds.y_train.to(device)
+        self.x_test, self.y_test = ds.x_test.to(device), ds.y_test.to(device)
+
+    def normalize(self, x_u8: torch.Tensor) -> torch.Tensor:
+        return (x_u8.float() / 255 - self.mean) / self.std
+
+    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = False):
+        """Endless stream of (x, y) training batches: a fresh device-side permutation per epoch,
+        the last incomplete batch of each epoch dropped (50,000 / 128 -> 390 steps)."""
+        n = self.x_train.shape[0]
+        per_epoch = n // batch_size
+        if per_epoch == 0:
+            raise ValueError(f"batch_size={batch_size} exceeds the training set ({n} samples)")
+        while True:
+            perm = torch.randperm(n, device=self.device, generator=generator)
+            for i in range(per_epoch):
+                idx = perm[i * batch_size:(i + 1) * batch_size]
+                x = self.x_train[idx]
+                if augment:
+                    x = random_crop_flip(x, 4 if x.shape[-1] >= 16 else 1, generator)
+                yield self.normalize(x), self.y_train[idx]

@@ -1,0 +1,217 @@
+"""Networks studied: a VGG-style net and seed 001's small CNN, each in several variants.
+
+Every network is a flat sequence of *weight layers* numbered 1..L from the input. Layer i is
+
+    z_i = norm_i(W_i x_{i-1})          (the pre-activation: what enters the nonlinearity)
+    x_i = pool_i(relu(z_i))            (no ReLU on the last layer, which gives the logits)
+
+and that numbering is the one used in every output table and figure. ``norm_i`` is the identity
+(``standard``), BatchNorm (``batchnorm``) or BatchNorm followed by the time-varying noise of the
+paper's Algorithm 1 (``noisy_batchnorm``). The last layer is never normalised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+VARIANTS = ("standard", "batchnorm", "noisy_batchnorm")
+MODELS = ("vgg", "simple_cnn")
+INITS = ("glorot", "kaiming")
+
+# VGG-16 layout adapted to 32x32 inputs (13 convs then one linear classifier): 14 weight layers,
+# so every layer number the paper plots (up to 13) is a conv layer followed by BN in the BN net.
+VGG_CONVS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
+# Seed 001's network: 3 convs + 2 linear layers.
+SIMPLE_CNN_CONVS = [32, "M", 64, "M", 128, "M"]
+SIMPLE_CNN_HIDDEN = [256]
+
+NOISY_BN_DEFAULTS = {"n_mu": 0.5, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1}
+
+
+class NoisyBatchNorm(nn.Module):
+    """BatchNorm followed by the paper's Algorithm 1 noise (training mode only).
+
+    For unit j at step t:   mu_t ~ U(-n_mu, n_mu),  sigma_t ~ U(1, n_sigma)
+    per sample i, unit j:   m ~ U(mu_t - r_mu, mu_t + r_mu),  s ~ N(sigma_t, r_sigma)
+    and the activation becomes s * a + m. For conv layers height and width count as part of the
+    batch: mu_t and sigma_t are drawn per channel, m and s per (sample, position, channel).
+
+    A fresh sample is drawn on every training-mode forward pass, unless the module is inside
+    :func:`reuse_noise`, where the last sample is reused (probes need the step's own noise).
+    Draws come from ``self.generator`` (set by :func:`set_noise_generator`), so they never touch
+    the global RNG stream.
+    """
+
+    def __init__(self, num_features: int, conv: bool, n_mu: float = 0.5, n_sigma: float = 1.25,
+                 r_mu: float = 0.1, r_sigma: float = 0.1):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(num_features) if conv else nn.BatchNorm1d(num_features)
+        self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
+        self.generator: torch.Generator | None = None
+        self.reuse = False
+        self._noise: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def sample_noise(self, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw (s, m) for an activation tensor of ``shape``; channels are dim 1."""
+        g, c = self.generator, shape[1]
+        unit = (1, c) + (1,) * (len(shape) - 2)
+        mu_t = (torch.rand(c, generator=g, device=device, dtype=dtype) * 2 - 1) * self.n_mu
+        sigma_t = 1 + torch.rand(c, generator=g, device=device, dtype=dtype) * (self.n_sigma - 1)
+        m = mu_t.view(unit) + (torch.rand(shape, generator=g, device=device, dtype=dtype) * 2 - 1) * self.r_mu
+        s = sigma_t.view(unit) + torch.randn(shape, generator=g, device=device, dtype=dtype) * self.r_sigma
+        return s, m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn(x)
+        if not self.training:
+            return x
+        if not (self.reuse and self._noise is not None and self._noise[0].shape == x.shape):
+            self._noise = self.sample_noise(x.shape, x.device, x.dtype)
+        s, m = self._noise
+        return s * x + m
+
+
+@dataclass
+class LayerInfo:
+    index: int          # 1..L from the input
+    kind: str           # "conv" or "linear"
+    in_features: int
+    out_features: int
+    normalized: bool
+
+
+class Layer(nn.Module):
+    """One weight layer with its normalisation, nonlinearity flag and optional 2x2 max-pool."""
+
+    def __init__(self, weight: nn.Module, norm: nn.Module, relu: bool, pool: bool, flatten: bool):
+        super().__init__()
+        self.weight_layer = weight
+        self.norm = norm
+        self.relu = relu
+        self.pool = pool
+        self.flatten = flatten
+
+
+class Net(nn.Module):
+    """A feed-forward stack of :class:`Layer`. ``forward(x, preacts=list)`` also collects z_i."""
+
+    def __init__(self, layers: list[Layer]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: torch.Tensor, preacts: list | None = None) -> torch.Tensor:
+        for layer in self.layers:
+            if layer.flatten:
+                x = x.flatten(1)
+            z = layer.norm(layer.weight_layer(x))
+            if preacts is not None:
+                preacts.append(z)
+            x = F.relu(z) if layer.relu else z
+            if layer.pool:
+                x = F.max_pool2d(x, 2)
+        return x
+
+    def layer_info(self) -> list[LayerInfo]:
+        out = []
+        for i, layer in enumerate(self.layers, start=1):
+            w = layer.weight_layer
+            conv = isinstance(w, nn.Conv2d)
+            out.append(LayerInfo(i, "conv" if conv else "linear",
+                                 w.in_channels if conv else w.in_features,
+                                 w.out_channels if conv else w.out_features,
+                                 not isinstance(layer.norm, nn.Identity)))
+        return out
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """W_1..W_L (the weight tensors the paper's per-layer measurements refer to)."""
+        return [layer.weight_layer.weight for layer in self.layers]
+
+
+def _norm(variant: str, features: int, conv: bool, noisy_bn: dict) -> nn.Module:
+    if variant == "standard":
+        return nn.Identity()
+    if variant == "batchnorm":
+        return nn.BatchNorm2d(features) if conv else nn.BatchNorm1d(features)
+    if variant == "noisy_batchnorm":
+        return NoisyBatchNorm(features, conv, **{**NOISY_BN_DEFAULTS, **(noisy_bn or {})})
+    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+
+
+def build_model(model: str, variant: str, in_channels: int, image_size: int, num_classes: int,
+                width: float = 1.0, noisy_bn: dict | None = None, init: str = "glorot") -> Net:
+    """Build ``model`` ('vgg' or 'simple_cnn') in ``variant`` for square inputs of ``image_size``.
+
+    Max-pools are skipped once the feature map is 1x1, so 8x8 and 28x28 inputs work with the
+    same layer count as 32x32. ``width`` multiplies every hidden width. Weights are
+    Glorot-uniform as in the paper (``init='glorot'``) or He-uniform for ReLU (``'kaiming'``);
+    biases are zero.
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    if model == "vgg":
+        convs, hidden = VGG_CONVS, []
+    elif model == "simple_cnn":
+        convs, hidden = SIMPLE_CNN_CONVS, SIMPLE_CNN_HIDDEN
+    else:
+        raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    if width <= 0:
+        raise ValueError(f"width must be > 0, got {width}")
+    scale = lambda c: max(1, round(c * width))  # noqa: E731
+
+    layers: list[Layer] = []
+    c, size = in_channels, image_size
+    for item in convs:
+        if item == "M":
+            if size >= 2:
+                layers[-1].pool = True
+                size //= 2
+            continue
+        out = scale(item)
+        layers.append(Layer(nn.Conv2d(c, out, 3, padding=1), _norm(variant, out, True, noisy_bn),
+                            relu=True, pool=False, flatten=False))
+        c = out
+    features = c * size * size
+    for i, h in enumerate(hidden):
+        out = scale(h)
+        layers.append(Layer(nn.Linear(features, out), _norm(variant, out, False, noisy_bn),
+                            relu=True, pool=False, flatten=(i == 0)))
+        features = out
+    layers.append(Layer(nn.Linear(features, num_classes), nn.Identity(), relu=False, pool=False,
+                        flatten=not hidden))
+    net = Net(layers)
+    for m in net.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if init == "glorot":
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+    return net
+
+
+def noisy_modules(model: nn.Module) -> list[NoisyBatchNorm]:
+    return [m for m in model.modules() if isinstance(m, NoisyBatchNorm)]
+
+
+def set_noise_generator(model: nn.Module, generator: torch.Generator | None) -> None:
+    """Make every noisy-BN layer draw from ``generator`` instead of the global RNG."""
+    for m in noisy_modules(model):
+        m.generator = generator
+
+
+@contextlib.contextmanager
+def reuse_noise(model: nn.Module):
+    """Inside this block, noisy-BN layers reuse the noise of their last training forward pass."""
+    mods = noisy_modules(model)
+    for m in mods:
+        m.reuse = True
+    try:
+        yield
+    finally:
+        for m in mods:
+            m.reuse = False

@@ -1,0 +1,25 @@
+"""Glue for Snakemake rule scripts: send a script's output and any traceback to its log file."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import traceback
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def log_to(path):
+    """Redirect stdout/stderr (progress bars included) into ``path`` for the block; a crash's
+    traceback is written there too, then re-raised so Snakemake marks the job failed."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    old = sys.stdout, sys.stderr
+    with open(path, "w", buffering=1) as f:
+        sys.stdout = sys.stderr = f
+        try:
+            yield f
+        except BaseException:
+            traceback.print_exc(file=f)
+            raise
+        finally:
+            sys.stdout, sys.stderr = old

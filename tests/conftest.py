@@ -1,0 +1,32 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from bnopt.data import load_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    return load_dataset("synthetic")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def run_snakemake(args, workdir, timeout=600):
+    """Run the real snakemake CLI on this repo's Snakefile with ``workdir`` as working dir."""
+    shutil.copy(ROOT / "config.yaml", Path(workdir) / "config.yaml")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                           "-d", str(workdir), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)

@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bnopt.config import ConfigError, check_config, coerce, load_schema, lr_str, run_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def with_(**kw):
+    return {**BASE, **kw}
+
+
+def test_shipped_configs_are_valid():
+    cfg = check_config(BASE)
+    assert cfg["lrs"] == [0.1, 0.5] and cfg["steps"] == 15000 and cfg["momentum"] == 0.0
+    quick = check_config({**BASE, **yaml.safe_load((ROOT / "workflow/presets/quick.yaml").read_text())})
+    assert quick["dataset"] == "digits"
+
+
+def test_command_line_strings_are_coerced():
+    # what snakemake --config seeds='[0,1]' lrs='[0.1,1e-3]' augment=true delivers
+    cfg = check_config(with_(seeds=["0", "1"], lrs=["0.1", "1e-3"], augment="true", steps="20",
+                             data_root="null", noisy_bn={"n_mu": "0.3"}))
+    assert cfg["seeds"] == [0, 1] and cfg["lrs"] == [0.1, 0.001]
+    assert cfg["augment"] is True and cfg["steps"] == 20 and cfg["data_root"] is None
+    assert cfg["noisy_bn"] == {"n_mu": 0.3, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1}
+    assert coerce("[0.1, 0.5]", load_schema()["properties"]["lrs"]) == [0.1, 0.5]
+
+
+def test_defaults_are_filled():
+    minimal = {k: BASE[k] for k in ("dataset", "model", "variants", "lrs", "seeds", "steps",
+                                     "batch_size")}
+    cfg = check_config(minimal)
+    assert cfg["eval_every"] == 500 and cfg["device"] == "auto" and cfg["fig1_lrs"] == [0.1, 0.5]
+
+
+@pytest.mark.parametrize("override,expect", [
+    ({"learning_rate": 0.1}, ["unknown config key 'learning_rate'", "Allowed keys:", "lrs"]),
+    ({"lrs": ["0.1", "-0.5"]}, ["lrs[1] = -0.5", "must be > 0"]),
+    ({"lrs": ["fast"]}, ["lrs[0] = 'fast'", "expected number"]),
+    ({"seeds": ["0", "x"]}, ["seeds[1] = 'x'", "expected integer"]),
+    ({"seeds": ["1.5"]}, ["seeds[0] = '1.5'", "expected integer"]),
+    ({"steps": "many"}, ["steps = 'many'", "expected integer"]),
+    ({"variants": ["standard", "groupnorm"]}, ["variants[1] = 'groupnorm'", "noisy_batchnorm"]),
+    ({"dataset": "imagenet"}, ["dataset = 'imagenet'", "cifar10", "fashion_mnist"]),
+    ({"model": "resnet18"}, ["model = 'resnet18'", "simple_cnn"]),
+    ({"momentum": 1.0}, ["momentum = 1.0", "must be < 1"]),
+    ({"device": "gpu"}, ["device = 'gpu'", "auto, cuda, cpu"]),
+    ({"noisy_bn": {"n_sigma": 0.5}}, ["noisy_bn.n_sigma = 0.5", ">= 1"]),
+    ({"noisy_bn": {"mu": 0.5}}, ["unknown config key 'mu' in noisy_bn"]),
+    ({"dataset": "digits", "batch_size": 4096}, ["batch_size = 4096", "digits", "1437"]),
+    ({"dataset": "fashion_mnist", "data_root": "/data/fm"},
+     ["data_root", "/data/fm", "FashionMNIST", "data_root: null"]),
+])
+def test_bad_config_names_key_and_fix(override, expect):
+    with pytest.raises(ConfigError) as e:
+        check_config(with_(**override))
+    for text in expect:
+        assert text in str(e.value), str(e.value)
+
+
+def test_run_paths_are_canonical():
+    assert lr_str("0.1") == "0.1" and lr_str(1e-6) == "1e-06" and lr_str(0.5) == "0.5"
+    assert run_dir("cifar10", "vgg", "batchnorm", "0.10", "2") == \
+        "results/runs/cifar10/vgg/batchnorm/lr0.1/seed2"

@@ -1,0 +1,23 @@
+"""envs/bnopt.yaml (the rules' conda env) matches pyproject.toml's dependencies."""
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+CONDA_NAME = {"torch": "pytorch"}
+
+
+def split(req: str):
+    m = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", req)
+    return m[1].lower(), m[2].replace(" ", "")
+
+
+def test_conda_env_matches_pyproject():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    want = {CONDA_NAME.get(n, n): spec for n, spec in map(split, deps)}
+    env = yaml.safe_load((ROOT / "envs/bnopt.yaml").read_text())
+    have = dict(split(d) for d in env["dependencies"] if isinstance(d, str))
+    have.pop("python")
+    assert have == want

@@ -1,0 +1,18 @@
+rule summary:
+    """One row per run of the sweep, plus all per-step and eval rows in one Parquet each."""
+    input:
+        run_metas(config["variants"], config["lrs"]),
+    output:
+        csv=report(
+            "results/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+        steps="results/tables/steps.parquet",
+        evals="results/tables/eval.parquet",
+    log:
+        "results/logs/summary.log",
+    conda:
+        "../../envs/bnopt.yaml"
+    script:
+        "../scripts/summarize.py"

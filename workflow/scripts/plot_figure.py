@@ -1,0 +1,12 @@
+"""Figure rules: draw the figure named after the rule from its runs."""
+from bnopt.figures import FIGURES
+from bnopt.workflow import log_to
+
+
+def main(sm):
+    FIGURES[sm.rule](list(sm.input), sm.output[0], **sm.params.kwargs)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    with log_to(snakemake.log[0]):  # noqa: F821
+        main(snakemake)  # noqa: F821

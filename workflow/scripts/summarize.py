@@ -1,0 +1,18 @@
+"""Rule summary: summary.csv (one row per run) and combined per-step / eval Parquet."""
+from bnopt.aggregate import load_table, summary_table
+from bnopt.io import write_csv, write_parquet
+from bnopt.workflow import log_to
+
+
+def main(sm):
+    metas = list(sm.input)
+    write_parquet(load_table(metas, "steps"), sm.output.steps)
+    write_parquet(load_table(metas, "eval"), sm.output.evals)
+    summary = summary_table(metas)
+    write_csv(summary, sm.output.csv)
+    print(summary.to_string())
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    with log_to(snakemake.log[0]):  # noqa: F821
+        main(snakemake)  # noqa: F821

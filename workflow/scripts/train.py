@@ -1,0 +1,23 @@
+"""Rule train: one (dataset, model, variant, lr, seed) run."""
+import json
+
+from bnopt.data import Dataset
+from bnopt.train import RunConfig, train_run, write_run
+from bnopt.workflow import log_to
+
+
+def main(sm):
+    w = sm.wildcards
+    cfg = RunConfig.from_dict({**sm.params.train, "dataset": w.dataset, "model": w.model,
+                               "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
+    print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
+    result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads)
+    m = result.meta
+    print(f"done on {m['device_name']}: {m['steps_completed']} steps in {m['wall_seconds']:.1f} s, "
+          f"diverged={m['diverged']}, final test acc {m['final_test_acc']:.4f}")
+    write_run(result, sm.output.steps, sm.output.evals, sm.output.meta)
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    with log_to(snakemake.log[0]):  # noqa: F821
+        main(snakemake)  # noqa: F821
