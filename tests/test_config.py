@@ -15,7 +15,7 @@ def with_(**kw):
 
 def test_shipped_configs_are_valid():
     cfg = check_config(BASE)
-    assert cfg["lrs"] == [0.1, 0.5] and cfg["steps"] == 15000 and cfg["momentum"] == 0.0
+    assert cfg["lrs"] == [0.1, 0.5, 0.01] and cfg["steps"] == 15000 and cfg["momentum"] == 0.0
     quick = check_config({**BASE, **yaml.safe_load((ROOT / "workflow/presets/quick.yaml").read_text())})
     assert quick["dataset"] == "digits"
 
@@ -52,6 +52,9 @@ def test_defaults_are_filled():
     ({"noisy_bn": {"n_sigma": 0.5}}, ["noisy_bn.n_sigma = 0.5", ">= 1"]),
     ({"noisy_bn": {"mu": 0.5}}, ["unknown config key 'mu' in noisy_bn"]),
     ({"dataset": "digits", "batch_size": 4096}, ["batch_size = 4096", "digits", "1437"]),
+    ({"model": "simple_cnn"}, ["fig1_layers = [3, 11]", "simple_cnn has layers 1..5"]),
+    ({"measure_every": 30, "hist_every": 100}, ["hist_every = 100", "multiple of measure_every"]),
+    ({"probe_multipliers": ["0.5", "0"]}, ["probe_multipliers[1] = 0.0", "must be > 0"]),
     ({"dataset": "fashion_mnist", "data_root": "/data/fm"},
      ["data_root", "/data/fm", "FashionMNIST", "data_root: null"]),
 ])

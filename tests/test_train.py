@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from bnopt.io import write_parquet
-from bnopt.train import EVAL_COLUMNS, STEP_COLUMNS, RunConfig, resolve_device, train_run, write_run
+from bnopt.train import (EVAL_COLUMNS, STEP_COLUMNS, TABLES, RunConfig, resolve_device,
+                         train_run, write_run)
 
 TINY = dict(dataset="synthetic", model="vgg", lr=0.05, seed=0, steps=30, batch_size=64,
-            width=0.125, eval_every=10, log_every=7, device="cpu")
+            width=0.125, eval_every=10, log_every=7, device="cpu", measure_every=5, hist_every=10,
+            probe_multipliers=(0.5, 1.0, 4.0))
 
 
 @pytest.mark.parametrize("variant", ["standard", "batchnorm", "noisy_batchnorm"])
@@ -19,12 +21,14 @@ def test_same_config_and_seed_give_identical_parquet(tmp_path, synthetic, varian
     tables = []
     for k in range(2):
         r = train_run(cfg, synthetic, progress=False)
-        write_run(r, tmp_path / f"s{k}.parquet", tmp_path / f"e{k}.parquet", tmp_path / f"m{k}.json")
-        tables.append((pq.read_table(tmp_path / f"s{k}.parquet").drop(["elapsed_s"]),
-                       pq.read_table(tmp_path / f"e{k}.parquet")))
-    assert tables[0][0].equals(tables[1][0]) and tables[0][1].equals(tables[1][1])
+        write_run(r, {n: tmp_path / f"{n}{k}.parquet" for n in TABLES}, tmp_path / f"m{k}.json")
+        tables.append({n: pq.read_table(tmp_path / f"{n}{k}.parquet") for n in TABLES})
+    tables[0]["steps"] = tables[0]["steps"].drop(["elapsed_s"])  # wall-clock time differs
+    tables[1]["steps"] = tables[1]["steps"].drop(["elapsed_s"])
+    for name in TABLES:
+        assert tables[0][name].equals(tables[1][name]), name
     other = train_run(RunConfig(variant=variant, **{**TINY, "seed": 1}), synthetic, progress=False)
-    assert not np.array_equal(other.steps["loss"], tables[0][0].column("loss").to_numpy())
+    assert not np.array_equal(other.steps["loss"], tables[0]["steps"].column("loss").to_numpy())
 
 
 def test_tables_follow_the_documented_schema(synthetic):
@@ -89,9 +93,56 @@ def test_atomic_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
 def test_run_metadata_is_embedded_and_written_last(tmp_path, synthetic):
     r = train_run(RunConfig(variant="standard", **TINY), synthetic, progress=False)
-    write_run(r, tmp_path / "steps.parquet", tmp_path / "eval.parquet", tmp_path / "run.json")
+    write_run(r, {n: tmp_path / f"{n}.parquet" for n in TABLES}, tmp_path / "run.json")
     meta = json.loads((tmp_path / "run.json").read_text())
     assert meta["variant"] == "standard" and meta["lr"] == 0.05
     embedded = json.loads(pq.read_schema(tmp_path / "steps.parquet").metadata[b"bnopt"])
     assert embedded["seed"] == 0
     assert (tmp_path / "run.json").stat().st_mtime_ns >= (tmp_path / "steps.parquet").stat().st_mtime_ns
+
+
+@pytest.mark.parametrize("variant,momentum", [("standard", 0.9), ("batchnorm", 0.0),
+                                              ("batchnorm", 0.9), ("noisy_batchnorm", 0.9)])
+def test_measuring_changes_nothing_the_training_sees(synthetic, variant, momentum):
+    """With measurements on or off, every per-step and eval number is bitwise identical: probes
+    leave parameters, BN running statistics, optimizer state and RNG streams as they were."""
+    base = {**TINY, "momentum": momentum, "steps": 24}
+    off = train_run(RunConfig(variant=variant, **{**base, "measure_every": 0}), synthetic, progress=False)
+    on = train_run(RunConfig(variant=variant, **{**base, "measure_every": 3, "hist_every": 6}),
+                   synthetic, progress=False)
+    cols = [c for c in STEP_COLUMNS if c != "elapsed_s"]
+    pd.testing.assert_frame_equal(on.steps[cols], off.steps[cols], check_exact=True)
+    pd.testing.assert_frame_equal(on.evals, off.evals, check_exact=True)
+    assert len(on.tables["probes"]) == 8 * 3 and len(off.tables["probes"]) == 0
+
+
+def test_measurement_tables(synthetic):
+    cfg = RunConfig(variant="batchnorm", **TINY)
+    r = train_run(cfg, synthetic, progress=False)
+    t = r.tables
+    for name, cols in TABLES.items():
+        assert list(t[name].columns) == cols, name
+    measured = list(range(0, 30, 5))
+    L = r.meta["num_layers"]
+    assert L == 14
+    probes = t["probes"]
+    assert sorted(probes.step.unique()) == measured and len(probes) == len(measured) * 3
+    np.testing.assert_allclose(probes.step_size, probes.multiplier * cfg.lr)
+    assert (probes.grad_change > 0).all() and np.isfinite(probes.beta).all()
+    ics = t["ics"]
+    assert len(ics) == len(measured) * L and (ics[ics.layer == 1].l2 == 0).all()
+    assert (ics[ics.layer > 1].l2 > 0).all() and ics.cos.between(-1, 1 + 1e-6).all()
+    acts = t["activations"]
+    assert len(acts) == len(measured) * L
+    assert (acts.q01 <= acts.q50).all() and (acts.q50 <= acts.q99).all()
+    bn_layers = acts[(acts.layer <= 13) & (acts.step == 0)]
+    np.testing.assert_allclose(bn_layers["mean"], 0, atol=1e-4)  # BN output at init: mean 0 ...
+    np.testing.assert_allclose(bn_layers["std"], 1, atol=1e-2)   # ... std 1 (gamma 1, beta 0)
+    assert acts.mean_shift.notna().all()  # every measured step has a next step here
+    hist = t["histograms"]
+    assert sorted(hist.step.unique()) == [0, 10, 20]
+    per = hist.groupby(["step", "layer"])["count"].sum()
+    assert (per[per.index.get_level_values("layer") == 14] == 64 * 10).all()  # N x classes
+    init = t["init_distance"]
+    assert sorted(init.step.unique()) == [0, 10, 20, 30] and (init[init.step == 0].distance == 0).all()
+    assert (init[init.step == 30].distance > 0).all()

@@ -4,6 +4,7 @@ import re
 import pandas as pd
 import pytest
 
+from bnopt.figures import FIGURES
 from conftest import ROOT, run_snakemake
 
 
@@ -16,9 +17,10 @@ def test_default_config_resolves_the_whole_dag(tmp_path):
     r = run_snakemake(["-n", "--cores", "1"], tmp_path)
     assert r.returncode == 0, r.stderr
     jobs = job_counts(r.stdout)
-    assert jobs["train"] == 3 * 2 * 3  # variants x lrs x seeds of config.yaml
+    assert jobs["train"] == 3 * 3 * 3  # variants x lrs x seeds of config.yaml
     assert jobs["prepare_data"] == 1 and jobs["summary"] == 1
-    assert jobs["fig1_accuracy"] == 1 and jobs["fig2_noisy_bn"] == 1
+    for fig in FIGURES:
+        assert jobs[fig] == 1, fig
 
 
 def test_a_figure_trains_only_the_runs_it_needs(tmp_path):
@@ -33,7 +35,8 @@ def test_command_line_overrides_coerce_and_errors_name_the_key(tmp_path):
     ok = run_snakemake(["-n", "--cores", "1", "--config", "seeds=[0,1]", "lrs=[0.1]",
                         "dataset=digits"], tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert job_counts(ok.stdout)["train"] == 3 * 1 * 2 + 2 * 1 * 2  # sweep + fig1's lr 0.5 runs
+    # the sweep (3 variants x lr 0.1 x 2 seeds) + standard/BN runs at fig1's 0.5 and fig3's 0.01
+    assert job_counts(ok.stdout)["train"] == 3 * 1 * 2 + 2 * 2 * 2
     bad = run_snakemake(["-n", "--cores", "1", "--config", "dataset=fashion_mnist",
                          "data_root=/data/fm", "seeds=[0,1]"], tmp_path)
     assert bad.returncode != 0
@@ -55,7 +58,8 @@ def test_lint_is_clean(tmp_path):
 def test_tiny_end_to_end_run(tmp_path):
     cfg = ["dataset=synthetic", "width=0.125", "steps=16", "batch_size=64", "eval_every=8",
            "log_every=4", "device=cpu", "threads=1", "seeds=[0]", "lrs=[0.05,10000.0]",
-           "fig1_lrs=[0.05,10000.0]", "fig2_lr=0.05"]
+           "fig1_lrs=[0.05,10000.0]", "fig3_lrs=[0.05,10000.0]", "figure_lr=0.05",
+           "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]"]
     r = run_snakemake(["--cores", "2", "--config", *cfg], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
@@ -64,8 +68,8 @@ def test_tiny_end_to_end_run(tmp_path):
     row = summary[(summary.variant == "standard") & (summary.lr == 10000.0)].iloc[0]
     assert bool(row.diverged) and row.steps_completed < 16
     assert (summary[summary.lr == 0.05].steps_completed == 16).all()
-    for fig in ("fig1_accuracy", "fig2_noisy_bn"):
-        assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 10_000
+    for fig in FIGURES:
+        assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 10_000, fig
     log = (tmp_path / "results/logs/train/synthetic/vgg/batchnorm/lr0.05_seed0.log").read_text()
     assert "16/16" in log and "loss=" in log
     again = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)

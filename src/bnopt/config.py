@@ -13,6 +13,7 @@ import jsonschema
 import yaml
 
 from bnopt.data import TRAIN_SIZES, dataset_present, missing_data_message
+from bnopt.models import NUM_LAYERS
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -130,6 +131,15 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     if cfg["batch_size"] > TRAIN_SIZES[name]:
         raise ConfigError(f"batch_size = {cfg['batch_size']} is larger than the {name} training set "
                           f"({TRAIN_SIZES[name]} samples); choose batch_size <= {TRAIN_SIZES[name]}.")
+    n = NUM_LAYERS[cfg["model"]]
+    for key in ("fig1_layers", "fig2_layers", "fig3_layers", "fig8_layers"):
+        bad = [i for i in cfg[key] if i > n]
+        if bad:
+            raise ConfigError(f"{key} = {cfg[key]}: model {cfg['model']} has layers 1..{n} only "
+                              f"(not {', '.join(map(str, bad))}); choose layers in 1..{n}.")
+    if cfg["measure_every"] and cfg["hist_every"] % cfg["measure_every"]:
+        raise ConfigError(f"hist_every = {cfg['hist_every']} must be a multiple of measure_every "
+                          f"= {cfg['measure_every']} (histograms are taken at measured steps).")
     return cfg
 
 

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bnopt.aggregate import load_table, read_meta  # noqa: E402
+from bnopt.aggregate import landscape_summary, load_table, read_meta  # noqa: E402
 
 LABELS = {"standard": "Standard", "batchnorm": "Standard + BatchNorm",
           "noisy_batchnorm": "Standard + \"Noisy\" BatchNorm"}
@@ -97,31 +97,249 @@ def fig1_accuracy(meta_paths, out_path, lrs) -> None:
     plt.close(fig)
 
 
-def fig2_noisy_bn(meta_paths, out_path, lr) -> None:
-    """Figure 2 (accuracy panel): training accuracy of standard, BN and noisy BN at one lr."""
-    metas = [read_meta(p) for p in meta_paths]
-    variants = [v for v in ("standard", "batchnorm", "noisy_batchnorm")
-                if any(m["variant"] == v for m in metas)]
-    steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
+def _first_seed_runs(metas: list[dict], variants, lr) -> dict:
+    """variant -> run.json path of the lowest seed at ``lr`` (distributions are not averaged)."""
+    out = {}
+    for v in variants:
+        runs = sorted((m["seed"], m["_path"]) for m in metas if m["variant"] == v and m["lr"] == lr)
+        if runs:
+            out[v] = runs[0][1]
+    return out
+
+
+def _read_metas(meta_paths) -> list[dict]:
+    return [{**read_meta(p), "_path": p} for p in meta_paths]
+
+
+def _check_layers(metas, layers):
+    n = min(m["num_layers"] for m in metas)
+    bad = [i for i in layers if i > n]
+    if bad:
+        raise ValueError(f"layers {bad} do not exist: the model has layers 1..{n}")
+
+
+def _fan(ax, acts: pd.DataFrame, color):
+    """Percentile bands of a layer's pre-activations over training: 1-99, 5-95, 25-75, median."""
+    a = acts.sort_values("step")
+    for lo, hi, alpha in (("q01", "q99", 0.15), ("q05", "q95", 0.25), ("q25", "q75", 0.45)):
+        ax.fill_between(a.step, a[lo], a[hi], color=color, alpha=alpha, lw=0)
+    ax.plot(a.step, a.q50, color=color, lw=1.2)
+
+
+def _activation_grid(axes, metas, variants, layers, lr):
+    runs = _first_seed_runs(metas, variants, lr)
+    acts = {v: load_table([p], "activations") for v, p in runs.items()}
+    for i, layer in enumerate(layers):
+        for j, v in enumerate(variants):
+            ax = axes[i][j]
+            if v in acts:
+                _fan(ax, acts[v][acts[v].layer == layer], PALETTE[v])
+            ax.set_title(f"{LABELS[v]}, layer {layer}", fontsize=10)
+            if j == 0:
+                ax.set_ylabel("pre-activation value")
+            if i == len(layers) - 1:
+                ax.set_xlabel("training step")
+    for row in axes:  # one y range per layer, so the variants compare at a glance
+        lo = min(a.get_ylim()[0] for a in row)
+        hi = max(a.get_ylim()[1] for a in row)
+        for a in row:
+            a.set_ylim(lo, hi)
+    return min(read_meta(p)["seed"] for p in runs.values())
+
+
+def fig1_activations(meta_paths, out_path, layers, lr) -> None:
+    """Figure 1(c): distribution of the pre-activations of ``layers`` over training."""
+    metas = _read_metas(meta_paths)
+    _check_layers(metas, layers)
+    variants = ["standard", "batchnorm"]
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
-    _lineplot(ax, steps, "accuracy", variants)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("training accuracy (batch, smoothed)")
-    ax.set_ylim(0, 1.02)
-    note = _diverged_note(metas, lr, variants)
-    if note:
-        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=8)
-    handles, labels = ax.get_legend_handles_labels()
-    ax.legend(handles, [LABELS[v] for v in labels], loc="upper center", fontsize=9, ncol=2,
-              bbox_to_anchor=(0.5, -0.14), frameon=False)
-    nseeds = len({m["seed"] for m in metas})
-    ax.set_title(f"Figure 2: noisy BatchNorm trains almost as well as BatchNorm\n"
-                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g} "
-                 f"(mean of {nseeds} seeds, 95% CI)", fontsize=11)
+    fig, axes = plt.subplots(len(layers), 2, figsize=(11, 3.4 * len(layers)), squeeze=False,
+                             sharex=True)
+    seed = _activation_grid(axes, metas, variants, layers, lr)
+    fig.suptitle(f"Figure 1(c): activation distributions over training, "
+                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, seed {seed}\n"
+                 "median, 25-75%, 5-95% and 1-99% of the values entering each ReLU", fontsize=11)
     fig.tight_layout()
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
-FIGURES = {"fig1_accuracy": fig1_accuracy, "fig2_noisy_bn": fig2_noisy_bn}
+def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
+    """Figure 2: training accuracy of standard, BN and noisy BN, and the distributions of
+    ``layers``' pre-activations in each (noisy BN's include its noise)."""
+    metas = _read_metas(meta_paths)
+    _check_layers(metas, layers)
+    variants = [v for v in ("standard", "batchnorm", "noisy_batchnorm")
+                if any(m["variant"] == v for m in metas)]
+    steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig = plt.figure(figsize=(13, 3.9 + 2.9 * len(layers)))
+    gs = fig.add_gridspec(1 + len(layers), len(variants), height_ratios=[1.3] + [1] * len(layers))
+    ax = fig.add_subplot(gs[0, :])
+    _lineplot(ax, steps, "accuracy", variants)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("training accuracy\n(batch, smoothed)")
+    ax.set_ylim(0, 1.02)
+    note = _diverged_note(metas, lr, variants)
+    if note:
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=8)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles, [LABELS[v] for v in labels], loc="lower right", fontsize=9)
+    nseeds = len({m["seed"] for m in metas})
+    ax.set_title(f"training accuracy (mean of {nseeds} seeds, 95% CI)", fontsize=10)
+    grid = [[fig.add_subplot(gs[1 + i, j]) for j in range(len(variants))] for i in range(len(layers))]
+    seed = _activation_grid(grid, metas, variants, layers, lr)
+    fig.suptitle(f"Figure 2: noisy BatchNorm trains almost as well as BatchNorm although its "
+                 f"activations are unstable\n{metas[0]['model'].upper()} on {metas[0]['dataset']}, "
+                 f"lr {lr:g}; distributions: seed {seed}, median, 25-75%, 5-95%, 1-99%",
+                 fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig3_ics(meta_paths, out_path, lrs, layers) -> None:
+    """Figure 3(a): gradient ICS (Definition 2.1) of ``layers``, l2 difference and cosine, with
+    training accuracy, standard vs BN, one column per lr."""
+    metas = _read_metas(meta_paths)
+    _check_layers(metas, layers)
+    variants = ["standard", "batchnorm"]
+    steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
+    ics = load_table(meta_paths, "ics")
+    rows = ["acc"] + [("l2", i) for i in layers] + [("cos", i) for i in layers]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(len(rows), len(lrs), figsize=(5.4 * len(lrs), 2.5 * len(rows)),
+                             squeeze=False, sharex=True)
+    for j, lr in enumerate(lrs):
+        for i, row in enumerate(rows):
+            ax = axes[i, j]
+            if row == "acc":
+                _lineplot(ax, steps[steps.lr == lr], "accuracy", variants)
+                ax.set_ylim(0, 1.02)
+                ax.set_title(f"learning rate {lr:g}")
+                ylabel = "training accuracy"
+            else:
+                kind, layer = row
+                d = ics[(ics.lr == lr) & (ics.layer == layer)]
+                _lineplot(ax, d, kind, variants)
+                if kind == "l2":
+                    ax.set_yscale("log")
+                    ylabel = f"layer {layer}: ||G - G'||"
+                else:
+                    ax.set_ylim(-0.05, 1.05)
+                    ylabel = f"layer {layer}: cos(G, G')"
+            ax.set_ylabel(ylabel if j == 0 else "")
+        axes[-1, j].set_xlabel("training step")
+    _legend(fig, axes, variants)
+    fig.suptitle("Figure 3: internal covariate shift in the gradient sense (Definition 2.1)\n"
+                 "G' = layer gradient after the layers below take the step's update; "
+                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, mean over seeds, 95% CI",
+                 fontsize=11)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig4_landscape(meta_paths, out_path, lr) -> None:
+    """Figure 4: (a) loss range along the gradient (log scale), (b) gradient predictiveness
+    range, (c) effective beta-smoothness; standard vs BN, averaged over seeds."""
+    metas = _read_metas(meta_paths)
+    variants = ["standard", "batchnorm"]
+    land = landscape_summary(load_table(meta_paths, "probes"), ("variant", "seed", "step"))
+    mean = land.groupby(["variant", "step"]).mean(numeric_only=True).reset_index()
+    mults = metas[0]["probe_multipliers"]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    for v in variants:
+        m = mean[mean.variant == v]
+        for ax, lo, hi in ((axes[0], "loss_min", "loss_max"), (axes[1], "grad_pred_min", "grad_pred_max")):
+            ax.fill_between(m.step, m[lo], m[hi], color=PALETTE[v], alpha=0.35, lw=0, label=LABELS[v])
+            ax.plot(m.step, m[lo], color=PALETTE[v], lw=0.6)
+            ax.plot(m.step, m[hi], color=PALETTE[v], lw=0.6)
+    _lineplot(axes[2], land, "beta_max", variants)
+    axes[2].get_legend().remove()
+    axes[0].set_yscale("log")
+    axes[0].set_title("(a) loss landscape: loss along the gradient")
+    axes[0].set_ylabel("training loss (min..max over step lengths)")
+    axes[1].set_title("(b) gradient predictiveness")
+    axes[1].set_ylabel("||grad L(x - eta g) - g|| (min..max)")
+    axes[2].set_title("(c) effective beta-smoothness")
+    axes[2].set_ylabel("max ||grad L(x') - g|| / ||x' - x||")
+    for ax in axes:
+        ax.set_xlabel("training step")
+    axes[0].legend(loc="upper right", fontsize=9)
+    nseeds = len({m["seed"] for m in metas})
+    fig.suptitle(f"Figure 4: BatchNorm smooths the loss landscape. {metas[0]['model'].upper()} on "
+                 f"{metas[0]['dataset']}, lr {lr:g}; probes at eta = {min(mults):g}..{max(mults):g} x lr "
+                 f"({len(mults)} points); bands (a, b): seed-mean of min..max over {nseeds} seeds; "
+                 "(c) mean, 95% CI", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
+    """Figure 8: change of the per-unit mean and variance of ``layers``' pre-activations
+    between consecutive steps (averaged over units), standard / BN / noisy BN."""
+    metas = _read_metas(meta_paths)
+    _check_layers(metas, layers)
+    variants = ["standard", "batchnorm", "noisy_batchnorm"]
+    acts = load_table(meta_paths, "activations").dropna(subset=["mean_shift"])
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(2, len(layers), figsize=(5 * len(layers), 7.2), squeeze=False,
+                             sharex=True)
+    for j, layer in enumerate(layers):
+        d = acts[acts.layer == layer]
+        for i, (col, what) in enumerate((("mean_shift", "|change of mean|"),
+                                         ("var_shift", "|change of variance|"))):
+            _lineplot(axes[i, j], d, col, variants)
+            axes[i, j].set_yscale("log")
+            axes[i, j].set_ylabel(what if j == 0 else "")
+        axes[0, j].set_title(f"layer {layer}")
+        axes[1, j].set_xlabel("training step")
+    _legend(fig, axes, variants)
+    fig.suptitle("Figure 8: change of the activation moments between consecutive steps "
+                 f"(per unit, averaged over units)\n{metas[0]['model'].upper()} on "
+                 f"{metas[0]['dataset']}, lr {lr:g}, mean over seeds, 95% CI", fontsize=11)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> None:
+    """Figure 11: l2 change of the gradient vs the step length along the gradient, one curve
+    per measured training step (colour = step), standard vs BN, lowest seed."""
+    metas = _read_metas(meta_paths)
+    variants = ["standard", "batchnorm"]
+    runs = _first_seed_runs(metas, variants, lr)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    probes = {v: load_table([p], "probes") for v, p in runs.items()}
+    all_steps = sorted(set().union(*(set(p.step) for p in probes.values())))
+    pick = all_steps[:: max(1, int(np.ceil(len(all_steps) / max_curves)))]
+    norm = matplotlib.colors.Normalize(min(pick), max(pick) if len(pick) > 1 else min(pick) + 1)
+    cmap = matplotlib.colormaps["viridis"]
+    for ax, v in zip(axes, variants):
+        p = probes.get(v)
+        for st in pick:
+            d = p[p.step == st].sort_values("step_size") if p is not None else None
+            if d is not None and len(d):
+                ax.plot(d.step_size, d.grad_change, color=cmap(norm(st)), marker="o", ms=3, lw=1.2)
+        ax.set_title(LABELS[v])
+        ax.set_xlabel("step length eta along the gradient")
+        ax.set_yscale("log")
+    axes[0].set_ylabel("||grad L(x - eta g) - g||")
+    sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+    fig.colorbar(sm, ax=axes, label="training step", fraction=0.03, pad=0.02)
+    seed = min(read_meta(p)["seed"] for p in runs.values())
+    fig.suptitle(f"Figure 11: gradient change vs step length along the gradient, "
+                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, seed {seed}",
+                 fontsize=11)
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
+           "fig2_noisy_bn": fig2_noisy_bn, "fig3_ics": fig3_ics, "fig4_landscape": fig4_landscape,
+           "fig8_activation_shift": fig8_activation_shift,
+           "fig11_gradient_vs_step": fig11_gradient_vs_step}

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 VARIANTS = ("standard", "batchnorm", "noisy_batchnorm")
 MODELS = ("vgg", "simple_cnn")
 INITS = ("glorot", "kaiming")
+NUM_LAYERS = {"vgg": 14, "simple_cnn": 5}  # weight layers, whatever the input size
 
 # VGG-16 layout adapted to 32x32 inputs (13 convs then one linear classifier): 14 weight layers,
 # so every layer number the paper plots (up to 13) is a conv layer followed by BN in the BN net.

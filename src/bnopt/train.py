@@ -22,11 +22,25 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from torch.func import functional_call
+
 from bnopt.data import Dataset, DeviceData
+from bnopt.measure import (DEFAULT_MULTIPLIERS, QUANTILES, activation_summary, channel_moments,
+                           gradient_ics, histogram, moment_shift, probe_along_gradient, probing)
 from bnopt.models import NOISY_BN_DEFAULTS, build_model, set_noise_generator
 
 STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
 EVAL_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
+PROBE_COLUMNS = ["step", "point", "multiplier", "step_size", "loss", "grad_change", "beta"]
+ICS_COLUMNS = ["step", "layer", "l2", "cos", "grad_norm"]
+QUANTILE_COLUMNS = [f"q{round(q * 100):02d}" for q in QUANTILES]
+ACTIVATION_COLUMNS = ["step", "layer", "mean", "std", *QUANTILE_COLUMNS, "mean_shift", "var_shift"]
+HISTOGRAM_COLUMNS = ["step", "layer", "bin", "left", "right", "count"]
+INIT_DISTANCE_COLUMNS = ["step", "layer", "distance", "init_norm"]
+# Every per-run table, by file stem: steps.parquet, eval.parquet, ...
+TABLES = {"steps": STEP_COLUMNS, "eval": EVAL_COLUMNS, "probes": PROBE_COLUMNS,
+          "ics": ICS_COLUMNS, "activations": ACTIVATION_COLUMNS, "histograms": HISTOGRAM_COLUMNS,
+          "init_distance": INIT_DISTANCE_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,9 @@ class RunConfig:
     log_every: int = 100
     device: str = "auto"
     noisy_bn: dict = field(default_factory=lambda: dict(NOISY_BN_DEFAULTS))
+    measure_every: int = 0
+    probe_multipliers: tuple = DEFAULT_MULTIPLIERS
+    hist_every: int = 1000
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -57,9 +74,16 @@ class RunConfig:
 
 @dataclass
 class RunResult:
-    steps: pd.DataFrame
-    evals: pd.DataFrame
+    tables: dict[str, pd.DataFrame]  # keyed like TABLES
     meta: dict
+
+    @property
+    def steps(self) -> pd.DataFrame:
+        return self.tables["steps"]
+
+    @property
+    def evals(self) -> pd.DataFrame:
+        return self.tables["eval"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -101,7 +125,15 @@ def _total_norm(tensors) -> torch.Tensor:
 
 def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
               threads: int | None = None) -> RunResult:
-    """Train one run and return its per-step and eval tables plus run metadata."""
+    """Train one run; return its tables (see ``TABLES``) and run metadata.
+
+    Every ``measure_every`` steps (0: never) the step is *measured*: activation statistics of
+    its own forward pass, then, after the optimizer step, landscape probes along the step's
+    gradient and gradient ICS for every layer, all inside :func:`bnopt.measure.probing` so
+    that nothing the training sees changes (parameters, BN running statistics, optimizer state,
+    RNG streams). Measured steps snapshot the parameters and gradient once (two flat copies);
+    there is no copy of the model.
+    """
     device = resolve_device(cfg.device)
     if threads:
         torch.set_num_threads(threads)
@@ -114,20 +146,34 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
     set_noise_generator(model, noise_gen)
     data_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 2))
-    params = [p for p in model.parameters()]
+    named = dict(model.named_parameters())
+    params = list(named.values())
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     batches = data.train_batches(cfg.batch_size, data_gen, cfg.augment)
 
+    # layer i (1-based) owns the parameters under layers.{i-1}.; W_i is its weight tensor
+    n_layers = len(model.layers)
+    layer_params = [[n for n in named if n.startswith(f"layers.{i}.")] for i in range(n_layers)]
+    weight_names = [f"layers.{i}.weight_layer.weight" for i in range(n_layers)]
+    w_init = [named[w].detach().clone() for w in weight_names]
+    step_sizes = [m * cfg.lr for m in cfg.probe_multipliers]
+
     buf = torch.full((cfg.steps, 4), float("nan"), device=device)  # loss, acc, |g|, |w|
     host_t = np.zeros(cfg.steps)
     eval_steps = sorted(set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps})
-    eval_rows: list[tuple[int, list[torch.Tensor]]] = []
+    # measured rows: (step, device tensor) pairs, converted once at the end
+    rec: dict[str, list] = {k: [] for k in ("eval", "init", "probes", "ics", "acts", "shift", "hist")}
+    pending_moments = None  # per-unit moments of the previous measured step, for the shift
 
     def run_eval(step: int):
         tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
         vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
-        eval_rows.append((step, [tl, ta, vl, va]))
+        rec["eval"].append((step, torch.stack([tl, ta, vl, va])))
+        with torch.no_grad():
+            rec["init"].append((step, torch.stack(
+                [torch.stack([torch.linalg.vector_norm(named[w] - w0), torch.linalg.vector_norm(w0)])
+                 for w, w0 in zip(weight_names, w_init)])))
 
     bar = None
     if progress:
@@ -140,8 +186,10 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     for step in range(cfg.steps):
         if step in eval_steps:
             run_eval(step)
+        measured = cfg.measure_every > 0 and step % cfg.measure_every == 0
+        preacts = [] if (measured or pending_moments is not None) else None
         x, y = next(batches)
-        out = model(x)
+        out = model(x, preacts=preacts)
         loss = F.cross_entropy(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -149,7 +197,33 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
             buf[step] = torch.stack([loss.detach(), (out.argmax(1) == y).float().mean(),
                                      _total_norm(p.grad for p in params if p.grad is not None),
                                      _total_norm(params)])
+            if preacts is not None:
+                moments = [channel_moments(z) for z in preacts]
+                if pending_moments is not None:
+                    rec["shift"].append((step - 1, torch.stack(
+                        [moment_shift(a, b) for a, b in zip(pending_moments, moments)])))
+                    pending_moments = None
+                if measured:
+                    rec["acts"].append((step, torch.stack([activation_summary(z) for z in preacts])))
+                    if cfg.hist_every > 0 and step % cfg.hist_every == 0:
+                        rec["hist"].append((step, torch.stack([histogram(z) for z in preacts])))
+                    pending_moments = moments
+            if measured:
+                before = {n: p.detach().clone() for n, p in named.items()}
+                grad = {n: p.grad.detach().clone() for n, p in named.items()}
         opt.step()
+        if measured:
+            def loss_fn(p, x=x, y=y):
+                return F.cross_entropy(functional_call(model, p, (x,)), y)
+
+            with probing(model):
+                pr = probe_along_gradient(loss_fn, before, grad, step_sizes)
+                after = {n: p.detach() for n, p in named.items()}
+                l2, cos = gradient_ics(loss_fn, before, after, layer_params, weight_names, grad)
+            rec["probes"].append((step, torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)))
+            g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in weight_names])
+            rec["ics"].append((step, torch.stack([l2, cos, g_norms], 1)))
+            del before, grad, after
         host_t[step] = time.perf_counter() - t0
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             block = buf[flushed:step + 1, 0].cpu()  # the one host sync per log_every steps
@@ -157,8 +231,9 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
             if len(bad):
                 done, diverged = flushed + int(bad[0]), True
             if bar is not None:
-                rate = (step + 1 - flushed) / max(host_t[step] - (host_t[flushed - 1] if flushed else 0), 1e-9)
-                bar.set_postfix(loss=f"{float(block[-1]):.4f}", steps_s=f"{rate:.1f}", refresh=False)
+                span = host_t[step] - (host_t[flushed - 1] if flushed else 0)
+                bar.set_postfix(loss=f"{float(block[-1]):.4f}",
+                                steps_s=f"{(step + 1 - flushed) / max(span, 1e-9):.1f}", refresh=False)
                 bar.update(step + 1 - flushed)
             flushed = step + 1
             if diverged:
@@ -170,15 +245,33 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         bar.close()
 
     rows = buf[:done].cpu().numpy()
-    steps_df = pd.DataFrame({
-        "step": np.arange(done, dtype=np.int64), "loss": rows[:, 0], "accuracy": rows[:, 1],
-        "grad_norm": rows[:, 2], "param_norm": rows[:, 3],
-        "lr": np.full(done, cfg.lr), "elapsed_s": host_t[:done]})
-    ev = [(s, [float(v) for v in vals]) for s, vals in eval_rows if s <= done]
-    evals_df = pd.DataFrame([[s, *v] for s, v in ev], columns=EVAL_COLUMNS).astype({"step": "int64"})
-    final = evals_df.iloc[-1] if len(evals_df) and not diverged else None
+    tables = {
+        "steps": pd.DataFrame({
+            "step": np.arange(done, dtype=np.int64), "loss": rows[:, 0], "accuracy": rows[:, 1],
+            "grad_norm": rows[:, 2], "param_norm": rows[:, 3],
+            "lr": np.full(done, cfg.lr), "elapsed_s": host_t[:done]}),
+        "eval": _rows(rec["eval"], done, EVAL_COLUMNS),
+        "init_distance": _layer_rows(rec["init"], done, INIT_DISTANCE_COLUMNS),
+        "ics": _layer_rows(rec["ics"], done - 1, ICS_COLUMNS),
+        "histograms": _histogram_rows(rec["hist"], done),
+    }
+    probes = _layer_rows(rec["probes"], done - 1, ["step", "point", "loss", "grad_change", "beta"])
+    k = probes["point"].to_numpy() - 1
+    mult = np.asarray(cfg.probe_multipliers, dtype=np.float64)
+    probes.insert(2, "multiplier", mult[k] if len(k) else np.zeros(0))
+    probes.insert(3, "step_size", mult[k] * cfg.lr if len(k) else np.zeros(0))
+    probes["point"] -= 1
+    tables["probes"] = probes
+    acts = _layer_rows(rec["acts"], done - 1, ACTIVATION_COLUMNS[:-2])
+    shift = _layer_rows(rec["shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
+    tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left")
+    tables = {k: tables[k][cols] for k, cols in TABLES.items()}
+
+    final = tables["eval"].iloc[-1] if len(tables["eval"]) and not diverged else None
     meta = {
         **dataclasses.asdict(cfg),
+        "probe_multipliers": list(cfg.probe_multipliers),
+        "num_layers": n_layers,
         "steps_completed": int(done),
         "diverged": bool(diverged),
         "wall_seconds": wall,
@@ -189,13 +282,53 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_version": torch.__version__,
     }
-    return RunResult(steps_df, evals_df, meta)
+    return RunResult(tables, meta)
 
 
-def write_run(result: RunResult, steps_path, eval_path, meta_path) -> None:
-    """Write the three outputs of a run, each atomically; the metadata JSON goes last."""
+def _rows(recs, last_step: int, columns) -> pd.DataFrame:
+    """(step, vector) records -> one row per step, dropping steps after ``last_step``."""
+    recs = [(s, v) for s, v in recs if s <= last_step]
+    if not recs:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "step" else "float64") for c in columns})
+    vals = torch.stack([v for _, v in recs]).double().cpu().numpy()
+    df = pd.DataFrame(vals, columns=columns[1:])
+    df.insert(0, "step", np.array([s for s, _ in recs], dtype=np.int64))
+    return df
+
+
+def _layer_rows(recs, last_step: int, columns) -> pd.DataFrame:
+    """(step, (L, F) tensor) records -> long rows (step, layer 1..L, F values). The second
+    column is named by ``columns[1]`` ('layer', or 'point' for probe points)."""
+    recs = [(s, v) for s, v in recs if s <= last_step]
+    if not recs:
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c in ("step", "layer", "point") else "float64")
+                             for c in columns})
+    vals = torch.stack([v for _, v in recs]).double().cpu().numpy()  # (S, L, F)
+    s, n, f = vals.shape
+    df = pd.DataFrame(vals.reshape(s * n, f), columns=columns[2:])
+    df.insert(0, columns[1], np.tile(np.arange(1, n + 1, dtype=np.int64), s))
+    df.insert(0, "step", np.repeat(np.array([st for st, _ in recs], dtype=np.int64), n))
+    return df
+
+
+def _histogram_rows(recs, last_step: int) -> pd.DataFrame:
+    recs = [(s, v) for s, v in recs if s <= last_step]
+    if not recs:
+        return _layer_rows([], 0, HISTOGRAM_COLUMNS[:2] + HISTOGRAM_COLUMNS[3:]).assign(
+            bin=pd.Series(dtype="int64"))[HISTOGRAM_COLUMNS]
+    vals = torch.stack([v for _, v in recs]).double().cpu().numpy()  # (S, L, B, 3)
+    s, n, b, _ = vals.shape
+    return pd.DataFrame({
+        "step": np.repeat(np.array([st for st, _ in recs], dtype=np.int64), n * b),
+        "layer": np.tile(np.repeat(np.arange(1, n + 1, dtype=np.int64), b), s),
+        "bin": np.tile(np.arange(b, dtype=np.int64), s * n),
+        "left": vals[..., 0].ravel(), "right": vals[..., 1].ravel(), "count": vals[..., 2].ravel()})
+
+
+def write_run(result: RunResult, paths: dict, meta_path) -> None:
+    """Write each table to ``paths[name]`` atomically, then the metadata JSON last."""
     from bnopt.io import write_json, write_parquet
 
-    write_parquet(result.steps, steps_path, metadata=result.meta)
-    write_parquet(result.evals, eval_path, metadata=result.meta)
+    for name, df in result.tables.items():
+        write_parquet(df, paths[name], metadata=result.meta)
     write_json(result.meta, meta_path)

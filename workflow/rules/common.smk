@@ -19,6 +19,7 @@ from bnopt.config import ConfigError, check_config, lr_str, run_dir
 from bnopt.figures import FIGURES
 from bnopt.models import MODELS, VARIANTS
 from bnopt.data import DATASETS
+from bnopt.train import TABLES
 
 try:
     _checked = check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -40,8 +41,27 @@ wildcard_constraints:
 # Every key of config that changes what a training run computes (rerun when one changes).
 TRAIN_KEYS = [
     "steps", "batch_size", "momentum", "weight_decay", "width", "init", "augment", "eval_every",
-    "eval_batch_size", "log_every", "device", "noisy_bn",
+    "eval_batch_size", "log_every", "device", "noisy_bn", "measure_every", "probe_multipliers",
+    "hist_every",
 ]
+
+# One training run's folder (wildcards) and its files.
+RUN = "results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}"
+
+# Each figure: (variants, learning rates) of the runs it needs, and its plotting arguments.
+_BN = ["standard", "batchnorm"]
+_ALL = ["standard", "batchnorm", "noisy_batchnorm"]
+_LR = config["figure_lr"]
+FIGURE_SPECS = {
+    "fig1_accuracy": (_BN, config["fig1_lrs"], {"lrs": config["fig1_lrs"]}),
+    "fig1_activations": (_BN, [_LR], {"lr": _LR, "layers": config["fig1_layers"]}),
+    "fig2_noisy_bn": (_ALL, [_LR], {"lr": _LR, "layers": config["fig2_layers"]}),
+    "fig3_ics": (_BN, config["fig3_lrs"], {"lrs": config["fig3_lrs"], "layers": config["fig3_layers"]}),
+    "fig4_landscape": (_BN, [_LR], {"lr": _LR}),
+    "fig8_activation_shift": (_ALL, [_LR], {"lr": _LR, "layers": config["fig8_layers"]}),
+    "fig11_gradient_vs_step": (_BN, [_LR], {"lr": _LR}),
+}
+assert set(FIGURE_SPECS) == set(FIGURES), "every figure function needs a spec, and vice versa"
 
 
 def run_metas(variants, lrs, seeds=None):

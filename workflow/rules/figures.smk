@@ -1,38 +1,24 @@
-rule fig1_accuracy:
-    """Figure 1(a,b): train/test accuracy, standard vs BatchNorm, per learning rate."""
-    input:
-        run_metas(["standard", "batchnorm"], config["fig1_lrs"]),
-    output:
-        report(
-            "results/figures/fig1_accuracy.png",
-            caption="../report/fig1_accuracy.rst",
-            category="Figures",
-        ),
-    params:
-        kwargs={"lrs": config["fig1_lrs"]},
-    log:
-        "results/logs/figures/fig1_accuracy.log",
-    conda:
-        "../../envs/bnopt.yaml"
-    script:
-        "../scripts/plot_figure.py"
+# One rule per figure of the paper (FIGURE_SPECS in common.smk says which runs each needs);
+# every figure is buildable by its path alone, e.g. results/figures/fig4_landscape.png.
+for _fig, (_variants, _lrs, _kwargs) in FIGURE_SPECS.items():
 
-
-rule fig2_noisy_bn:
-    """Figure 2: train accuracy of standard, BatchNorm and noisy BatchNorm."""
-    input:
-        run_metas(["standard", "batchnorm", "noisy_batchnorm"], [config["fig2_lr"]]),
-    output:
-        report(
-            "results/figures/fig2_noisy_bn.png",
-            caption="../report/fig2_noisy_bn.rst",
-            category="Figures",
-        ),
-    params:
-        kwargs={"lr": config["fig2_lr"]},
-    log:
-        "results/logs/figures/fig2_noisy_bn.log",
-    conda:
-        "../../envs/bnopt.yaml"
-    script:
-        "../scripts/plot_figure.py"
+    rule:
+        name:
+            _fig
+        input:
+            run_metas(_variants, _lrs),
+        output:
+            report(
+                f"results/figures/{_fig}.png",
+                caption=f"../report/{_fig}.rst",
+                category="Figures",
+            ),
+        params:
+            figure=_fig,
+            kwargs=_kwargs,
+        log:
+            f"results/logs/figures/{_fig}.log",
+        conda:
+            "../../envs/bnopt.yaml"
+        script:
+            "../scripts/plot_figure.py"

@@ -1,11 +1,16 @@
 rule train:
-    """Train one (dataset, model, variant, lr, seed) run; write per-step and eval Parquet."""
+    """Train one (dataset, model, variant, lr, seed) run; write its Parquet tables."""
     input:
         data="results/data/{dataset}.pt",
     output:
-        steps="results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}/steps.parquet",
-        evals="results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}/eval.parquet",
-        meta="results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}/run.json",
+        steps=f"{RUN}/steps.parquet",
+        evals=f"{RUN}/eval.parquet",
+        probes=f"{RUN}/probes.parquet",
+        ics=f"{RUN}/ics.parquet",
+        activations=f"{RUN}/activations.parquet",
+        histograms=f"{RUN}/histograms.parquet",
+        init_distance=f"{RUN}/init_distance.parquet",
+        meta=f"{RUN}/run.json",
     params:
         train=train_params,
     log:

@@ -1,10 +1,10 @@
-"""Figure rules: draw the figure named after the rule from its runs."""
+"""Figure rules: draw the figure named in params.figure from its runs."""
 from bnopt.figures import FIGURES
 from bnopt.workflow import log_to
 
 
 def main(sm):
-    FIGURES[sm.rule](list(sm.input), sm.output[0], **sm.params.kwargs)
+    FIGURES[sm.params.figure](list(sm.input), sm.output[0], **sm.params.kwargs)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -2,20 +2,22 @@
 import json
 
 from bnopt.data import Dataset
-from bnopt.train import RunConfig, train_run, write_run
+from bnopt.train import TABLES, RunConfig, train_run, write_run
 from bnopt.workflow import log_to
 
 
 def main(sm):
     w = sm.wildcards
-    cfg = RunConfig.from_dict({**sm.params.train, "dataset": w.dataset, "model": w.model,
+    cfg = RunConfig.from_dict({**sm.params.train, "probe_multipliers": tuple(sm.params.train["probe_multipliers"]),
+                               "dataset": w.dataset, "model": w.model,
                                "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
     print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
     result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads)
     m = result.meta
     print(f"done on {m['device_name']}: {m['steps_completed']} steps in {m['wall_seconds']:.1f} s, "
           f"diverged={m['diverged']}, final test acc {m['final_test_acc']:.4f}")
-    write_run(result, sm.output.steps, sm.output.evals, sm.output.meta)
+    paths = {name: getattr(sm.output, "evals" if name == "eval" else name) for name in TABLES}
+    write_run(result, paths, sm.output.meta)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -1,0 +1,130 @@
+"""The paper's measurements: landscape probes along the gradient, gradient-based internal
+covariate shift (Definition 2.1), and activation statistics.
+
+The two expensive measurements are written against a ``loss_fn(params) -> scalar`` closure over
+a dict of parameter tensors, so they apply equally to a network (through
+``torch.func.functional_call``, which leaves the module's own parameters alone) and to a
+closed-form test case. Nothing here calls ``.item()``: results stay on the device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from bnopt.models import reuse_noise
+
+Params = dict[str, torch.Tensor]
+LossFn = Callable[[Params], torch.Tensor]
+
+# Default probe step lengths, as multiples of the learning rate: 8 evenly spaced points over the
+# paper's VGG range 1/2 .. 4 x lr (Appendix A.2.2 does not state the number of points).
+DEFAULT_MULTIPLIERS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+QUANTILE_SAMPLE = 1 << 20  # torch.quantile works on at most this many (strided) elements
+
+
+def _norm(tensors) -> torch.Tensor:
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+
+
+@contextlib.contextmanager
+def probing(model: nn.Module):
+    """Forward passes inside this block measure the *training* loss without side effects:
+    BatchNorm uses the batch's statistics but does not update its running statistics (nor
+    ``num_batches_tracked``), and noisy BN reuses the noise of the step's own forward pass."""
+    bns = [m for m in model.modules()
+           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        with reuse_noise(model):
+            yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
+def loss_and_grad(loss_fn: LossFn, params: Params, wrt: list[str] | None = None):
+    """Loss at ``params`` and its gradient with respect to ``wrt`` (default: all)."""
+    wrt = list(params) if wrt is None else wrt
+    p = {n: t.detach().requires_grad_(n in wrt) for n, t in params.items()}
+    loss = loss_fn(p)
+    grads = torch.autograd.grad(loss, [p[n] for n in wrt])
+    return loss.detach(), dict(zip(wrt, grads))
+
+
+def probe_along_gradient(loss_fn: LossFn, params: Params, grad: Params,
+                         step_sizes) -> dict[str, torch.Tensor]:
+    """Move from ``params`` along ``-grad`` by each step length eta and measure, at each point
+    x' = x - eta * g:  the loss L(x'),  the gradient change ||grad L(x') - g||,  and
+    ||grad L(x') - g|| / ||x' - x||  (whose maximum is the effective beta-smoothness).
+    Returns tensors of shape (K,) for K step lengths."""
+    g_norm = _norm(grad.values())
+    losses, changes = [], []
+    for eta in step_sizes:
+        moved = {n: params[n] - eta * grad[n] for n in params}
+        loss, g2 = loss_and_grad(loss_fn, moved)
+        losses.append(loss)
+        changes.append(_norm([g2[n] - grad[n] for n in params]))
+    eta = torch.as_tensor(list(step_sizes), dtype=g_norm.dtype, device=g_norm.device)
+    change = torch.stack(changes)
+    return {"loss": torch.stack(losses), "grad_change": change, "beta": change / (eta * g_norm)}
+
+
+def gradient_ics(loss_fn: LossFn, before: Params, after: Params, layers: list[list[str]],
+                 weights: list[str], grad_before: Params) -> tuple[torch.Tensor, torch.Tensor]:
+    """Definition 2.1 for every layer i: G = grad_{W_i} L at the parameters ``before`` the step
+    (``grad_before``), G' = grad_{W_i} L after the parameters of layers 1..i-1 (``layers[j]``
+    lists layer j's parameter names) take their values ``after`` the step, same batch.
+    Returns (||G - G'||_2, cos(G, G')), each of shape (L,); cos is NaN where G or G' is zero.
+    For layer 1 nothing before it changed, so G' = G exactly: l2 = 0 without a pass."""
+    l2, cos = [], []
+    for i, w in enumerate(weights):
+        g = grad_before[w]
+        if i == 0:
+            g2 = g
+        else:
+            moved = set().union(*layers[:i])
+            mixed = {n: (after[n] if n in moved else before[n]) for n in before}
+            _, gi = loss_and_grad(loss_fn, mixed, wrt=[w])
+            g2 = gi[w]
+        l2.append(torch.linalg.vector_norm(g - g2))
+        # NaN, not 0, when either gradient is zero (e.g. a layer behind dead ReLUs)
+        cos.append((g * g2).sum() / (torch.linalg.vector_norm(g) * torch.linalg.vector_norm(g2)))
+    return torch.stack(l2), torch.stack(cos)
+
+
+def activation_summary(z: torch.Tensor) -> torch.Tensor:
+    """[mean, std, *QUANTILES] of all elements of a pre-activation tensor (one device tensor)."""
+    flat = z.detach().flatten().float()
+    sample = flat[:: max(1, -(-flat.numel() // QUANTILE_SAMPLE))]
+    q = torch.quantile(sample, torch.tensor(QUANTILES, dtype=sample.dtype, device=z.device))
+    return torch.cat([torch.stack([flat.mean(), flat.std()]), q])
+
+
+def channel_moments(z: torch.Tensor) -> torch.Tensor:
+    """Per-unit mean and variance over the batch (and positions, for conv maps): shape (2, C)."""
+    dims = [d for d in range(z.dim()) if d != 1]
+    var, mean = torch.var_mean(z.detach().float(), dim=dims)
+    return torch.stack([mean, var])
+
+
+def moment_shift(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """Mean over units of |change of mean| and |change of variance| between two steps: (2,)."""
+    return (after - before).abs().mean(dim=1)
+
+
+def histogram(z: torch.Tensor, bins: int = 64) -> torch.Tensor:
+    """(bins, 3) rows of [left edge, right edge, count] over [min, max], computed on the device."""
+    flat = z.detach().flatten().float()
+    lo, hi = flat.min(), flat.max()
+    width = torch.clamp(hi - lo, min=1e-12) / bins
+    idx = ((flat - lo) / width).long().clamp_(0, bins - 1)
+    counts = torch.zeros(bins, dtype=flat.dtype, device=z.device).scatter_add_(
+        0, idx, torch.ones_like(flat))
+    left = lo + width * torch.arange(bins, dtype=flat.dtype, device=z.device)
+    return torch.stack([left, left + width, counts], dim=1)

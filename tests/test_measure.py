@@ -1,0 +1,133 @@
+"""Measurements against cases whose answers are known in closed form."""
+import numpy as np
+import pytest
+import torch
+from torch.func import functional_call
+
+from bnopt.measure import (activation_summary, channel_moments, gradient_ics, histogram,
+                           loss_and_grad, moment_shift, probe_along_gradient, probing, QUANTILES)
+from bnopt.models import build_model, set_noise_generator
+
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+def test_probes_on_a_quadratic_match_closed_forms():
+    """L(w) = 0.5 w^T H w: g = Hw; at w' = w - eta g the loss is 0.5 w'^T H w', the gradient
+    change is ||H (w' - w)|| = eta ||H g||, and beta = ||H g|| / ||g|| for every eta."""
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(6, 6))
+    H = a @ a.T + np.diag(np.arange(1, 7.0))
+    w = rng.normal(size=6)
+    g = H @ w
+    Ht = torch.tensor(H)
+    loss_fn = lambda p: 0.5 * p["w"] @ Ht @ p["w"]  # noqa: E731
+    etas = [0.01, 0.05, 0.1]
+    out = probe_along_gradient(loss_fn, {"w": torch.tensor(w)}, {"w": torch.tensor(g)}, etas)
+    for k, eta in enumerate(etas):
+        w2 = w - eta * g
+        assert out["loss"][k].item() == pytest.approx(0.5 * w2 @ H @ w2, rel=1e-12)
+        assert out["grad_change"][k].item() == pytest.approx(eta * np.linalg.norm(H @ g), rel=1e-10)
+        assert out["beta"][k].item() == pytest.approx(np.linalg.norm(H @ g) / np.linalg.norm(g), rel=1e-10)
+    # beta never exceeds the true smoothness constant, the largest eigenvalue of H
+    assert out["beta"].max().item() <= np.linalg.eigvalsh(H).max() + 1e-9
+
+
+def _linear_net_case(lr):
+    """3-layer linear net f(X) = W3 W2 W1 X, L = ||f(X) - Y||^2 / (2N); one SGD step of size lr."""
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(4, 20)), rng.normal(size=(3, 20))
+    W = [rng.normal(size=(5, 4)) * 0.5, rng.normal(size=(5, 5)) * 0.5, rng.normal(size=(3, 5)) * 0.5]
+    N = X.shape[1]
+
+    def grads(W1, W2, W3):
+        R = (W3 @ W2 @ W1 @ X - Y) / N
+        return [(W3 @ W2).T @ R @ X.T, W3.T @ R @ (W1 @ X).T, R @ (W2 @ W1 @ X).T]
+
+    G = grads(*W)
+    Wn = [w - lr * g for w, g in zip(W, G)]
+    # Definition 2.1 by hand: layer i's gradient after layers < i take their new values
+    Gp = [G[0], grads(Wn[0], W[1], W[2])[1], grads(Wn[0], Wn[1], W[2])[2]]
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    loss_fn = lambda p: ((p["W3"] @ p["W2"] @ p["W1"] @ Xt - Yt) ** 2).sum() / (2 * N)  # noqa: E731
+    names = ["W1", "W2", "W3"]
+    t = lambda ws: {n: torch.tensor(w) for n, w in zip(names, ws)}  # noqa: E731
+    _, G_autograd = loss_and_grad(loss_fn, t(W))  # G as the training step computes it
+    l2, cos = gradient_ics(loss_fn, t(W), t(Wn), [[n] for n in names], names, G_autograd)
+    return G, Gp, l2, cos
+
+
+def test_ics_on_a_linear_network_matches_hand_computation():
+    G, Gp, l2, cos = _linear_net_case(lr=0.3)
+    for i in range(3):
+        assert l2[i].item() == pytest.approx(np.linalg.norm(G[i] - Gp[i]), rel=1e-10, abs=1e-14)
+        c = (G[i] * Gp[i]).sum() / (np.linalg.norm(G[i]) * np.linalg.norm(Gp[i]))
+        assert cos[i].item() == pytest.approx(c, rel=1e-10)
+    assert l2[0] == 0 and l2[1] > 0 and l2[2] > 0 and cos[2] < 1
+
+
+def test_ics_cosine_is_undefined_for_a_zero_gradient():
+    names = ["a", "b"]
+    loss_fn = lambda p: (p["a"] * 0).sum() + (p["b"] ** 2).sum()  # noqa: E731
+    t = {"a": torch.ones(3), "b": torch.ones(2)}
+    _, g = loss_and_grad(loss_fn, t)
+    l2, cos = gradient_ics(loss_fn, t, {n: v * 2 for n, v in t.items()}, [["a"], ["b"]], names, g)
+    assert l2[0] == 0 and torch.isnan(cos[0])  # layer a's gradient is identically zero
+    assert cos[1].item() == pytest.approx(1.0)
+
+
+def test_ics_is_zero_when_nothing_moves():
+    _, _, l2, cos = _linear_net_case(lr=0.0)
+    assert torch.all(l2 == 0)
+    torch.testing.assert_close(cos, torch.ones(3), rtol=0, atol=1e-12)
+
+
+def test_probing_changes_no_state_and_uses_batch_statistics():
+    torch.manual_seed(0)
+    net = build_model("vgg", "noisy_batchnorm", 1, 8, 10, width=0.125).double()
+    set_noise_generator(net, torch.Generator().manual_seed(0))
+    x, y = torch.randn(32, 1, 8, 8) * 3 + 1, torch.randint(0, 10, (32,))
+    out = net(x)  # the step's own forward: draws noise, updates running stats
+    loss = torch.nn.functional.cross_entropy(out, y)
+    loss.backward()
+    params = {n: p.detach() for n, p in net.named_parameters()}
+    grad = {n: p.grad for n, p in net.named_parameters()}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    gen_state = net.layers[0].norm.generator.get_state()
+    with probing(net):
+        fn = lambda p: torch.nn.functional.cross_entropy(functional_call(net, p, (x,)), y)  # noqa: E731
+        res = probe_along_gradient(fn, params, grad, [0.0 + 1e-3, 0.01])
+        same = fn(params)
+    # at the current point the probe reproduces the training loss: batch stats + the same noise
+    assert same.item() == pytest.approx(loss.item(), rel=1e-12)
+    assert res["loss"].shape == (2,)
+    for k, v in net.state_dict().items():  # running stats and counters bitwise equal
+        assert torch.equal(v, state[k]), k
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(net.layers[0].norm.generator.get_state(), gen_state)
+    assert all(m.track_running_stats for m in net.modules() if hasattr(m, "track_running_stats"))
+
+
+def test_activation_statistics():
+    z = torch.randn(64, 8, 5, 5, dtype=torch.float32) * 2 + 3
+    s = activation_summary(z)
+    assert s.shape == (2 + len(QUANTILES),)
+    assert s[0].item() == pytest.approx(z.mean().item()) and s[1].item() == pytest.approx(z.std().item())
+    assert s[2 + QUANTILES.index(0.5)].item() == pytest.approx(z.median().item(), abs=0.01)
+    m = channel_moments(z)
+    torch.testing.assert_close(m[0], z.mean(dim=(0, 2, 3)))
+    torch.testing.assert_close(m[1], z.var(dim=(0, 2, 3)))
+    shifted = channel_moments(z * 2 + 1)
+    torch.testing.assert_close(moment_shift(m, shifted)[0], (m[0] + 1).abs().mean())
+    h = histogram(z, bins=16)
+    assert h[:, 2].sum().item() == z.numel()
+    assert h[0, 0].item() == pytest.approx(z.min().item()) and h[-1, 1].item() == pytest.approx(z.max().item())
+    ref, _ = np.histogram(z.numpy().ravel(), bins=16, range=(z.min().item(), z.max().item()))
+    assert np.abs(h[:, 2].numpy() - ref).max() <= 2  # edge ties only
