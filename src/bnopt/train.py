@@ -161,7 +161,7 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
 
     buf = torch.full((cfg.steps, 4), float("nan"), device=device)  # loss, acc, |g|, |w|
     host_t = np.zeros(cfg.steps)
-    eval_steps = sorted(set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps})
+    eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
     # measured rows: (step, device tensor) pairs, converted once at the end
     rec: dict[str, list] = {k: [] for k in ("eval", "init", "probes", "ics", "acts", "shift", "hist")}
     pending_moments = None  # per-unit moments of the previous measured step, for the shift
@@ -253,7 +253,7 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         "eval": _rows(rec["eval"], done, EVAL_COLUMNS),
         "init_distance": _layer_rows(rec["init"], done, INIT_DISTANCE_COLUMNS),
         "ics": _layer_rows(rec["ics"], done - 1, ICS_COLUMNS),
-        "histograms": _histogram_rows(rec["hist"], done),
+        "histograms": _histogram_rows(rec["hist"], done - 1),
     }
     probes = _layer_rows(rec["probes"], done - 1, ["step", "point", "loss", "grad_change", "beta"])
     k = probes["point"].to_numpy() - 1
