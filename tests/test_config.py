@@ -27,6 +27,8 @@ def test_command_line_strings_are_coerced():
     assert cfg["seeds"] == [0, 1] and cfg["lrs"] == [0.1, 0.001]
     assert cfg["augment"] is True and cfg["steps"] == 20 and cfg["data_root"] is None
     assert cfg["noisy_bn"] == {"n_mu": 0.3, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1}
+    dln = check_config(with_(dln={"lrs": ["1e-6"], "steps": "50"}))["dln"]
+    assert dln["lrs"] == [1e-6] and dln["steps"] == 50 and dln["fig9_layers"] == [1, 11, 24]
     assert coerce("[0.1, 0.5]", load_schema()["properties"]["lrs"]) == [0.1, 0.5]
 
 
@@ -55,6 +57,10 @@ def test_defaults_are_filled():
     ({"model": "simple_cnn"}, ["fig1_layers = [3, 11]", "simple_cnn has layers 1..5"]),
     ({"measure_every": 30, "hist_every": 100}, ["hist_every = 100", "multiple of measure_every"]),
     ({"probe_multipliers": ["0.5", "0"]}, ["probe_multipliers[1] = 0.0", "must be > 0"]),
+    ({"dln": {"fig3_layers": ["9", "30"]}}, ["dln.fig3_layers = [9, 30]", "dln has layers 1..25"]),
+    ({"dln": {"lr": 1e-6}}, ["unknown config key 'lr' in dln", "lrs"]),
+    ({"dln": {"variants": ["noisy_batchnorm"]}}, ["dln.variants[0] = 'noisy_batchnorm'"]),
+    ({"dataset": "dln"}, ["dataset = 'dln' is not allowed"]),
     ({"dataset": "fashion_mnist", "data_root": "/data/fm"},
      ["data_root", "/data/fm", "FashionMNIST", "data_root: null"]),
 ])

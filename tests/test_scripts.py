@@ -15,43 +15,65 @@ TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.12
              augment=False, eval_every=6, eval_batch_size=500, log_every=4, device="cpu",
              noisy_bn=NOISY_BN_DEFAULTS, measure_every=3, probe_multipliers=[0.5, 1.0, 2.0],
              hist_every=6)
+DLN_TRAIN = {**TRAIN, "batch_size": 1000, "eval_batch_size": 1000,
+             "probe_multipliers": [0.01, 1.0, 30.0]}
 
 
 def script(name):
     return runpy.run_path(str(SCRIPTS / name))["main"]
 
 
-def test_rule_scripts_chain_on_synthetic_data(tmp_path):
-    data = tmp_path / "data" / "synthetic.pt"
-    script("prepare_data.py")(NS(wildcards=NS(dataset="synthetic"), params=NS(data_root=None),
-                                 output=[str(data)]))
-    metas = []
-    for variant in ("standard", "batchnorm", "noisy_batchnorm"):
-        d = tmp_path / "runs" / variant
-        out = NS(**{("evals" if n == "eval" else n): str(d / f"{n}.parquet") for n in TABLES},
-                 meta=str(d / "run.json"))
-        script("train.py")(NS(wildcards=NS(dataset="synthetic", model="vgg", variant=variant,
-                                           lr="0.05", seed="0"),
-                              params=NS(train=TRAIN), input=NS(data=str(data)), output=out,
-                              threads=1))
-        metas.append(out.meta)
+def prepare(tmp_path, dataset, source):
+    out = tmp_path / "data" / f"{dataset}.pt"
+    script("prepare_data.py")(NS(wildcards=NS(dataset=dataset), params=NS(source=source),
+                                 output=[str(out)]))
+    return out
+
+
+def train(tmp_path, data, dataset, model, variant, lr, params):
+    d = tmp_path / "runs" / model / variant
+    out = NS(**{("evals" if n == "eval" else n): str(d / f"{n}.parquet") for n in TABLES},
+             meta=str(d / "run.json"))
+    script("train.py")(NS(wildcards=NS(dataset=dataset, model=model, variant=variant, lr=lr,
+                                       seed="0"),
+                          params=NS(train=params), input=NS(data=str(data)), output=out,
+                          threads=1))
+    return out.meta
+
+
+def test_rule_scripts_chain_on_generated_data(tmp_path):
+    data = prepare(tmp_path, "synthetic", {"data_root": None})
+    dln_data = prepare(tmp_path, "dln", {"data_seed": 0})
+    metas = [train(tmp_path, data, "synthetic", "vgg", v, "0.05", TRAIN)
+             for v in ("standard", "batchnorm", "noisy_batchnorm", "l1", "l2", "linf")]
+    dln = [train(tmp_path, dln_data, "dln", "dln", v, "1e-05", DLN_TRAIN)
+           for v in ("standard", "batchnorm", "l1", "l2", "linf")]
     tables = NS(csv=str(tmp_path / "summary.csv"), steps=str(tmp_path / "steps.parquet"),
                 evals=str(tmp_path / "eval.parquet"))
-    script("summarize.py")(NS(input=metas, output=tables))
+    script("summarize.py")(NS(input=metas + dln, output=tables))
     summary = pd.read_csv(tables.csv)
-    assert sorted(summary["variant"]) == ["batchnorm", "noisy_batchnorm", "standard"]
-    assert (summary["steps_completed"] == 12).all()
+    assert len(summary) == 11 and (summary["steps_completed"] == 12).all()
     assert summary[["loss_range", "grad_pred", "beta_smoothness", "ics_l2"]].notna().all().all()
     steps = pd.read_parquet(tables.steps)
-    assert len(steps) == 36 and list(steps.columns[:5]) == ["dataset", "model", "variant", "lr", "seed"]
-    kwargs = {"fig1_accuracy": {"lrs": [0.05]}, "fig3_ics": {"lrs": [0.05], "layers": [5, 10]},
-              "fig1_activations": {"lr": 0.05, "layers": [3, 11]},
-              "fig2_noisy_bn": {"lr": 0.05, "layers": [2, 9, 13]},
-              "fig8_activation_shift": {"lr": 0.05, "layers": [2, 9, 13]},
-              "fig4_landscape": {"lr": 0.05}, "fig11_gradient_vs_step": {"lr": 0.05}}
+    assert len(steps) == 11 * 12
+    assert list(steps.columns[:5]) == ["dataset", "model", "variant", "lr", "seed"]
+    layers = {"fig1_activations": [3, 11], "fig2_noisy_bn": [2, 9, 13],
+              "fig8_activation_shift": [2, 9, 13]}
+    kwargs = {"fig1_accuracy": (metas, {"lrs": [0.05]}),
+              "fig3_ics": (metas, {"lrs": [0.05], "layers": [5, 10]}),
+              "fig4_landscape": (metas, {"lr": 0.05}),
+              "fig11_gradient_vs_step": (metas, {"lr": 0.05}),
+              "fig12_lp_vgg": (metas, {"lr": 0.05}),
+              "fig6_lp_activations": (metas, {"lr": 0.05, "layer": 11}),
+              "fig5_lp": (metas + dln, {"lr": 0.05, "dln_lr": 1e-5}),
+              "fig3_ics_dln": (dln, {"lrs": [1e-5], "layers": [9, 17]}),
+              "fig9_dln_activations": (dln, {"lr": 1e-5, "layers": [1, 11, 24]}),
+              "fig10_dln_landscape": (dln, {"lr": 1e-5}),
+              "fig13_lp_dln": (dln, {"lr": 1e-5}),
+              **{f: (metas, {"lr": 0.05, "layers": ls}) for f, ls in layers.items()}}
     assert set(kwargs) == set(FIGURES)
-    for fig, kw in kwargs.items():
+    for fig, (inputs, kw) in kwargs.items():
         png = tmp_path / f"{fig}.png"
-        script("plot_figure.py")(NS(input=metas, output=[str(png)],
+        script("plot_figure.py")(NS(input=inputs, output=[str(png)],
                                     params=NS(figure=fig, kwargs=kw)))
         assert Image.open(png).size[0] > 600, fig

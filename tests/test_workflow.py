@@ -17,8 +17,10 @@ def test_default_config_resolves_the_whole_dag(tmp_path):
     r = run_snakemake(["-n", "--cores", "1"], tmp_path)
     assert r.returncode == 0, r.stderr
     jobs = job_counts(r.stdout)
-    assert jobs["train"] == 3 * 3 * 3  # variants x lrs x seeds of config.yaml
-    assert jobs["prepare_data"] == 1 and jobs["summary"] == 1
+    # network sweep (3 variants x 3 lrs x 3 seeds) + l1/l2/linf at figure_lr for Figures 5, 6,
+    # 12 + DLN sweep (5 variants x 2 lrs x 3 seeds)
+    assert jobs["train"] == 3 * 3 * 3 + 3 * 3 + 5 * 2 * 3
+    assert jobs["prepare_data"] == 2 and jobs["summary"] == 1
     for fig in FIGURES:
         assert jobs[fig] == 1, fig
 
@@ -36,7 +38,8 @@ def test_command_line_overrides_coerce_and_errors_name_the_key(tmp_path):
                         "dataset=digits"], tmp_path)
     assert ok.returncode == 0, ok.stderr
     # the sweep (3 variants x lr 0.1 x 2 seeds) + standard/BN runs at fig1's 0.5 and fig3's 0.01
-    assert job_counts(ok.stdout)["train"] == 3 * 1 * 2 + 2 * 2 * 2
+    # + l1/l2/linf at lr 0.1 (2 seeds) + the DLN (5 variants x 2 lrs x 3 seeds)
+    assert job_counts(ok.stdout)["train"] == 3 * 1 * 2 + 2 * 2 * 2 + 3 * 2 + 5 * 2 * 3
     bad = run_snakemake(["-n", "--cores", "1", "--config", "dataset=fashion_mnist",
                          "data_root=/data/fm", "seeds=[0,1]"], tmp_path)
     assert bad.returncode != 0
@@ -59,15 +62,19 @@ def test_tiny_end_to_end_run(tmp_path):
     cfg = ["dataset=synthetic", "width=0.125", "steps=16", "batch_size=64", "eval_every=8",
            "log_every=4", "device=cpu", "threads=1", "seeds=[0]", "lrs=[0.05,10000.0]",
            "fig1_lrs=[0.05,10000.0]", "fig3_lrs=[0.05,10000.0]", "figure_lr=0.05",
-           "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]"]
+           "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]",
+           "dln={seeds: [0], lrs: [1e-5], steps: 12, eval_every: 6, log_every: 6, measure_every: 4,"
+           " hist_every: 8, figure_lr: 1e-5, fig3_lrs: [1e-5]}"]
     r = run_snakemake(["--cores", "2", "--config", *cfg], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
-    assert len(summary) == 3 * 2
+    # 3 variants x 2 lrs, l1/l2/linf at 0.05 for the l_p figures, 5 DLN variants
+    assert len(summary) == 3 * 2 + 3 + 5
+    assert (summary[summary.model == "dln"].steps_completed == 12).all()
     # lr 1e4 blows the standard network up: recorded as diverged, and the sweep still finished
     row = summary[(summary.variant == "standard") & (summary.lr == 10000.0)].iloc[0]
     assert bool(row.diverged) and row.steps_completed < 16
-    assert (summary[summary.lr == 0.05].steps_completed == 16).all()
+    assert (summary[(summary.lr == 0.05)].steps_completed == 16).all()
     for fig in FIGURES:
         assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 10_000, fig
     log = (tmp_path / "results/logs/train/synthetic/vgg/batchnorm/lr0.05_seed0.log").read_text()

@@ -122,8 +122,8 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     for k, sub in schema["properties"].items():
         if k not in cfg and "default" in sub:
             cfg[k] = copy.deepcopy(sub["default"])
-    if isinstance(cfg.get("noisy_bn"), dict):
-        cfg["noisy_bn"] = {**schema["properties"]["noisy_bn"]["default"], **cfg["noisy_bn"]}
+    for key in ("noisy_bn", "dln"):  # a partial mapping keeps the other defaults
+        cfg[key] = {**schema["properties"][key]["default"], **cfg[key]}
 
     name, root = cfg["dataset"], cfg.get("data_root")
     if root is not None and not dataset_present(name, root):
@@ -131,15 +131,21 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     if cfg["batch_size"] > TRAIN_SIZES[name]:
         raise ConfigError(f"batch_size = {cfg['batch_size']} is larger than the {name} training set "
                           f"({TRAIN_SIZES[name]} samples); choose batch_size <= {TRAIN_SIZES[name]}.")
-    n = NUM_LAYERS[cfg["model"]]
-    for key in ("fig1_layers", "fig2_layers", "fig3_layers", "fig8_layers"):
-        bad = [i for i in cfg[key] if i > n]
+    layer_keys = [(cfg, k, cfg["model"]) for k in
+                  ("fig1_layers", "fig2_layers", "fig3_layers", "fig8_layers", "fig6_layer")]
+    layer_keys += [(cfg["dln"], k, "dln") for k in ("fig3_layers", "fig9_layers")]
+    for section, key, model in layer_keys:
+        n, val = NUM_LAYERS[model], section[key]
+        bad = [i for i in (val if isinstance(val, list) else [val]) if i > n]
         if bad:
-            raise ConfigError(f"{key} = {cfg[key]}: model {cfg['model']} has layers 1..{n} only "
+            name = key if section is cfg else f"dln.{key}"
+            raise ConfigError(f"{name} = {val}: model {model} has layers 1..{n} only "
                               f"(not {', '.join(map(str, bad))}); choose layers in 1..{n}.")
-    if cfg["measure_every"] and cfg["hist_every"] % cfg["measure_every"]:
-        raise ConfigError(f"hist_every = {cfg['hist_every']} must be a multiple of measure_every "
-                          f"= {cfg['measure_every']} (histograms are taken at measured steps).")
+    for section, name in ((cfg, ""), (cfg["dln"], "dln.")):
+        if section["measure_every"] and section["hist_every"] % section["measure_every"]:
+            raise ConfigError(f"{name}hist_every = {section['hist_every']} must be a multiple of "
+                              f"{name}measure_every = {section['measure_every']} (histograms are "
+                              "taken at measured steps).")
     return cfg
 
 

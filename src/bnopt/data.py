@@ -9,16 +9,18 @@ device-side indexing (and optional crop + flip augmentation): no DataLoader, no 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("cifar10", "fashion_mnist", "digits", "synthetic")
+DATASETS = ("cifar10", "fashion_mnist", "digits", "synthetic", "dln")
 # Training-set sizes, known before loading, so a too-large batch is rejected at config time.
-TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "digits": 1_437, "synthetic": 1_024}
+TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "digits": 1_437, "synthetic": 1_024,
+               "dln": 1_000}
+DLN_DIM = 10  # the paper's deep linear network task: y = A x, A 10x10, 1000 samples
 DEFAULT_ROOT = "resources"
 
 
@@ -28,16 +30,27 @@ class DataError(RuntimeError):
 
 @dataclass
 class Dataset:
+    """Images: uint8 x (N, C, H, W), int64 class labels, ``num_classes`` > 0.
+    Regression (the DLN task): float x (N, D), float targets (N, D_out), ``num_classes`` = 0."""
     name: str
-    x_train: torch.Tensor  # uint8 (N, C, H, W)
-    y_train: torch.Tensor  # int64 (N,)
+    x_train: torch.Tensor
+    y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     num_classes: int
+    meta: dict = field(default_factory=dict)  # how the data was made, e.g. the DLN's A and seed
 
     @property
-    def shape(self) -> tuple[int, int, int]:
+    def regression(self) -> bool:
+        return self.num_classes == 0
+
+    @property
+    def shape(self) -> tuple[int, ...]:
         return tuple(self.x_train.shape[1:])
+
+    @property
+    def num_outputs(self) -> int:
+        return self.y_train.shape[1] if self.regression else self.num_classes
 
     def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and std of the training images, in [0, 1] units."""
@@ -49,7 +62,8 @@ class Dataset:
 
         with atomic_path(path) as tmp:
             torch.save({k: getattr(self, k) for k in
-                        ("name", "x_train", "y_train", "x_test", "y_test", "num_classes")}, tmp)
+                        ("name", "x_train", "y_train", "x_test", "y_test", "num_classes", "meta")},
+                       tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Dataset":
@@ -107,6 +121,16 @@ def _synthetic(seed: int = 0, n_train: int = TRAIN_SIZES["synthetic"], n_test: i
     return Dataset("synthetic", xtr, ytr, xte, yte, classes)
 
 
+def _dln(seed: int, n: int = TRAIN_SIZES["dln"], dim: int = DLN_DIM) -> Dataset:
+    """The paper's DLN task: y = A x with A (dim x dim) i.i.d. N(0, 1) and x ~ N(0, I); n
+    training and n test samples, all drawn from ``seed`` (recorded, with A, in ``meta``)."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(dim, dim, generator=g)
+    x_train, x_test = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
+    return Dataset("dln", x_train, x_train @ a.T, x_test, x_test @ a.T, 0,
+                   {"A": a, "data_seed": seed})
+
+
 def _digits() -> Dataset:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -139,11 +163,15 @@ def _torchvision(name: str, root: str | os.PathLike, download: bool) -> Dataset:
     return Dataset(name, xtr, ytr, xte, yte, len(train.classes))
 
 
-def load_dataset(name: str, data_root: str | os.PathLike | None = None) -> Dataset:
+def load_dataset(name: str, data_root: str | os.PathLike | None = None,
+                 data_seed: int = 0) -> Dataset:
     """Load ``name``. For torchvision sets, ``data_root`` is an existing copy in torchvision's
-    layout; ``None`` downloads (with checksums) into ``resources/`` unless already there."""
+    layout; ``None`` downloads (with checksums) into ``resources/`` unless already there.
+    ``data_seed`` draws the generated DLN task."""
     if name == "synthetic":
         return _synthetic()
+    if name == "dln":
+        return _dln(data_seed)
     if name == "digits":
         return _digits()
     if name not in _EXPECTED:
@@ -179,14 +207,17 @@ class DeviceData:
     def __init__(self, ds: Dataset, device: torch.device):
         self.device = device
         self.num_classes = ds.num_classes
-        mean, std = ds.channel_stats()
-        self.mean = mean.view(1, -1, 1, 1).to(device)
-        self.std = std.view(1, -1, 1, 1).to(device)
+        self.images = ds.x_train.dtype == torch.uint8
+        if self.images:
+            mean, std = ds.channel_stats()
+            self.mean = mean.view(1, -1, 1, 1).to(device)
+            self.std = std.view(1, -1, 1, 1).to(device)
         self.x_train, self.y_train = ds.x_train.to(device), ds.y_train.to(device)
         self.x_test, self.y_test = ds.x_test.to(device), ds.y_test.to(device)
 
-    def normalize(self, x_u8: torch.Tensor) -> torch.Tensor:
-        return (x_u8.float() / 255 - self.mean) / self.std
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 images -> standardised floats; float (regression) inputs pass through."""
+        return (x.float() / 255 - self.mean) / self.std if self.images else x
 
     def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = False):
         """Endless stream of (x, y) training batches: a fresh device-side permutation per epoch,
@@ -195,6 +226,10 @@ class DeviceData:
         per_epoch = n // batch_size
         if per_epoch == 0:
             raise ValueError(f"batch_size={batch_size} exceeds the training set ({n} samples)")
+        if batch_size == n and not augment:  # full-batch gradient descent: no shuffling needed
+            x, y = self.normalize(self.x_train), self.y_train
+            while True:
+                yield x, y
         while True:
             perm = torch.randperm(n, device=self.device, generator=generator)
             for i in range(per_epoch):

@@ -1,6 +1,10 @@
 """The paper's comparison figures, drawn with seaborn from the runs' Parquet tables.
 
-Every curve is the mean over seeds with a 95% bootstrap band. "Train accuracy" is the accuracy
+Every curve is the mean over seeds. With 3 or more seeds the band is the 95% confidence
+interval of the mean from Student's t (mean +- t(0.975, n-1) * standard error; with so few seeds
+a bootstrap would understate it); with 2 seeds, where t(0.975, 1) = 12.7 makes that interval
+uninformative, the band is the range of the two seeds. Titles say which.
+"Train accuracy" is the accuracy
 on each step's training batch in training mode (batch statistics, and noise for noisy BN), as
 the model sees it while it learns, smoothed with a centred rolling mean over ``steps / 100``
 steps. "Test accuracy" is measured in eval mode (BN running statistics) on the full test split.
@@ -15,13 +19,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from bnopt.aggregate import landscape_summary, load_table, read_meta  # noqa: E402
 
 LABELS = {"standard": "Standard", "batchnorm": "Standard + BatchNorm",
-          "noisy_batchnorm": "Standard + \"Noisy\" BatchNorm"}
-PALETTE = {"standard": "#1f77b4", "batchnorm": "#d62728", "noisy_batchnorm": "#2ca02c"}
-MAX_POINTS = 300  # per run and curve, so bootstrap bands stay fast for 15k-step runs
+          "noisy_batchnorm": "Standard + \"Noisy\" BatchNorm", "l1": "Standard + l1 norm",
+          "l2": "Standard + l2 norm", "linf": "Standard + l-inf norm"}
+PALETTE = {"standard": "#1f77b4", "batchnorm": "#d62728", "noisy_batchnorm": "#2ca02c",
+           "l1": "#9467bd", "l2": "#8c564b", "linf": "#e377c2"}
+BN_PAIR = ["standard", "batchnorm"]
+LP_VARIANTS = ["standard", "batchnorm", "l1", "l2", "linf"]
+MAX_POINTS = 300  # per run and curve, so 15k-step runs plot quickly
 
 
 def smooth_downsample(df: pd.DataFrame, column: str, keys: list[str]) -> pd.DataFrame:
@@ -37,9 +46,27 @@ def smooth_downsample(df: pd.DataFrame, column: str, keys: list[str]) -> pd.Data
     return pd.concat(out, ignore_index=True)
 
 
+def t_interval(values) -> tuple[float, float]:
+    """95% confidence interval of the mean of ``values`` (Student's t; a point for n < 2)."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    m = x.mean() if len(x) else np.nan
+    if len(x) < 2:
+        return m, m
+    h = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return m - h, m + h
+
+
+def band_label(nseeds: int) -> str:
+    if nseeds >= 3:
+        return f"mean of {nseeds} seeds, 95% t-CI"
+    return "mean and range of 2 seeds" if nseeds == 2 else "1 seed"
+
+
 def _lineplot(ax, df, y, variants, **kw):
+    band = t_interval if df["seed"].nunique() >= 3 else ("pi", 100)
     sns.lineplot(data=df, x="step", y=y, hue="variant", hue_order=variants, palette=PALETTE,
-                 estimator="mean", errorbar=("ci", 95), n_boot=200, seed=0, ax=ax, **kw)
+                 estimator="mean", errorbar=band, ax=ax, **kw)
 
 
 def _diverged_note(metas: list[dict], lr: float, variants: list[str]) -> str:
@@ -67,11 +94,10 @@ def _legend(fig, axes, variants):
 
 def fig1_accuracy(meta_paths, out_path, lrs) -> None:
     """Figure 1(a,b): train and test accuracy vs step, standard vs BN, one column per lr."""
-    metas = [read_meta(p) for p in meta_paths]
-    variants = [v for v in ("standard", "batchnorm") if any(m["variant"] == v for m in metas)]
+    metas = _read_metas(meta_paths)
+    variants = [v for v in BN_PAIR if any(m["variant"] == v for m in metas)]
     steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
     evals = load_table(meta_paths, "eval")
-    ds = metas[0]["dataset"]
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(2, len(lrs), figsize=(5.2 * len(lrs), 7.6), squeeze=False,
                              sharex=True, sharey="row")
@@ -90,8 +116,8 @@ def fig1_accuracy(meta_paths, out_path, lrs) -> None:
         ax.set_ylim(0, 1.02)
     _legend(fig, axes, variants)
     nseeds = len({m["seed"] for m in metas})
-    fig.suptitle(f"Figure 1(a,b): {metas[0]['model'].upper()} on {ds}, standard vs BatchNorm "
-                 f"(mean of {nseeds} seeds, 95% CI)", fontsize=13)
+    fig.suptitle(f"Figure 1(a,b): {_name(metas)}, standard vs BatchNorm "
+                 f"({band_label(nseeds)})", fontsize=13)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -105,6 +131,12 @@ def _first_seed_runs(metas: list[dict], variants, lr) -> dict:
         if runs:
             out[v] = runs[0][1]
     return out
+
+
+def _name(metas) -> str:
+    """'VGG on cifar10' or 'deep linear network' for titles."""
+    m = metas[0]
+    return "deep linear network (y = Ax)" if m["model"] == "dln" else f"{m['model'].upper()} on {m['dataset']}"
 
 
 def _read_metas(meta_paths) -> list[dict]:
@@ -147,18 +179,19 @@ def _activation_grid(axes, metas, variants, layers, lr):
     return min(read_meta(p)["seed"] for p in runs.values())
 
 
-def fig1_activations(meta_paths, out_path, layers, lr) -> None:
+def fig1_activations(meta_paths, out_path, layers, lr, title="Figure 1(c)",
+                     what="the values entering each ReLU") -> None:
     """Figure 1(c): distribution of the pre-activations of ``layers`` over training."""
     metas = _read_metas(meta_paths)
     _check_layers(metas, layers)
-    variants = ["standard", "batchnorm"]
+    variants = BN_PAIR
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(len(layers), 2, figsize=(11, 3.4 * len(layers)), squeeze=False,
                              sharex=True)
     seed = _activation_grid(axes, metas, variants, layers, lr)
-    fig.suptitle(f"Figure 1(c): activation distributions over training, "
-                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, seed {seed}\n"
-                 "median, 25-75%, 5-95% and 1-99% of the values entering each ReLU", fontsize=11)
+    fig.suptitle(f"{title}: activation distributions over training, "
+                 f"{_name(metas)}, lr {lr:g}, seed {seed}\n"
+                 f"median, 25-75%, 5-95% and 1-99% of {what}", fontsize=11)
     fig.tight_layout()
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -186,7 +219,7 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, [LABELS[v] for v in labels], loc="lower right", fontsize=9)
     nseeds = len({m["seed"] for m in metas})
-    ax.set_title(f"training accuracy (mean of {nseeds} seeds, 95% CI)", fontsize=10)
+    ax.set_title(f"training accuracy ({band_label(nseeds)})", fontsize=10)
     grid = [[fig.add_subplot(gs[1 + i, j]) for j in range(len(variants))] for i in range(len(layers))]
     seed = _activation_grid(grid, metas, variants, layers, lr)
     fig.suptitle(f"Figure 2: noisy BatchNorm trains almost as well as BatchNorm although its "
@@ -198,13 +231,23 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
     plt.close(fig)
 
 
-def fig3_ics(meta_paths, out_path, lrs, layers) -> None:
-    """Figure 3(a): gradient ICS (Definition 2.1) of ``layers``, l2 difference and cosine, with
-    training accuracy, standard vs BN, one column per lr."""
+def _top_panel(ax, steps, top, variants):
+    """Training accuracy (smoothed, 0..1) or training loss (log scale) vs step."""
+    _lineplot(ax, steps, top, variants)
+    if top == "accuracy":
+        ax.set_ylim(0, 1.02)
+        return "training accuracy"
+    ax.set_yscale("log")
+    return "training loss"
+
+
+def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(a)") -> None:
+    """Figure 3: gradient ICS (Definition 2.1) of ``layers``, l2 difference and cosine, with
+    training accuracy (``top='accuracy'``) or loss, standard vs BN, one column per lr."""
     metas = _read_metas(meta_paths)
     _check_layers(metas, layers)
-    variants = ["standard", "batchnorm"]
-    steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
+    variants = BN_PAIR
+    steps = smooth_downsample(load_table(meta_paths, "steps"), top, ["variant", "lr", "seed"])
     ics = load_table(meta_paths, "ics")
     rows = ["acc"] + [("l2", i) for i in layers] + [("cos", i) for i in layers]
     sns.set_theme(style="whitegrid", context="notebook")
@@ -214,10 +257,8 @@ def fig3_ics(meta_paths, out_path, lrs, layers) -> None:
         for i, row in enumerate(rows):
             ax = axes[i, j]
             if row == "acc":
-                _lineplot(ax, steps[steps.lr == lr], "accuracy", variants)
-                ax.set_ylim(0, 1.02)
+                ylabel = _top_panel(ax, steps[steps.lr == lr], top, variants)
                 ax.set_title(f"learning rate {lr:g}")
-                ylabel = "training accuracy"
             else:
                 kind, layer = row
                 d = ics[(ics.lr == lr) & (ics.layer == layer)]
@@ -231,48 +272,55 @@ def fig3_ics(meta_paths, out_path, lrs, layers) -> None:
             ax.set_ylabel(ylabel if j == 0 else "")
         axes[-1, j].set_xlabel("training step")
     _legend(fig, axes, variants)
-    fig.suptitle("Figure 3: internal covariate shift in the gradient sense (Definition 2.1)\n"
+    fig.suptitle(f"{title}: internal covariate shift in the gradient sense (Definition 2.1)\n"
                  "G' = layer gradient after the layers below take the step's update; "
-                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, mean over seeds, 95% CI",
-                 fontsize=11)
+                 f"{_name(metas)}, {band_label(len({m['seed'] for m in metas}))}", fontsize=11)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)
 
 
-def fig4_landscape(meta_paths, out_path, lr) -> None:
+def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
+                   title="Figure 4: BatchNorm smooths the loss landscape") -> None:
     """Figure 4: (a) loss range along the gradient (log scale), (b) gradient predictiveness
-    range, (c) effective beta-smoothness; standard vs BN, averaged over seeds."""
+    range, (c) effective beta-smoothness, averaged over seeds; with ``top`` ('accuracy' or
+    'loss') a training-curve panel comes first (Figures 12 and 13)."""
     metas = _read_metas(meta_paths)
-    variants = ["standard", "batchnorm"]
+    variants = [v for v in variants if any(m["variant"] == v for m in metas)]
     land = landscape_summary(load_table(meta_paths, "probes"), ("variant", "seed", "step"))
     mean = land.groupby(["variant", "step"]).mean(numeric_only=True).reset_index()
     mults = metas[0]["probe_multipliers"]
     sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    n = 3 + (top is not None)
+    fig, axes = plt.subplots(1, n, figsize=(5.7 * n, 4.8))
+    if top is not None:
+        steps = smooth_downsample(load_table(meta_paths, "steps"), top, ["variant", "lr", "seed"])
+        axes[0].set_ylabel(_top_panel(axes[0], steps, top, variants))
+        axes[0].get_legend().remove()
+        axes[0].set_title("training curve")
+    a, b, c = axes[-3:]
     for v in variants:
         m = mean[mean.variant == v]
-        for ax, lo, hi in ((axes[0], "loss_min", "loss_max"), (axes[1], "grad_pred_min", "grad_pred_max")):
+        for ax, lo, hi in ((a, "loss_min", "loss_max"), (b, "grad_pred_min", "grad_pred_max")):
             ax.fill_between(m.step, m[lo], m[hi], color=PALETTE[v], alpha=0.35, lw=0, label=LABELS[v])
             ax.plot(m.step, m[lo], color=PALETTE[v], lw=0.6)
             ax.plot(m.step, m[hi], color=PALETTE[v], lw=0.6)
-    _lineplot(axes[2], land, "beta_max", variants)
-    axes[2].get_legend().remove()
-    axes[0].set_yscale("log")
-    axes[0].set_title("(a) loss landscape: loss along the gradient")
-    axes[0].set_ylabel("training loss (min..max over step lengths)")
-    axes[1].set_title("(b) gradient predictiveness")
-    axes[1].set_ylabel("||grad L(x - eta g) - g|| (min..max)")
-    axes[2].set_title("(c) effective beta-smoothness")
-    axes[2].set_ylabel("max ||grad L(x') - g|| / ||x' - x||")
+    _lineplot(c, land, "beta_max", variants)
+    c.get_legend().remove()
+    a.set_yscale("log")
+    a.set_title("(a) loss landscape: loss along the gradient")
+    a.set_ylabel("training loss (min..max over step lengths)")
+    b.set_title("(b) gradient predictiveness")
+    b.set_ylabel("||grad L(x - eta g) - g|| (min..max)")
+    c.set_title("(c) effective beta-smoothness")
+    c.set_ylabel("max ||grad L(x') - g|| / ||x' - x||")
     for ax in axes:
         ax.set_xlabel("training step")
-    axes[0].legend(loc="upper right", fontsize=9)
+    a.legend(loc="upper right", fontsize=9)
     nseeds = len({m["seed"] for m in metas})
-    fig.suptitle(f"Figure 4: BatchNorm smooths the loss landscape. {metas[0]['model'].upper()} on "
-                 f"{metas[0]['dataset']}, lr {lr:g}; probes at eta = {min(mults):g}..{max(mults):g} x lr "
-                 f"({len(mults)} points); bands (a, b): seed-mean of min..max over {nseeds} seeds; "
-                 "(c) mean, 95% CI", fontsize=11)
+    fig.suptitle(f"{title}. {_name(metas)}, lr {lr:g}; probes at eta = {min(mults):g}..{max(mults):g} "
+                 f"x lr ({len(mults)} points)\nbands in the landscape panels: seed-mean of min..max "
+                 f"over the probe points; other panels: {band_label(nseeds)}", fontsize=11)
     fig.tight_layout()
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -300,7 +348,8 @@ def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
     _legend(fig, axes, variants)
     fig.suptitle("Figure 8: change of the activation moments between consecutive steps "
                  f"(per unit, averaged over units)\n{metas[0]['model'].upper()} on "
-                 f"{metas[0]['dataset']}, lr {lr:g}, mean over seeds, 95% CI", fontsize=11)
+                 f"{metas[0]['dataset']}, lr {lr:g}, {band_label(len({m['seed'] for m in metas}))}",
+                 fontsize=11)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -310,7 +359,7 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     """Figure 11: l2 change of the gradient vs the step length along the gradient, one curve
     per measured training step (colour = step), standard vs BN, lowest seed."""
     metas = _read_metas(meta_paths)
-    variants = ["standard", "batchnorm"]
+    variants = BN_PAIR
     runs = _first_seed_runs(metas, variants, lr)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
@@ -339,7 +388,91 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     plt.close(fig)
 
 
+def fig3_ics_dln(meta_paths, out_path, lrs, layers) -> None:
+    """Figure 3(b): gradient ICS in the deep linear network, with its training loss."""
+    fig3_ics(meta_paths, out_path, lrs, layers, top="loss", title="Figure 3(b)")
+
+
+def fig5_lp(meta_paths, out_path, lr, dln_lr) -> None:
+    """Figure 5: l_p normalisation, (a) network training accuracy, (b) DLN training loss;
+    standard, BN, l1, l2, l-inf."""
+    metas = _read_metas(meta_paths)
+    groups = {"net": [m["_path"] for m in metas if m["model"] != "dln"],
+              "dln": [m["_path"] for m in metas if m["model"] == "dln"]}
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.9))
+    for ax, (key, top, rate, label) in zip(axes, (("net", "accuracy", lr, "(a)"),
+                                                  ("dln", "loss", dln_lr, "(b)"))):
+        paths = groups[key]
+        steps = smooth_downsample(load_table(paths, "steps"), top, ["variant", "lr", "seed"])
+        variants = [v for v in LP_VARIANTS if v in set(steps.variant)]
+        ax.set_ylabel(_top_panel(ax, steps, top, variants))
+        ax.set_xlabel("training step")
+        handles, labels = ax.get_legend_handles_labels()
+        ax.legend(handles, [LABELS[v] for v in labels], fontsize=8,
+                  loc="lower right" if top == "accuracy" else "upper right")
+        ax.set_title(f"{label} {_name([read_meta(paths[0])])}, lr {rate:g}", fontsize=11)
+    nseeds = len({m["seed"] for m in metas})
+    fig.suptitle(f"Figure 5: l_p normalisations train like BatchNorm ({band_label(nseeds)})",
+                 fontsize=12)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
+    """Figure 6: histogram of one layer's pre-activations at the last snapshot, per variant."""
+    metas = _read_metas(meta_paths)
+    _check_layers(metas, [layer])
+    runs = _first_seed_runs(metas, LP_VARIANTS, lr)
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.6), squeeze=False)
+    for ax, (v, p) in zip(axes[0], runs.items()):
+        h = load_table([p], "histograms")
+        h = h[(h.layer == layer) & (h.step == h.step.max())]
+        width = h.right - h.left
+        ax.bar(h.left, h["count"] / (h["count"].sum() * width), width=width, align="edge",
+               color=PALETTE[v], alpha=0.8, lw=0)
+        ax.set_title(f"{LABELS[v]}\nstep {int(h.step.max()) if len(h) else '-'}", fontsize=10)
+        ax.set_xlabel("pre-activation value")
+    axes[0][0].set_ylabel("density")
+    seed = min(read_meta(p)["seed"] for p in runs.values())
+    fig.suptitle(f"Figure 6: layer {layer} activations at the last histogram snapshot, "
+                 f"{_name(metas)}, lr {lr:g}, seed {seed}. l_p normalisations do not make them "
+                 "Gaussian-like", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def fig9_dln_activations(meta_paths, out_path, layers, lr) -> None:
+    """Figure 9: activation distributions of the deep linear network over training."""
+    fig1_activations(meta_paths, out_path, layers, lr, title="Figure 9",
+                     what="each layer's output (after its normalisation)")
+
+
+def fig10_dln_landscape(meta_paths, out_path, lr) -> None:
+    """Figure 10: Figure 4 for the deep linear network."""
+    fig4_landscape(meta_paths, out_path, lr, title="Figure 10: BatchNorm smooths the DLN landscape")
+
+
+def fig12_lp_vgg(meta_paths, out_path, lr) -> None:
+    """Figure 12: Figure 4's panels plus training accuracy for the l_p variants (network)."""
+    fig4_landscape(meta_paths, out_path, lr, LP_VARIANTS, top="accuracy",
+                   title="Figure 12: l_p normalisations also smooth the landscape")
+
+
+def fig13_lp_dln(meta_paths, out_path, lr) -> None:
+    """Figure 13: Figure 4's panels plus training loss for the l_p variants (DLN)."""
+    fig4_landscape(meta_paths, out_path, lr, LP_VARIANTS, top="loss",
+                   title="Figure 13: l_p normalisations in the deep linear network")
+
+
 FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
-           "fig2_noisy_bn": fig2_noisy_bn, "fig3_ics": fig3_ics, "fig4_landscape": fig4_landscape,
-           "fig8_activation_shift": fig8_activation_shift,
-           "fig11_gradient_vs_step": fig11_gradient_vs_step}
+           "fig2_noisy_bn": fig2_noisy_bn, "fig3_ics": fig3_ics, "fig3_ics_dln": fig3_ics_dln,
+           "fig4_landscape": fig4_landscape, "fig5_lp": fig5_lp,
+           "fig6_lp_activations": fig6_lp_activations,
+           "fig8_activation_shift": fig8_activation_shift, "fig9_dln_activations": fig9_dln_activations,
+           "fig10_dln_landscape": fig10_dln_landscape,
+           "fig11_gradient_vs_step": fig11_gradient_vs_step, "fig12_lp_vgg": fig12_lp_vgg,
+           "fig13_lp_dln": fig13_lp_dln}

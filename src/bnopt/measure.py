@@ -36,8 +36,8 @@ def probing(model: nn.Module):
     """Forward passes inside this block measure the *training* loss without side effects:
     BatchNorm uses the batch's statistics but does not update its running statistics (nor
     ``num_batches_tracked``), and noisy BN reuses the noise of the step's own forward pass."""
-    bns = [m for m in model.modules()
-           if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [m for m in model.modules()  # BatchNorm and LpNorm layers
+           if getattr(m, "track_running_stats", False) and hasattr(m, "running_mean")]
     for m in bns:
         m.track_running_stats = False
     try:

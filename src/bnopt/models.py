@@ -19,10 +19,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-VARIANTS = ("standard", "batchnorm", "noisy_batchnorm")
-MODELS = ("vgg", "simple_cnn")
+VARIANTS = ("standard", "batchnorm", "noisy_batchnorm", "l1", "l2", "linf")
+MODELS = ("vgg", "simple_cnn", "dln")
 INITS = ("glorot", "kaiming")
-NUM_LAYERS = {"vgg": 14, "simple_cnn": 5}  # weight layers, whatever the input size
+DLN_DEPTH = 25
+NUM_LAYERS = {"vgg": 14, "simple_cnn": 5, "dln": DLN_DEPTH}  # weight layers, any input size
 
 # VGG-16 layout adapted to 32x32 inputs (13 convs then one linear classifier): 14 weight layers,
 # so every layer number the paper plots (up to 13) is a conv layer followed by BN in the BN net.
@@ -75,6 +76,55 @@ class NoisyBatchNorm(nn.Module):
             self._noise = self.sample_noise(x.shape, x.device, x.dtype)
         s, m = self._noise
         return s * x + m
+
+
+class LpNorm(nn.Module):
+    """The paper's l_p normalisation (Section 3.3), p in {1, 2, inf}: per unit, subtract the
+    batch mean as BN does, then divide by the average l_p norm of the unit's values over the
+    batch taken *before* the mean shift, then apply a learnable scale and shift:
+
+        y = gamma * (z - mean(z)) / (norm_p(z) + eps) + beta,
+        norm_1 = mean |z|,  norm_2 = sqrt(mean z^2),  norm_inf = max |z|
+
+    over the batch (and positions, for conv maps). Like BN, eval mode uses running averages of
+    the mean and the norm, and ``track_running_stats = False`` uses batch statistics without
+    updating them (what :func:`bnopt.measure.probing` relies on).
+    """
+
+    def __init__(self, num_features: int, p: float, conv: bool, eps: float = 1e-5,
+                 momentum: float = 0.1):
+        super().__init__()
+        self.p, self.conv, self.eps, self.momentum = p, conv, eps, momentum
+        self.track_running_stats = True
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_norm", torch.ones(num_features))
+
+    def batch_stats(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-unit batch mean and average l_p norm (before the mean shift)."""
+        dims = [d for d in range(z.dim()) if d != 1]
+        n = z.numel() // z.shape[1]
+        mean = z.mean(dim=dims)
+        norm = torch.linalg.vector_norm(z, ord=self.p, dim=dims)
+        if self.p != float("inf"):
+            norm = norm / n ** (1 / self.p)  # the average: (mean |z|^p)^(1/p)
+        return mean, norm
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            mean, norm = self.batch_stats(z)
+            if self.track_running_stats:
+                with torch.no_grad():
+                    self.running_mean.lerp_(mean, self.momentum)
+                    self.running_norm.lerp_(norm, self.momentum)
+        else:
+            mean, norm = self.running_mean, self.running_norm
+        # gamma (z - mean) / (norm + eps) + beta as one fused z * scale + shift
+        scale = self.weight / (norm + self.eps)
+        shift = self.bias - mean * scale
+        shape = (1, -1) + (1,) * (z.dim() - 2)
+        return torch.addcmul(shift.view(shape), z, scale.view(shape))
 
 
 @dataclass
@@ -140,12 +190,15 @@ def _norm(variant: str, features: int, conv: bool, noisy_bn: dict) -> nn.Module:
         return nn.BatchNorm2d(features) if conv else nn.BatchNorm1d(features)
     if variant == "noisy_batchnorm":
         return NoisyBatchNorm(features, conv, **{**NOISY_BN_DEFAULTS, **(noisy_bn or {})})
+    if variant in ("l1", "l2", "linf"):
+        return LpNorm(features, {"l1": 1, "l2": 2, "linf": float("inf")}[variant], conv)
     raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
 
 
 def build_model(model: str, variant: str, in_channels: int, image_size: int, num_classes: int,
                 width: float = 1.0, noisy_bn: dict | None = None, init: str = "glorot") -> Net:
-    """Build ``model`` ('vgg' or 'simple_cnn') in ``variant`` for square inputs of ``image_size``.
+    """Build ``model`` ('vgg', 'simple_cnn' or 'dln') in ``variant`` for square inputs of
+    ``image_size`` (for 'dln': vectors of ``in_channels`` features; ``num_classes`` outputs).
 
     Max-pools are skipped once the feature map is 1x1, so 8x8 and 28x28 inputs work with the
     same layer count as 32x32. ``width`` multiplies every hidden width. Weights are
@@ -154,6 +207,8 @@ def build_model(model: str, variant: str, in_channels: int, image_size: int, num
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    if model == "dln":
+        return _deep_linear(variant, in_channels, num_classes, noisy_bn, init)
     if model == "vgg":
         convs, hidden = VGG_CONVS, []
     elif model == "simple_cnn":
@@ -184,14 +239,29 @@ def build_model(model: str, variant: str, in_channels: int, image_size: int, num
         features = out
     layers.append(Layer(nn.Linear(features, num_classes), nn.Identity(), relu=False, pool=False,
                         flatten=not hidden))
-    net = Net(layers)
+    return _init(Net(layers), init)
+
+
+def _deep_linear(variant: str, dim_in: int, dim_out: int, noisy_bn, init: str) -> Net:
+    """The paper's deep linear network: DLN_DEPTH square linear layers without bias or
+    nonlinearity; the normalisation of ``variant`` follows every layer but the last."""
+    if dim_in != dim_out:
+        raise ValueError(f"the deep linear network is square: input {dim_in} != output {dim_out}")
+    layers = [Layer(nn.Linear(dim_in, dim_in, bias=False),
+                    _norm(variant, dim_in, False, noisy_bn) if i < DLN_DEPTH - 1 else nn.Identity(),
+                    relu=False, pool=False, flatten=(i == 0)) for i in range(DLN_DEPTH)]
+    return _init(Net(layers), init)
+
+
+def _init(net: Net, init: str) -> Net:
     for m in net.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if init == "glorot":
                 nn.init.xavier_uniform_(m.weight)
             else:
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
     return net
 
 

@@ -101,6 +101,22 @@ def derived_seed(seed: int, stream: int) -> int:
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
+def criterion(out: torch.Tensor, y: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy for class labels; for regression targets the squared loss
+    ||f(x) - y||^2 summed over outputs, averaged (or summed) over samples."""
+    if y.dtype == torch.long:
+        return F.cross_entropy(out, y, reduction=reduction)
+    per_sample = (out - y).square().sum(1)
+    return per_sample.mean() if reduction == "mean" else per_sample.sum()
+
+
+def accuracy(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean accuracy for class labels; NaN for regression targets."""
+    if y.dtype == torch.long:
+        return (out.argmax(1) == y).float().mean()
+    return torch.full((), float("nan"), device=out.device)
+
+
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, data: DeviceData, x: torch.Tensor, y: torch.Tensor,
              batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,8 +128,8 @@ def evaluate(model: torch.nn.Module, data: DeviceData, x: torch.Tensor, y: torch
     for i in range(0, x.shape[0], batch_size):
         out = model(data.normalize(x[i:i + batch_size]))
         yb = y[i:i + batch_size]
-        loss += F.cross_entropy(out, yb, reduction="sum")
-        correct += (out.argmax(1) == yb).sum()
+        loss += criterion(out, yb, reduction="sum")
+        correct += accuracy(out, yb) * yb.shape[0]
     model.train(was_training)
     n = x.shape[0]
     return loss / n, correct / n
@@ -138,10 +154,10 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     if threads:
         torch.set_num_threads(threads)
     data = DeviceData(dataset, device)
-    c, h, _ = dataset.shape
+    c, h = dataset.shape[0], (dataset.shape[1] if len(dataset.shape) > 1 else 1)
 
     torch.manual_seed(cfg.seed)  # weights: same seed -> same conv/linear init in every variant
-    model = build_model(cfg.model, cfg.variant, c, h, dataset.num_classes, cfg.width,
+    model = build_model(cfg.model, cfg.variant, c, h, dataset.num_outputs, cfg.width,
                         cfg.noisy_bn, cfg.init).to(device)
     noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
     set_noise_generator(model, noise_gen)
@@ -190,11 +206,11 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         preacts = [] if (measured or pending_moments is not None) else None
         x, y = next(batches)
         out = model(x, preacts=preacts)
-        loss = F.cross_entropy(out, y)
+        loss = criterion(out, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
-            buf[step] = torch.stack([loss.detach(), (out.argmax(1) == y).float().mean(),
+            buf[step] = torch.stack([loss.detach(), accuracy(out, y),
                                      _total_norm(p.grad for p in params if p.grad is not None),
                                      _total_norm(params)])
             if preacts is not None:
@@ -214,7 +230,7 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         opt.step()
         if measured:
             def loss_fn(p, x=x, y=y):
-                return F.cross_entropy(functional_call(model, p, (x,)), y)
+                return criterion(functional_call(model, p, (x,)), y)
 
             with probing(model):
                 pr = probe_along_gradient(loss_fn, before, grad, step_sizes)

@@ -1,7 +1,7 @@
 rule summary:
-    """One row per run of the sweep, plus all per-step and eval rows in one Parquet each."""
+    """One row per run, plus all per-step and eval rows in one Parquet each."""
     input:
-        run_metas(config["variants"], config["lrs"]),
+        ALL_RUNS,
     output:
         csv=report(
             "results/tables/summary.csv",

@@ -1,9 +1,9 @@
 rule prepare_data:
-    """Read a dataset once (downloading it if needed) into one uint8 tensor file."""
+    """Read a dataset once (downloading it if needed), or draw the DLN task, into one file."""
     output:
         "results/data/{dataset}.pt",
     params:
-        data_root=config["data_root"],
+        source=data_params,
     log:
         "results/logs/prepare_data/{dataset}.log",
     conda:

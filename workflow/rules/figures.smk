@@ -1,12 +1,12 @@
 # One rule per figure of the paper (FIGURE_SPECS in common.smk says which runs each needs);
 # every figure is buildable by its path alone, e.g. results/figures/fig4_landscape.png.
-for _fig, (_variants, _lrs, _kwargs) in FIGURE_SPECS.items():
+for _fig, (_groups, _kwargs) in FIGURE_SPECS.items():
 
     rule:
         name:
             _fig
         input:
-            run_metas(_variants, _lrs),
+            figure_inputs(_groups),
         output:
             report(
                 f"results/figures/{_fig}.png",

@@ -4,7 +4,7 @@ from bnopt.workflow import log_to
 
 
 def main(sm):
-    ds = load_dataset(sm.wildcards.dataset, sm.params.data_root)
+    ds = load_dataset(sm.wildcards.dataset, **sm.params.source)
     print(f"{ds.name}: train {tuple(ds.x_train.shape)}, test {tuple(ds.x_test.shape)}, "
           f"{ds.num_classes} classes")
     ds.save(sm.output[0])
