@@ -61,6 +61,8 @@ def test_defaults_are_filled():
     ({"dln": {"lr": 1e-6}}, ["unknown config key 'lr' in dln", "lrs"]),
     ({"dln": {"variants": ["noisy_batchnorm"]}}, ["dln.variants[0] = 'noisy_batchnorm'"]),
     ({"dataset": "dln"}, ["dataset = 'dln' is not allowed"]),
+    ({"checkpoint_every": 150}, ["checkpoint_every = 150", "multiple of log_every = 100"]),
+    ({"checkpoint_every": 1100}, ["checkpoint_every = 1100", "dln.log_every = 500"]),
     ({"dataset": "fashion_mnist", "data_root": "/data/fm"},
      ["data_root", "/data/fm", "FashionMNIST", "data_root: null"]),
 ])

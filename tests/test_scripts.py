@@ -14,7 +14,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.125, init="glorot",
              augment=False, eval_every=6, eval_batch_size=500, log_every=4, device="cpu",
              noisy_bn=NOISY_BN_DEFAULTS, measure_every=3, probe_multipliers=[0.5, 1.0, 2.0],
-             hist_every=6)
+             hist_every=6, checkpoint_every=4, keep_checkpoints=False)
 DLN_TRAIN = {**TRAIN, "batch_size": 1000, "eval_batch_size": 1000,
              "probe_multipliers": [0.01, 1.0, 30.0]}
 
@@ -53,6 +53,7 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
     script("summarize.py")(NS(input=metas + dln, output=tables))
     summary = pd.read_csv(tables.csv)
     assert len(summary) == 11 and (summary["steps_completed"] == 12).all()
+    assert not list(tmp_path.rglob("checkpoint.pt"))  # finished runs delete their checkpoints
     assert summary[["loss_range", "grad_pred", "beta_smoothness", "ics_l2"]].notna().all().all()
     steps = pd.read_parquet(tables.steps)
     assert len(steps) == 11 * 12

@@ -142,6 +142,10 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
             raise ConfigError(f"{name} = {val}: model {model} has layers 1..{n} only "
                               f"(not {', '.join(map(str, bad))}); choose layers in 1..{n}.")
     for section, name in ((cfg, ""), (cfg["dln"], "dln.")):
+        if cfg["checkpoint_every"] % section["log_every"]:
+            raise ConfigError(f"checkpoint_every = {cfg['checkpoint_every']} must be a multiple of "
+                              f"{name}log_every = {section['log_every']} (checkpoints are taken at "
+                              "host syncs).")
         if section["measure_every"] and section["hist_every"] % section["measure_every"]:
             raise ConfigError(f"{name}hist_every = {section['hist_every']} must be a multiple of "
                               f"{name}measure_every = {section['measure_every']} (histograms are "

@@ -219,22 +219,50 @@ class DeviceData:
         """uint8 images -> standardised floats; float (regression) inputs pass through."""
         return (x.float() / 255 - self.mean) / self.std if self.images else x
 
-    def train_batches(self, batch_size: int, generator: torch.Generator, augment: bool = False):
+    def train_batches(self, batch_size: int, generator: torch.Generator,
+                      augment: bool = False) -> "BatchStream":
         """Endless stream of (x, y) training batches: a fresh device-side permutation per epoch,
         the last incomplete batch of each epoch dropped (50,000 / 128 -> 390 steps)."""
-        n = self.x_train.shape[0]
-        per_epoch = n // batch_size
-        if per_epoch == 0:
+        return BatchStream(self, batch_size, generator, augment)
+
+
+class BatchStream:
+    """Training batches as an iterator whose position can be saved and restored exactly
+    (``state_dict`` / ``load_state_dict``), so a resumed run sees the same batches."""
+
+    def __init__(self, data: DeviceData, batch_size: int, generator: torch.Generator,
+                 augment: bool = False):
+        n = data.x_train.shape[0]
+        if n // batch_size == 0:
             raise ValueError(f"batch_size={batch_size} exceeds the training set ({n} samples)")
-        if batch_size == n and not augment:  # full-batch gradient descent: no shuffling needed
-            x, y = self.normalize(self.x_train), self.y_train
-            while True:
-                yield x, y
-        while True:
-            perm = torch.randperm(n, device=self.device, generator=generator)
-            for i in range(per_epoch):
-                idx = perm[i * batch_size:(i + 1) * batch_size]
-                x = self.x_train[idx]
-                if augment:
-                    x = random_crop_flip(x, 4 if x.shape[-1] >= 16 else 1, generator)
-                yield self.normalize(x), self.y_train[idx]
+        self.data, self.batch_size, self.generator, self.augment = data, batch_size, generator, augment
+        self.per_epoch = n // batch_size
+        self.full_batch = batch_size == n and not augment  # gradient descent: no shuffling
+        self.perm: torch.Tensor | None = None
+        self.pos = self.per_epoch  # start of an epoch: draw a permutation first
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        d = self.data
+        if self.full_batch:
+            return d.normalize(d.x_train), d.y_train
+        if self.pos == self.per_epoch:
+            self.perm = torch.randperm(d.x_train.shape[0], device=d.device, generator=self.generator)
+            self.pos = 0
+        idx = self.perm[self.pos * self.batch_size:(self.pos + 1) * self.batch_size]
+        self.pos += 1
+        x = d.x_train[idx]
+        if self.augment:
+            x = random_crop_flip(x, 4 if x.shape[-1] >= 16 else 1, self.generator)
+        return d.normalize(x), d.y_train[idx]
+
+    def state_dict(self) -> dict:
+        return {"perm": None if self.perm is None else self.perm.cpu(), "pos": self.pos,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.perm = None if state["perm"] is None else state["perm"].to(self.data.device)
+        self.pos = state["pos"]
+        self.generator.set_state(state["generator"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import platform
 import sys
 import time
@@ -65,6 +66,16 @@ class RunConfig:
     measure_every: int = 0
     probe_multipliers: tuple = DEFAULT_MULTIPLIERS
     hist_every: int = 1000
+    checkpoint_every: int = 0
+    keep_checkpoints: bool = False
+
+    def fingerprint(self) -> dict:
+        """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""
+        d = dataclasses.asdict(self)
+        for k in ("checkpoint_every", "keep_checkpoints", "log_every", "device"):
+            d.pop(k)
+        d["probe_multipliers"] = [float(m) for m in d["probe_multipliers"]]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunConfig":
@@ -139,8 +150,19 @@ def _total_norm(tensors) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
+def _to(obj, device):
+    """Move the tensors of nested lists/tuples/dicts to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to(o, device) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    return obj
+
+
 def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
-              threads: int | None = None) -> RunResult:
+              threads: int | None = None, checkpoint_path=None) -> RunResult:
     """Train one run; return its tables (see ``TABLES``) and run metadata.
 
     Every ``measure_every`` steps (0: never) the step is *measured*: activation statistics of
@@ -149,7 +171,15 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     that nothing the training sees changes (parameters, BN running statistics, optimizer state,
     RNG streams). Measured steps snapshot the parameters and gradient once (two flat copies);
     there is no copy of the model.
+
+    With ``checkpoint_path`` and ``cfg.checkpoint_every``, the complete state of the loop is
+    saved (atomically) every ``checkpoint_every`` steps, and a run that finds a checkpoint of the
+    same configuration resumes from it; the result equals an uninterrupted run's (bitwise on
+    the CPU), wall-clock columns aside. The caller removes the checkpoint once outputs exist.
     """
+    if cfg.checkpoint_every and cfg.checkpoint_every % cfg.log_every:
+        raise ValueError(f"checkpoint_every = {cfg.checkpoint_every} must be a multiple of "
+                         f"log_every = {cfg.log_every} (checkpoints are taken at host syncs)")
     device = resolve_device(cfg.device)
     if threads:
         torch.set_num_threads(threads)
@@ -191,15 +221,47 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
                 [torch.stack([torch.linalg.vector_norm(named[w] - w0), torch.linalg.vector_norm(w0)])
                  for w, w0 in zip(weight_names, w_init)])))
 
+    start, elapsed_before = 0, 0.0
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        ck = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        if ck["config"] == cfg.fingerprint():
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(_to(ck["optimizer"], device))
+            noise_gen.set_state(ck["noise_rng"])
+            batches.load_state_dict(ck["batches"])
+            torch.set_rng_state(ck["torch_rng"])
+            start, elapsed_before = ck["next_step"], ck["elapsed"]
+            buf[:start] = ck["buf"].to(device)
+            host_t[:start] = ck["host_t"]
+            rec = _to(ck["rec"], device)
+            pending_moments = _to(ck["pending_moments"], device)
+            w_init = _to(ck["w_init"], device)
+            print(f"resumed from {checkpoint_path} at step {start}", file=sys.stderr, flush=True)
+        else:
+            print(f"ignoring {checkpoint_path}: it was written with another configuration",
+                  file=sys.stderr, flush=True)
+
+    def save_checkpoint(next_step: int):
+        from bnopt.io import atomic_path
+
+        state = {"config": cfg.fingerprint(), "next_step": next_step,
+                 "elapsed": float(host_t[next_step - 1]), "model": model.state_dict(),
+                 "optimizer": opt.state_dict(), "noise_rng": noise_gen.get_state(),
+                 "batches": batches.state_dict(), "torch_rng": torch.get_rng_state(),
+                 "buf": buf[:next_step], "host_t": host_t[:next_step].copy(), "rec": rec,
+                 "pending_moments": pending_moments, "w_init": w_init}
+        with atomic_path(checkpoint_path) as tmp:
+            torch.save(_to(state, "cpu"), tmp)
+
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, desc=f"{cfg.variant} lr={cfg.lr} seed={cfg.seed}",
+        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.variant} lr={cfg.lr} seed={cfg.seed}",
                    file=sys.stderr, mininterval=2.0, dynamic_ncols=False, ascii=True)
     model.train()
-    t0 = time.perf_counter()
-    done, diverged, flushed = cfg.steps, False, 0
-    for step in range(cfg.steps):
+    t0 = time.perf_counter() - elapsed_before
+    done, diverged, flushed = cfg.steps, False, start
+    for step in range(start, cfg.steps):
         if step in eval_steps:
             run_eval(step)
         measured = cfg.measure_every > 0 and step % cfg.measure_every == 0
@@ -254,6 +316,9 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
             flushed = step + 1
             if diverged:
                 break
+            if (checkpoint_path is not None and cfg.checkpoint_every
+                    and flushed % cfg.checkpoint_every == 0 and flushed < cfg.steps):
+                save_checkpoint(flushed)
     if not diverged:
         run_eval(cfg.steps)
     wall = time.perf_counter() - t0

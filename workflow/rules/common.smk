@@ -42,7 +42,7 @@ wildcard_constraints:
 TRAIN_KEYS = [
     "steps", "batch_size", "momentum", "weight_decay", "width", "init", "augment", "eval_every",
     "eval_batch_size", "log_every", "device", "noisy_bn", "measure_every", "probe_multipliers",
-    "hist_every",
+    "hist_every", "checkpoint_every", "keep_checkpoints",
 ]
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
 DLN_KEYS = ["steps", "init", "eval_every", "log_every", "measure_every", "hist_every",

@@ -1,5 +1,6 @@
 """Rule train: one (dataset, model, variant, lr, seed) run."""
 import json
+from pathlib import Path
 
 from bnopt.data import Dataset
 from bnopt.train import TABLES, RunConfig, train_run, write_run
@@ -12,12 +13,16 @@ def main(sm):
                                "dataset": w.dataset, "model": w.model,
                                "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
     print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
-    result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads)
+    checkpoint = Path(sm.output.meta).with_name("checkpoint.pt")
+    result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads,
+                       checkpoint_path=checkpoint)
     m = result.meta
     print(f"done on {m['device_name']}: {m['steps_completed']} steps in {m['wall_seconds']:.1f} s, "
           f"diverged={m['diverged']}, final test acc {m['final_test_acc']:.4f}")
     paths = {name: getattr(sm.output, "evals" if name == "eval" else name) for name in TABLES}
     write_run(result, paths, sm.output.meta)
+    if not cfg.keep_checkpoints:
+        checkpoint.unlink(missing_ok=True)
 
 
 if __name__ == "__main__" and "snakemake" in globals():
