@@ -100,7 +100,7 @@ class RunResult:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
+    if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError("config device: cuda, but no CUDA device is visible to this job "
                            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda}). Use "
                            "device: auto to fall back to the CPU, or check CUDA_VISIBLE_DEVICES.")

@@ -13,6 +13,7 @@ rule train:
         meta=f"{RUN}/run.json",
     params:
         train=train_params,
+        gpu_lock_dir=config["gpu_lock_dir"],
     log:
         "results/logs/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.log",
     threads: config["threads"]

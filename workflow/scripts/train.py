@@ -1,9 +1,11 @@
 """Rule train: one (dataset, model, variant, lr, seed) run."""
+import dataclasses
 import json
 from pathlib import Path
 
 from bnopt.data import Dataset
-from bnopt.train import TABLES, RunConfig, train_run, write_run
+from bnopt.gpus import lease_gpu
+from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run
 from bnopt.workflow import log_to
 
 
@@ -12,6 +14,11 @@ def main(sm):
     cfg = RunConfig.from_dict({**sm.params.train, "probe_multipliers": tuple(sm.params.train["probe_multipliers"]),
                                "dataset": w.dataset, "model": w.model,
                                "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
+    if resolve_device(cfg.device).type == "cuda":
+        # snakemake counts GPUs but does not assign them: lease a distinct one for this job
+        lease = lease_gpu(sm.params.gpu_lock_dir)
+        print(f"leased GPU {lease.device_id} as {lease.device} ({lease.lock_path})", flush=True)
+        cfg = dataclasses.replace(cfg, device=lease.device)
     print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
     checkpoint = Path(sm.output.meta).with_name("checkpoint.pt")
     result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads,

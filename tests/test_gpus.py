@@ -1,0 +1,49 @@
+"""GPU leasing, tested with fake device lists (no GPU needed)."""
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from bnopt.gpus import lease_gpu, visible_devices
+from conftest import ROOT
+
+
+def test_visible_devices_honour_cuda_visible_devices():
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "2, 3"}) == ["2", "3"]
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": "GPU-ab12,GPU-cd34"}) == ["GPU-ab12", "GPU-cd34"]
+    assert visible_devices({"CUDA_VISIBLE_DEVICES": ""}) == []
+    assert visible_devices({}, count=3) == ["0", "1", "2"]
+
+
+def test_concurrent_leases_get_distinct_devices(tmp_path):
+    a = lease_gpu(tmp_path, ["2", "3"])
+    b = lease_gpu(tmp_path, ["2", "3"])
+    assert (a.device_id, a.device) == ("2", "cuda:0") and (b.device_id, b.device) == ("3", "cuda:1")
+    with pytest.raises(RuntimeError, match="--resources gpu=N"):
+        lease_gpu(tmp_path, ["2", "3"], timeout_s=0.2, poll_s=0.05)
+    a.release()
+    c = lease_gpu(tmp_path, ["2", "3"])
+    assert c.device_id == "2"
+    b.release()
+    c.release()
+
+
+def test_no_visible_gpu_is_a_clear_error(tmp_path):
+    with pytest.raises(RuntimeError, match="no GPU is visible"):
+        lease_gpu(tmp_path, [])
+
+
+def test_lease_is_freed_when_its_process_is_killed(tmp_path):
+    code = (f"import sys, time; sys.path.insert(0, {str(ROOT / 'src')!r}); "
+            f"from bnopt.gpus import lease_gpu; l = lease_gpu({str(tmp_path)!r}, ['0']); "
+            "print('leased', flush=True); time.sleep(60)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "leased"
+    with pytest.raises(RuntimeError):
+        lease_gpu(tmp_path, ["0"], timeout_s=0.2, poll_s=0.05)  # held by the child
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    lease = lease_gpu(tmp_path, ["0"], timeout_s=5, poll_s=0.05)
+    assert lease.device_id == "0"
+    lease.release()
