@@ -21,6 +21,7 @@ include: "workflow/rules/figures.smk"
 
 rule all:
     default_target: True
+    localrule: True
     input:
         "results/tables/summary.csv",
         expand("results/figures/{figure}.png", figure=FIGURES),

@@ -50,7 +50,7 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
            for v in ("standard", "batchnorm", "l1", "l2", "linf")]
     tables = NS(csv=str(tmp_path / "summary.csv"), steps=str(tmp_path / "steps.parquet"),
                 evals=str(tmp_path / "eval.parquet"))
-    script("summarize.py")(NS(input=metas + dln, output=tables))
+    script("summarize.py")(NS(input=NS(runs=metas + dln), output=tables))
     summary = pd.read_csv(tables.csv)
     assert len(summary) == 11 and (summary["steps_completed"] == 12).all()
     assert not list(tmp_path.rglob("checkpoint.pt"))  # finished runs delete their checkpoints
@@ -75,6 +75,23 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
     assert set(kwargs) == set(FIGURES)
     for fig, (inputs, kw) in kwargs.items():
         png = tmp_path / f"{fig}.png"
-        script("plot_figure.py")(NS(input=inputs, output=[str(png)],
+        script("plot_figure.py")(NS(input=NS(runs=inputs), output=[str(png)],
                                     params=NS(figure=fig, kwargs=kw)))
         assert Image.open(png).size[0] > 600, fig
+
+
+def test_out_of_memory_names_the_keys_to_lower(tmp_path, monkeypatch):
+    import pytest
+    import torch
+
+    import bnopt.train
+
+    data = prepare(tmp_path, "synthetic", {"data_root": None})
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(bnopt.train, "train_run", oom)
+    with pytest.raises(RuntimeError, match=r"lower batch_size \(now 64\) or width \(now 0.125\)"):
+        train(tmp_path, data, "synthetic", "vgg", "standard", "0.05", TRAIN)
+    assert not (tmp_path / "runs" / "vgg" / "standard" / "run.json").exists()

@@ -1,4 +1,5 @@
 """The real Snakemake CLI on this workflow: dry runs, config errors, lint, and a tiny real run."""
+import os
 import re
 
 import pandas as pd
@@ -52,6 +53,13 @@ def test_command_line_overrides_coerce_and_errors_name_the_key(tmp_path):
     assert "lrs[1] = -0.5" in out and "unknown config key 'variant'" in out
 
 
+def test_unknown_figure_path_is_reported(tmp_path):
+    r = run_snakemake(["results/figures/fig7_nonexistent.png", "-n", "--cores", "1"], tmp_path)
+    assert r.returncode != 0
+    assert "fig7_nonexistent.png" in r.stdout + r.stderr
+    assert "No rule to produce" in r.stdout + r.stderr
+
+
 def test_lint_is_clean(tmp_path):
     r = run_snakemake(["--lint"], tmp_path)
     assert "Lints for" not in r.stdout + r.stderr, r.stdout + r.stderr
@@ -62,7 +70,7 @@ def test_tiny_end_to_end_run(tmp_path):
     cfg = ["dataset=synthetic", "width=0.125", "steps=16", "batch_size=64", "eval_every=8",
            "log_every=4", "device=cpu", "threads=1", "seeds=[0]", "lrs=[0.05,10000.0]",
            "fig1_lrs=[0.05,10000.0]", "fig3_lrs=[0.05,10000.0]", "figure_lr=0.05",
-           "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]",
+           "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]", "checkpoint_every=12",
            "dln={seeds: [0], lrs: [1e-5], steps: 12, eval_every: 6, log_every: 6, measure_every: 4,"
            " hist_every: 8, figure_lr: 1e-5, fig3_lrs: [1e-5]}"]
     r = run_snakemake(["--cores", "2", "--config", *cfg], tmp_path)
@@ -81,3 +89,30 @@ def test_tiny_end_to_end_run(tmp_path):
     assert "16/16" in log and "loss=" in log
     again = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)
     assert "Nothing to be done" in again.stdout + again.stderr
+    # figure code touched but unchanged: nothing to do; changed: every figure (and nothing
+    # else) is redrawn, and no run is retrained
+    code = ROOT / "src/bnopt/figures.py"
+    original, stat = code.read_bytes(), code.stat()
+    try:
+        os.utime(code, None)
+        touched = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)
+        assert "Nothing to be done" in touched.stdout + touched.stderr
+        code.write_bytes(original + b"\n# a change\n")
+        changed = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)
+    finally:
+        code.write_bytes(original)
+        os.utime(code, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    jobs = job_counts(changed.stdout)
+    assert "train" not in jobs and "summary" not in jobs
+    assert all(jobs.get(fig) == 1 for fig in FIGURES)
+    # the HTML report holds every figure with its caption, and the summary table
+    report = run_snakemake(["--report", "report.html", "--config", *cfg], tmp_path)
+    assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
+    html = (tmp_path / "report.html").read_text(errors="replace")
+    assert "fig4_landscape.png" in html and "summary.csv" in html
+    assert "effective" in html  # from the Figure 4 caption
+
+
+def test_every_figure_has_a_report_caption():
+    missing = [f for f in FIGURES if not (ROOT / f"workflow/report/{f}.rst").exists()]
+    assert not missing

@@ -1,7 +1,9 @@
 rule summary:
     """One row per run, plus all per-step and eval rows in one Parquet each."""
+    localrule: True
     input:
-        ALL_RUNS,
+        runs=ALL_RUNS,
+        code=TABLE_CODE,
     output:
         csv=report(
             "results/tables/summary.csv",

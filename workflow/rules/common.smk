@@ -115,6 +115,13 @@ FIGURE_SPECS = {
 assert set(FIGURE_SPECS) == set(FIGURES), "every figure function needs a spec, and vice versa"
 
 
+# The code that draws figures and tables: they rebuild when it changes (training does not; use
+# --forcerun train to retrain after changing the training code).
+_PKG = Path(workflow.basedir) / "src" / "bnopt"
+TABLE_CODE = [str(_PKG / "aggregate.py")]
+FIGURE_CODE = [str(_PKG / "figures.py"), str(_PKG / "aggregate.py")]
+
+
 def figure_inputs(groups):
     return [m for family, variants, lrs in groups for m in run_metas(variants, lrs, family)]
 

@@ -1,5 +1,6 @@
 rule prepare_data:
     """Read a dataset once (downloading it if needed), or draw the DLN task, into one file."""
+    localrule: True
     output:
         "results/data/{dataset}.pt",
     params:

@@ -5,8 +5,10 @@ for _fig, (_groups, _kwargs) in FIGURE_SPECS.items():
     rule:
         name:
             _fig
+        localrule: True
         input:
-            figure_inputs(_groups),
+            runs=figure_inputs(_groups),
+            code=FIGURE_CODE,
         output:
             report(
                 f"results/figures/{_fig}.png",

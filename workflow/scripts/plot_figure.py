@@ -4,7 +4,7 @@ from bnopt.workflow import log_to
 
 
 def main(sm):
-    FIGURES[sm.params.figure](list(sm.input), sm.output[0], **sm.params.kwargs)
+    FIGURES[sm.params.figure](list(sm.input.runs), sm.output[0], **sm.params.kwargs)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

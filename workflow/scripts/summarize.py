@@ -5,7 +5,7 @@ from bnopt.workflow import log_to
 
 
 def main(sm):
-    metas = list(sm.input)
+    metas = list(sm.input.runs)
     write_parquet(load_table(metas, "steps"), sm.output.steps)
     write_parquet(load_table(metas, "eval"), sm.output.evals)
     summary = summary_table(metas)

@@ -3,6 +3,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+import torch
+
 from bnopt.data import Dataset
 from bnopt.gpus import lease_gpu
 from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run
@@ -21,8 +23,14 @@ def main(sm):
         cfg = dataclasses.replace(cfg, device=lease.device)
     print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
     checkpoint = Path(sm.output.meta).with_name("checkpoint.pt")
-    result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads,
-                       checkpoint_path=checkpoint)
+    try:
+        result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads,
+                           checkpoint_path=checkpoint)
+    except torch.OutOfMemoryError as e:
+        raise RuntimeError(
+            f"out of memory on {cfg.device}: lower batch_size (now {cfg.batch_size}) or width "
+            f"(now {cfg.width}) in the config; a measured step also holds two extra copies of "
+            f"the parameters. The checkpoint, if any, is kept. ({e})") from None
     m = result.meta
     print(f"done on {m['device_name']}: {m['steps_completed']} steps in {m['wall_seconds']:.1f} s, "
           f"diverged={m['diverged']}, final test acc {m['final_test_acc']:.4f}")

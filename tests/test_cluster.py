@@ -1,0 +1,35 @@
+"""The SLURM profile: a dry run resolves, and train jobs ask SLURM for one GPU each."""
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import ROOT, run_snakemake
+
+slurm = pytest.importorskip("snakemake_executor_plugin_slurm.utils")
+
+
+class Resources(dict):
+    """Stand-in for a job's resources as the executor reads them (.get and attributes)."""
+    __getattr__ = dict.__getitem__
+
+
+def test_slurm_profile_dry_run_maps_gpu_resource(tmp_path):
+    r = run_snakemake(["results/figures/fig1_accuracy.png", "-n", "--profile",
+                       str(ROOT / "profiles/slurm")], tmp_path)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    train = [m for m in re.findall(r"rule train:.*?resources: ([^\n]+)", out, re.S)]
+    assert len(train) == 12
+    res = Resources(kv.split("=", 1) for kv in train[0].split(", "))
+    assert res["gpu"] == "1" and res["runtime"] == "240" and res["cpus_per_task"] == "4"
+    # what the SLURM executor adds to sbatch for these resources
+    assert slurm.set_gres_string(SimpleNamespace(resources=res)).strip() == "--gpus=1"
+    res["gpu_model"] = "a100"
+    assert slurm.set_gres_string(SimpleNamespace(resources=res)).strip() == "--gpus=a100:1"
+
+
+def test_light_rules_stay_on_the_submitting_host():
+    text = "".join(p.read_text() for p in (ROOT / "workflow/rules").glob("*.smk"))
+    text += (ROOT / "Snakefile").read_text()
+    assert text.count("localrule: True") == 4  # all, prepare_data, summary, every figure
