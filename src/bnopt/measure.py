@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+from torch.func import functional_call
 
 from bnopt.models import reuse_noise
 
@@ -96,6 +97,31 @@ def gradient_ics(loss_fn: LossFn, before: Params, after: Params, layers: list[li
         # NaN, not 0, when either gradient is zero (e.g. a layer behind dead ReLUs)
         cos.append((g * g2).sum() / (torch.linalg.vector_norm(g) * torch.linalg.vector_norm(g2)))
     return torch.stack(l2), torch.stack(cos)
+
+
+def layer_parameters(model: nn.Module) -> tuple[list[list[str]], list[str]]:
+    """For a :class:`bnopt.models.Net`: the parameter names of each layer 1..L (weight, bias,
+    normalisation scale/shift) and the name of each layer's weight W_i."""
+    names = [n for n, _ in model.named_parameters()]
+    n_layers = len(model.layers)
+    groups = [[n for n in names if n.startswith(f"layers.{i}.")] for i in range(n_layers)]
+    return groups, [f"layers.{i}.weight_layer.weight" for i in range(n_layers)]
+
+
+def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params,
+                 step_sizes) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """A measured step's probes and ICS, called after the optimizer step: ``before`` and
+    ``grad`` are the step's parameters and gradient, the model holds the updated parameters.
+    Returns (probe results (K,), ICS l2 (L,), ICS cos (L,)); nothing in the model changes."""
+    def loss_fn(p):
+        return criterion(functional_call(model, p, (x,)), y)
+
+    groups, weights = layer_parameters(model)
+    with probing(model):
+        probes = probe_along_gradient(loss_fn, before, grad, step_sizes)
+        after = {n: p.detach() for n, p in model.named_parameters()}
+        l2, cos = gradient_ics(loss_fn, before, after, groups, weights, grad)
+    return probes, l2, cos
 
 
 def activation_summary(z: torch.Tensor) -> torch.Tensor:

@@ -23,11 +23,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from torch.func import functional_call
-
 from bnopt.data import Dataset, DeviceData
 from bnopt.measure import (DEFAULT_MULTIPLIERS, QUANTILES, activation_summary, channel_moments,
-                           gradient_ics, histogram, moment_shift, probe_along_gradient, probing)
+                           histogram, layer_parameters, measure_step, moment_shift)
 from bnopt.models import NOISY_BN_DEFAULTS, build_model, set_noise_generator
 
 STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
@@ -198,10 +196,8 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
                           weight_decay=cfg.weight_decay)
     batches = data.train_batches(cfg.batch_size, data_gen, cfg.augment)
 
-    # layer i (1-based) owns the parameters under layers.{i-1}.; W_i is its weight tensor
     n_layers = len(model.layers)
-    layer_params = [[n for n in named if n.startswith(f"layers.{i}.")] for i in range(n_layers)]
-    weight_names = [f"layers.{i}.weight_layer.weight" for i in range(n_layers)]
+    _, weight_names = layer_parameters(model)
     w_init = [named[w].detach().clone() for w in weight_names]
     step_sizes = [m * cfg.lr for m in cfg.probe_multipliers]
 
@@ -291,17 +287,11 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
                 grad = {n: p.grad.detach().clone() for n, p in named.items()}
         opt.step()
         if measured:
-            def loss_fn(p, x=x, y=y):
-                return criterion(functional_call(model, p, (x,)), y)
-
-            with probing(model):
-                pr = probe_along_gradient(loss_fn, before, grad, step_sizes)
-                after = {n: p.detach() for n, p in named.items()}
-                l2, cos = gradient_ics(loss_fn, before, after, layer_params, weight_names, grad)
+            pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes)
             rec["probes"].append((step, torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)))
             g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in weight_names])
             rec["ics"].append((step, torch.stack([l2, cos, g_norms], 1)))
-            del before, grad, after
+            del before, grad
         host_t[step] = time.perf_counter() - t0
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             block = buf[flushed:step + 1, 0].cpu()  # the one host sync per log_every steps
