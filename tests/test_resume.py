@@ -65,6 +65,15 @@ def test_checkpoint_of_another_config_is_ignored(tmp_path, synthetic, capsys):
     assert_same_tables(r, train_run(RunConfig(**short), synthetic, progress=False))
 
 
+def test_unreadable_checkpoint_starts_over(tmp_path, synthetic, capsys):
+    ck = tmp_path / "checkpoint.pt"
+    ck.write_bytes(b"not a checkpoint")
+    short = {**CFG, "steps": 20}
+    r = train_run(RunConfig(**short), synthetic, progress=False, checkpoint_path=ck)
+    assert "ignoring unreadable" in capsys.readouterr().err
+    assert_same_tables(r, train_run(RunConfig(**short), synthetic, progress=False))
+
+
 def test_checkpoint_every_must_align_with_host_syncs(synthetic):
     with pytest.raises(ValueError, match="multiple of log_every"):
         train_run(RunConfig(**{**CFG, "checkpoint_every": 7}), synthetic, progress=False,

@@ -79,6 +79,13 @@ def _diverged_note(metas: list[dict], lr: float, variants: list[str]) -> str:
     return "\n".join(notes)
 
 
+def _save(fig, out_path, rect=None, tight=True) -> None:
+    if tight:
+        fig.tight_layout(rect=rect) if rect else fig.tight_layout()
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _legend(fig, axes, variants):
     handles, labels = None, None
     for ax in np.ravel(axes):
@@ -118,9 +125,7 @@ def fig1_accuracy(meta_paths, out_path, lrs) -> None:
     nseeds = len({m["seed"] for m in metas})
     fig.suptitle(f"Figure 1(a,b): {_name(metas)}, standard vs BatchNorm "
                  f"({band_label(nseeds)})", fontsize=13)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path, rect=(0, 0.04, 1, 1))
 
 
 def _first_seed_runs(metas: list[dict], variants, lr) -> dict:
@@ -192,9 +197,7 @@ def fig1_activations(meta_paths, out_path, layers, lr, title="Figure 1(c)",
     fig.suptitle(f"{title}: activation distributions over training, "
                  f"{_name(metas)}, lr {lr:g}, seed {seed}\n"
                  f"median, 25-75%, 5-95% and 1-99% of {what}", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path)
 
 
 def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
@@ -226,9 +229,7 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
                  f"activations are unstable\n{metas[0]['model'].upper()} on {metas[0]['dataset']}, "
                  f"lr {lr:g}; distributions: seed {seed}, median, 25-75%, 5-95%, 1-99%",
                  fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path)
 
 
 def _top_panel(ax, steps, top, variants):
@@ -275,9 +276,7 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
     fig.suptitle(f"{title}: internal covariate shift in the gradient sense (Definition 2.1)\n"
                  "G' = layer gradient after the layers below take the step's update; "
                  f"{_name(metas)}, {band_label(len({m['seed'] for m in metas}))}", fontsize=11)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path, rect=(0, 0.03, 1, 1))
 
 
 def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
@@ -321,9 +320,7 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
     fig.suptitle(f"{title}. {_name(metas)}, lr {lr:g}; probes at eta = {min(mults):g}..{max(mults):g} "
                  f"x lr ({len(mults)} points)\nbands in the landscape panels: seed-mean of min..max "
                  f"over the probe points; other panels: {band_label(nseeds)}", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path)
 
 
 def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
@@ -350,9 +347,7 @@ def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
                  f"(per unit, averaged over units)\n{metas[0]['model'].upper()} on "
                  f"{metas[0]['dataset']}, lr {lr:g}, {band_label(len({m['seed'] for m in metas}))}",
                  fontsize=11)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path, rect=(0, 0.04, 1, 1))
 
 
 def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> None:
@@ -384,8 +379,7 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     fig.suptitle(f"Figure 11: gradient change vs step length along the gradient, "
                  f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, seed {seed}",
                  fontsize=11)
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path, tight=False)  # the colorbar spans both panels
 
 
 def fig3_ics_dln(meta_paths, out_path, lrs, layers) -> None:
@@ -415,9 +409,7 @@ def fig5_lp(meta_paths, out_path, lr, dln_lr) -> None:
     nseeds = len({m["seed"] for m in metas})
     fig.suptitle(f"Figure 5: l_p normalisations train like BatchNorm ({band_label(nseeds)})",
                  fontsize=12)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path)
 
 
 def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
@@ -440,9 +432,7 @@ def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
     fig.suptitle(f"Figure 6: layer {layer} activations at the last histogram snapshot, "
                  f"{_name(metas)}, lr {lr:g}, seed {seed}. l_p normalisations do not make them "
                  "Gaussian-like", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)
+    _save(fig, out_path)
 
 
 def fig9_dln_activations(meta_paths, out_path, layers, lr) -> None:

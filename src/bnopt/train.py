@@ -219,7 +219,11 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
 
     start, elapsed_before = 0, 0.0
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        ck = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        try:
+            ck = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        except Exception as e:  # unreadable (another torch version, damaged disk): start over
+            print(f"ignoring unreadable {checkpoint_path}: {e}", file=sys.stderr, flush=True)
+            ck = {"config": None}
         if ck["config"] == cfg.fingerprint():
             model.load_state_dict(ck["model"])
             opt.load_state_dict(_to(ck["optimizer"], device))

@@ -15,11 +15,10 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
-from bnopt.config import ConfigError, check_config, lr_str, run_dir
+from bnopt.config import ConfigError, check_config, run_dir
 from bnopt.figures import FIGURES
 from bnopt.models import MODELS, VARIANTS
 from bnopt.data import DATASETS, TRAIN_SIZES
-from bnopt.train import TABLES
 
 try:
     _checked = check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
