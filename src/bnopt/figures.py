@@ -280,10 +280,11 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
 
 
 def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
-                   title="Figure 4: BatchNorm smooths the loss landscape") -> None:
+                   title="Figure 4: BatchNorm smooths the loss landscape", log_all=False) -> None:
     """Figure 4: (a) loss range along the gradient (log scale), (b) gradient predictiveness
     range, (c) effective beta-smoothness, averaged over seeds; with ``top`` ('accuracy' or
-    'loss') a training-curve panel comes first (Figures 12 and 13)."""
+    'loss') a training-curve panel comes first (Figures 12 and 13). ``log_all`` puts (b) and (c)
+    on log scales too (the DLN's values span several decades)."""
     metas = _read_metas(meta_paths)
     variants = [v for v in variants if any(m["variant"] == v for m in metas)]
     land = landscape_summary(load_table(meta_paths, "probes"), ("variant", "seed", "step"))
@@ -306,7 +307,8 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
             ax.plot(m.step, m[hi], color=PALETTE[v], lw=0.6)
     _lineplot(c, land, "beta_max", variants)
     c.get_legend().remove()
-    a.set_yscale("log")
+    for ax in (a, b, c) if log_all else (a,):
+        ax.set_yscale("log")
     a.set_title("(a) loss landscape: loss along the gradient")
     a.set_ylabel("training loss (min..max over step lengths)")
     b.set_title("(b) gradient predictiveness")
@@ -443,7 +445,8 @@ def fig9_dln_activations(meta_paths, out_path, layers, lr) -> None:
 
 def fig10_dln_landscape(meta_paths, out_path, lr) -> None:
     """Figure 10: Figure 4 for the deep linear network."""
-    fig4_landscape(meta_paths, out_path, lr, title="Figure 10: BatchNorm smooths the DLN landscape")
+    fig4_landscape(meta_paths, out_path, lr, title="Figure 10: loss landscape of the DLN",
+                   log_all=True)
 
 
 def fig12_lp_vgg(meta_paths, out_path, lr) -> None:
@@ -455,7 +458,7 @@ def fig12_lp_vgg(meta_paths, out_path, lr) -> None:
 def fig13_lp_dln(meta_paths, out_path, lr) -> None:
     """Figure 13: Figure 4's panels plus training loss for the l_p variants (DLN)."""
     fig4_landscape(meta_paths, out_path, lr, LP_VARIANTS, top="loss",
-                   title="Figure 13: l_p normalisations in the deep linear network")
+                   title="Figure 13: l_p normalisations in the deep linear network", log_all=True)
 
 
 FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
