@@ -128,14 +128,12 @@ def fig1_accuracy(meta_paths, out_path, lrs) -> None:
     _save(fig, out_path, rect=(0, 0.04, 1, 1))
 
 
-def _first_seed_runs(metas: list[dict], variants, lr) -> dict:
-    """variant -> run.json path of the lowest seed at ``lr`` (distributions are not averaged)."""
-    out = {}
-    for v in variants:
-        runs = sorted((m["seed"], m["_path"]) for m in metas if m["variant"] == v and m["lr"] == lr)
-        if runs:
-            out[v] = runs[0][1]
-    return out
+def _first_seed_runs(metas: list[dict], variants, lr) -> tuple[dict, int]:
+    """(variant -> run.json path, seed) for the lowest seed at ``lr``: distributions and
+    per-step curves are shown for one seed, not averaged."""
+    seed = min(m["seed"] for m in metas if m["lr"] == lr)
+    return {m["variant"]: m["_path"] for m in metas
+            if m["lr"] == lr and m["seed"] == seed and m["variant"] in variants}, seed
 
 
 def _name(metas) -> str:
@@ -164,7 +162,7 @@ def _fan(ax, acts: pd.DataFrame, color):
 
 
 def _activation_grid(axes, metas, variants, layers, lr):
-    runs = _first_seed_runs(metas, variants, lr)
+    runs, seed = _first_seed_runs(metas, variants, lr)
     acts = {v: load_table([p], "activations") for v, p in runs.items()}
     for i, layer in enumerate(layers):
         for j, v in enumerate(variants):
@@ -181,7 +179,7 @@ def _activation_grid(axes, metas, variants, layers, lr):
         hi = max(a.get_ylim()[1] for a in row)
         for a in row:
             a.set_ylim(lo, hi)
-    return min(read_meta(p)["seed"] for p in runs.values())
+    return seed
 
 
 def fig1_activations(meta_paths, out_path, layers, lr, title="Figure 1(c)",
@@ -357,7 +355,7 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     per measured training step (colour = step), standard vs BN, lowest seed."""
     metas = _read_metas(meta_paths)
     variants = BN_PAIR
-    runs = _first_seed_runs(metas, variants, lr)
+    runs, seed = _first_seed_runs(metas, variants, lr)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
     probes = {v: load_table([p], "probes") for v, p in runs.items()}
@@ -377,7 +375,6 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     axes[0].set_ylabel("||grad L(x - eta g) - g||")
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=axes, label="training step", fraction=0.03, pad=0.02)
-    seed = min(read_meta(p)["seed"] for p in runs.values())
     fig.suptitle(f"Figure 11: gradient change vs step length along the gradient, "
                  f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, seed {seed}",
                  fontsize=11)
@@ -418,7 +415,7 @@ def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
     """Figure 6: histogram of one layer's pre-activations at the last snapshot, per variant."""
     metas = _read_metas(meta_paths)
     _check_layers(metas, [layer])
-    runs = _first_seed_runs(metas, LP_VARIANTS, lr)
+    runs, seed = _first_seed_runs(metas, LP_VARIANTS, lr)
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.6), squeeze=False)
     for ax, (v, p) in zip(axes[0], runs.items()):
@@ -430,7 +427,6 @@ def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
         ax.set_title(f"{LABELS[v]}\nstep {int(h.step.max()) if len(h) else '-'}", fontsize=10)
         ax.set_xlabel("pre-activation value")
     axes[0][0].set_ylabel("density")
-    seed = min(read_meta(p)["seed"] for p in runs.values())
     fig.suptitle(f"Figure 6: layer {layer} activations at the last histogram snapshot, "
                  f"{_name(metas)}, lr {lr:g}, seed {seed}. l_p normalisations do not make them "
                  "Gaussian-like", fontsize=11)

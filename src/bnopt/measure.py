@@ -28,8 +28,9 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 QUANTILE_SAMPLE = 1 << 20  # torch.quantile works on at most this many (strided) elements
 
 
-def _norm(tensors) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in tensors]))
+def total_norm(tensors) -> torch.Tensor:
+    """l2 norm of several tensors taken together, as one device scalar."""
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
 @contextlib.contextmanager
@@ -64,13 +65,13 @@ def probe_along_gradient(loss_fn: LossFn, params: Params, grad: Params,
     x' = x - eta * g:  the loss L(x'),  the gradient change ||grad L(x') - g||,  and
     ||grad L(x') - g|| / ||x' - x||  (whose maximum is the effective beta-smoothness).
     Returns tensors of shape (K,) for K step lengths."""
-    g_norm = _norm(grad.values())
+    g_norm = total_norm(grad.values())
     losses, changes = [], []
     for eta in step_sizes:
         moved = {n: params[n] - eta * grad[n] for n in params}
         loss, g2 = loss_and_grad(loss_fn, moved)
         losses.append(loss)
-        changes.append(_norm([g2[n] - grad[n] for n in params]))
+        changes.append(total_norm([g2[n] - grad[n] for n in params]))
     eta = torch.as_tensor(list(step_sizes), dtype=g_norm.dtype, device=g_norm.device)
     change = torch.stack(changes)
     return {"loss": torch.stack(losses), "grad_change": change, "beta": change / (eta * g_norm)}

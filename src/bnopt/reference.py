@@ -12,7 +12,7 @@ import copy
 import torch
 import torch.nn as nn
 
-from bnopt.measure import layer_parameters
+from bnopt.measure import layer_parameters, total_norm
 from bnopt.models import NoisyBatchNorm, noisy_modules
 
 
@@ -44,7 +44,7 @@ def naive_measure_step(model_before: nn.Module, model_after: nn.Module, criterio
     """Probes and ICS from a copy of the model before the step (``model_before``) and the model
     after it. Returns the same (probes, l2, cos) as :func:`bnopt.measure.measure_step`."""
     losses, changes = [], []
-    g_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in grad.values()]))
+    g_norm = total_norm(grad.values())
     for eta in step_sizes:
         m = _copy(model_before)
         with torch.no_grad():
@@ -52,7 +52,7 @@ def naive_measure_step(model_before: nn.Module, model_after: nn.Module, criterio
                 p -= eta * grad[n]
         loss, g2 = _loss_and_grads(m, criterion, x, y)
         losses.append(loss)
-        changes.append(torch.linalg.vector_norm(torch.stack([(g2[n] - grad[n]).norm() for n in grad])))
+        changes.append(total_norm([g2[n] - grad[n] for n in grad]))
     eta = torch.as_tensor(list(step_sizes), dtype=g_norm.dtype, device=g_norm.device)
     change = torch.stack(changes)
     probes = {"loss": torch.stack(losses), "grad_change": change, "beta": change / (eta * g_norm)}

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from bnopt.data import Dataset, DeviceData
 from bnopt.measure import (DEFAULT_MULTIPLIERS, QUANTILES, activation_summary, channel_moments,
-                           histogram, layer_parameters, measure_step, moment_shift)
+                           histogram, layer_parameters, measure_step, moment_shift,
+                           total_norm)
 from bnopt.models import NOISY_BN_DEFAULTS, build_model, set_noise_generator
 
 STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
@@ -142,10 +143,6 @@ def evaluate(model: torch.nn.Module, data: DeviceData, x: torch.Tensor, y: torch
     model.train(was_training)
     n = x.shape[0]
     return loss / n, correct / n
-
-
-def _total_norm(tensors) -> torch.Tensor:
-    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
 def _to(obj, device):
@@ -273,8 +270,8 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         loss.backward()
         with torch.no_grad():
             buf[step] = torch.stack([loss.detach(), accuracy(out, y),
-                                     _total_norm(p.grad for p in params if p.grad is not None),
-                                     _total_norm(params)])
+                                     total_norm(p.grad for p in params if p.grad is not None),
+                                     total_norm(params)])
             if preacts is not None:
                 moments = [channel_moments(z) for z in preacts]
                 if pending_moments is not None:
