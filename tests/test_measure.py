@@ -18,7 +18,8 @@ def _float64():
     torch.set_default_dtype(old)
 
 
-def test_probes_on_a_quadratic_match_closed_forms():
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_probes_on_a_quadratic_match_closed_forms(vectorize):
     """L(w) = 0.5 w^T H w: g = Hw; at w' = w - eta g the loss is 0.5 w'^T H w', the gradient
     change is ||H (w' - w)|| = eta ||H g||, and beta = ||H g|| / ||g|| for every eta."""
     rng = np.random.default_rng(0)
@@ -29,7 +30,8 @@ def test_probes_on_a_quadratic_match_closed_forms():
     Ht = torch.tensor(H)
     loss_fn = lambda p: 0.5 * p["w"] @ Ht @ p["w"]  # noqa: E731
     etas = [0.01, 0.05, 0.1]
-    out = probe_along_gradient(loss_fn, {"w": torch.tensor(w)}, {"w": torch.tensor(g)}, etas)
+    out = probe_along_gradient(loss_fn, {"w": torch.tensor(w)}, {"w": torch.tensor(g)}, etas,
+                               vectorize=vectorize)
     for k, eta in enumerate(etas):
         w2 = w - eta * g
         assert out["loss"][k].item() == pytest.approx(0.5 * w2 @ H @ w2, rel=1e-12)

@@ -202,22 +202,32 @@ def random_crop_flip(x: torch.Tensor, pad: int, generator: torch.Generator) -> t
 
 
 class DeviceData:
-    """A :class:`Dataset` on ``device``: uint8 storage, float normalisation per batch."""
+    """A :class:`Dataset` on ``device``: uint8 storage, normalisation to ``dtype`` per batch
+    (in the channels-last memory format if asked). Float (regression) data is stored in
+    ``dtype``, targets included."""
 
-    def __init__(self, ds: Dataset, device: torch.device):
-        self.device = device
+    def __init__(self, ds: Dataset, device: torch.device, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = False):
+        self.device, self.dtype, self.channels_last = device, dtype, channels_last
         self.num_classes = ds.num_classes
         self.images = ds.x_train.dtype == torch.uint8
         if self.images:
             mean, std = ds.channel_stats()
-            self.mean = mean.view(1, -1, 1, 1).to(device)
-            self.std = std.view(1, -1, 1, 1).to(device)
-        self.x_train, self.y_train = ds.x_train.to(device), ds.y_train.to(device)
-        self.x_test, self.y_test = ds.x_test.to(device), ds.y_test.to(device)
+            self.mean = mean.view(1, -1, 1, 1).to(device, dtype)
+            self.std = std.view(1, -1, 1, 1).to(device, dtype)
+
+        def put(t):
+            return t.to(device, dtype) if t.is_floating_point() else t.to(device)
+
+        self.x_train, self.y_train = put(ds.x_train), put(ds.y_train)
+        self.x_test, self.y_test = put(ds.x_test), put(ds.y_test)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 images -> standardised floats; float (regression) inputs pass through."""
-        return (x.float() / 255 - self.mean) / self.std if self.images else x
+        if not self.images:
+            return x
+        x = (x.to(self.dtype) / 255 - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def train_batches(self, batch_size: int, generator: torch.Generator,
                       augment: bool = False) -> "BatchStream":

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call
+from torch.func import functional_call, grad_and_value, vmap
 
 from bnopt.models import reuse_noise
 
@@ -31,6 +31,31 @@ QUANTILE_SAMPLE = 1 << 20  # torch.quantile works on at most this many (strided)
 def total_norm(tensors) -> torch.Tensor:
     """l2 norm of several tensors taken together, as one device scalar."""
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
+
+
+PRECISIONS = ("fp32", "tf32")
+
+
+@contextlib.contextmanager
+def matmul_precision(precision: str):
+    """Inside this block float32 convolutions and matrix products use ``precision``: 'fp32'
+    (IEEE) or 'tf32' (TensorFloat-32 tensor cores, a 10-bit mantissa, on Ampere and later GPUs).
+    No effect on the CPU or on float64. Restores the previous setting on exit."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+def ieee_fp32():
+    """IEEE fp32 for convolutions and matrix products. PyTorch's default lets cuDNN
+    convolutions use TF32, which is harmless for training but not for the probes: they take
+    differences of nearly equal gradients."""
+    return matmul_precision("fp32")
 
 
 @contextlib.contextmanager
@@ -59,20 +84,32 @@ def loss_and_grad(loss_fn: LossFn, params: Params, wrt: list[str] | None = None)
     return loss.detach(), dict(zip(wrt, grads))
 
 
-def probe_along_gradient(loss_fn: LossFn, params: Params, grad: Params,
-                         step_sizes) -> dict[str, torch.Tensor]:
+def probe_along_gradient(loss_fn: LossFn, params: Params, grad: Params, step_sizes,
+                         vectorize: bool = False) -> dict[str, torch.Tensor]:
     """Move from ``params`` along ``-grad`` by each step length eta and measure, at each point
     x' = x - eta * g:  the loss L(x'),  the gradient change ||grad L(x') - g||,  and
     ||grad L(x') - g|| / ||x' - x||  (whose maximum is the effective beta-smoothness).
-    Returns tensors of shape (K,) for K step lengths."""
+    Returns tensors of shape (K,) for K step lengths.
+
+    ``vectorize=True`` evaluates all K points in one pass, ``torch.func.vmap`` over the step
+    length (K times the activation memory; convolutions become grouped ones). Same values up to
+    floating-point summation order; faster where a pass is launch-bound (the DLN), slower for
+    the VGG on a CPU (see BENCHMARKS.md)."""
     g_norm = total_norm(grad.values())
+    eta = torch.tensor(list(step_sizes), dtype=g_norm.dtype, device=g_norm.device)
+    if vectorize:
+        def at(e):
+            g2, loss = grad_and_value(loss_fn)({n: params[n] - e * grad[n] for n in params})
+            # a plain sum of squares: torch._foreach_norm has no vmap rule
+            return loss.detach(), sum((g2[n] - grad[n]).square().sum() for n in params)
+        loss, sq = vmap(at)(eta)
+        return {"loss": loss, "grad_change": sq.sqrt(), "beta": sq.sqrt() / (eta * g_norm)}
     losses, changes = [], []
-    for eta in step_sizes:
-        moved = {n: params[n] - eta * grad[n] for n in params}
+    for e in step_sizes:
+        moved = {n: params[n] - e * grad[n] for n in params}
         loss, g2 = loss_and_grad(loss_fn, moved)
         losses.append(loss)
         changes.append(total_norm([g2[n] - grad[n] for n in params]))
-    eta = torch.as_tensor(list(step_sizes), dtype=g_norm.dtype, device=g_norm.device)
     change = torch.stack(changes)
     return {"loss": torch.stack(losses), "grad_change": change, "beta": change / (eta * g_norm)}
 
@@ -110,16 +147,19 @@ def layer_parameters(model: nn.Module) -> tuple[list[list[str]], list[str]]:
 
 
 def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params,
-                 step_sizes) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+                 step_sizes, vectorize: bool = False
+                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
     """A measured step's probes and ICS, called after the optimizer step: ``before`` and
     ``grad`` are the step's parameters and gradient, the model holds the updated parameters.
-    Returns (probe results (K,), ICS l2 (L,), ICS cos (L,)); nothing in the model changes."""
+    Returns (probe results (K,), ICS l2 (L,), ICS cos (L,)); nothing in the model changes.
+    Every pass runs in IEEE fp32 (or the model's dtype), whatever the training precision;
+    ``vectorize``: see :func:`probe_along_gradient`."""
     def loss_fn(p):
         return criterion(functional_call(model, p, (x,)), y)
 
     groups, weights = layer_parameters(model)
-    with probing(model):
-        probes = probe_along_gradient(loss_fn, before, grad, step_sizes)
+    with probing(model), ieee_fp32():
+        probes = probe_along_gradient(loss_fn, before, grad, step_sizes, vectorize)
         after = {n: p.detach() for n, p in model.named_parameters()}
         l2, cos = gradient_ics(loss_fn, before, after, groups, weights, grad)
     return probes, l2, cos

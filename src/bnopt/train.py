@@ -10,6 +10,7 @@ describes the same parameters in eval mode (BN running statistics) on the full s
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -24,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from bnopt.data import Dataset, DeviceData
-from bnopt.measure import (DEFAULT_MULTIPLIERS, QUANTILES, activation_summary, channel_moments,
-                           histogram, layer_parameters, measure_step, moment_shift,
-                           total_norm)
+from bnopt.measure import (DEFAULT_MULTIPLIERS, PRECISIONS, QUANTILES, activation_summary,
+                           channel_moments, histogram, ieee_fp32, layer_parameters,
+                           matmul_precision, measure_step, moment_shift, total_norm)
 from bnopt.models import NOISY_BN_DEFAULTS, build_model, set_noise_generator
 
 STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
@@ -67,6 +68,11 @@ class RunConfig:
     hist_every: int = 1000
     checkpoint_every: int = 0
     keep_checkpoints: bool = False
+    # speed and precision (see README, "Precision and speed")
+    precision: str = "fp32"       # float32 convs/matmuls of unmeasured steps: 'fp32' or 'tf32'
+    dtype: str = "float32"        # parameters, activations and data: 'float32' or 'float64'
+    channels_last: bool = False   # NHWC memory format for conv nets
+    vmap_probes: bool = False     # all probe points in one torch.func.vmap pass
 
     def fingerprint(self) -> dict:
         """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""
@@ -133,8 +139,9 @@ def evaluate(model: torch.nn.Module, data: DeviceData, x: torch.Tensor, y: torch
     """Mean loss and accuracy over (x, y) in eval mode; returns device scalars (no sync)."""
     was_training = model.training
     model.eval()
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
+    dtype = next(model.parameters()).dtype
+    loss = torch.zeros((), device=x.device, dtype=dtype)
+    correct = torch.zeros((), device=x.device, dtype=dtype)
     for i in range(0, x.shape[0], batch_size):
         out = model(data.normalize(x[i:i + batch_size]))
         yb = y[i:i + batch_size]
@@ -156,6 +163,9 @@ def _to(obj, device):
     return obj
 
 
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
 def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
               threads: int | None = None, checkpoint_path=None) -> RunResult:
     """Train one run; return its tables (see ``TABLES``) and run metadata.
@@ -171,19 +181,37 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     saved (atomically) every ``checkpoint_every`` steps, and a run that finds a checkpoint of the
     same configuration resumes from it; the result equals an uninterrupted run's (bitwise on
     the CPU), wall-clock columns aside. The caller removes the checkpoint once outputs exist.
+
+    Precision: with ``cfg.precision='tf32'`` unmeasured steps may use TF32 tensor cores for
+    convolutions and matrix products; measured steps (their own forward and backward, every
+    probe and ICS pass), the step after each (for the moment shift) and evaluations always run
+    in IEEE arithmetic of ``cfg.dtype``.
     """
+    if cfg.precision not in PRECISIONS:
+        raise ValueError(f"precision = {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if cfg.dtype not in DTYPES:
+        raise ValueError(f"dtype = {cfg.dtype!r}: choose one of {', '.join(DTYPES)}")
+    with matmul_precision(cfg.precision):
+        return _train_run(cfg, dataset, progress, threads, checkpoint_path)
+
+
+def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | None,
+               checkpoint_path) -> RunResult:
     if cfg.checkpoint_every and cfg.checkpoint_every % cfg.log_every:
         raise ValueError(f"checkpoint_every = {cfg.checkpoint_every} must be a multiple of "
                          f"log_every = {cfg.log_every} (checkpoints are taken at host syncs)")
     device = resolve_device(cfg.device)
     if threads:
         torch.set_num_threads(threads)
-    data = DeviceData(dataset, device)
+    dtype = DTYPES[cfg.dtype]
+    data = DeviceData(dataset, device, dtype, cfg.channels_last)
     c, h = dataset.shape[0], (dataset.shape[1] if len(dataset.shape) > 1 else 1)
 
     torch.manual_seed(cfg.seed)  # weights: same seed -> same conv/linear init in every variant
     model = build_model(cfg.model, cfg.variant, c, h, dataset.num_outputs, cfg.width,
-                        cfg.noisy_bn, cfg.init).to(device)
+                        cfg.noisy_bn, cfg.init).to(device, dtype)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
     set_noise_generator(model, noise_gen)
     data_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 2))
@@ -198,7 +226,7 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     w_init = [named[w].detach().clone() for w in weight_names]
     step_sizes = [m * cfg.lr for m in cfg.probe_multipliers]
 
-    buf = torch.full((cfg.steps, 4), float("nan"), device=device)  # loss, acc, |g|, |w|
+    buf = torch.full((cfg.steps, 4), float("nan"), device=device, dtype=dtype)  # loss, acc, |g|, |w|
     host_t = np.zeros(cfg.steps)
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
     # measured rows: (step, device tensor) pairs, converted once at the end
@@ -206,6 +234,10 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     pending_moments = None  # per-unit moments of the previous measured step, for the shift
 
     def run_eval(step: int):
+        with ieee_fp32():
+            _run_eval(step)
+
+    def _run_eval(step: int):
         tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
         vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
         rec["eval"].append((step, torch.stack([tl, ta, vl, va])))
@@ -264,10 +296,12 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         measured = cfg.measure_every > 0 and step % cfg.measure_every == 0
         preacts = [] if (measured or pending_moments is not None) else None
         x, y = next(batches)
-        out = model(x, preacts=preacts)
-        loss = criterion(out, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # measured steps and the step after one (the moment shift) run in IEEE arithmetic
+        with ieee_fp32() if preacts is not None else contextlib.nullcontext():
+            out = model(x, preacts=preacts)
+            loss = criterion(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
         with torch.no_grad():
             buf[step] = torch.stack([loss.detach(), accuracy(out, y),
                                      total_norm(p.grad for p in params if p.grad is not None),
@@ -288,7 +322,8 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
                 grad = {n: p.grad.detach().clone() for n, p in named.items()}
         opt.step()
         if measured:
-            pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes)
+            pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes,
+                                       cfg.vmap_probes)
             rec["probes"].append((step, torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)))
             g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in weight_names])
             rec["ics"].append((step, torch.stack([l2, cos, g_norms], 1)))

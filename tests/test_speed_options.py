@@ -1,0 +1,130 @@
+"""The speed and precision options change how fast a run goes, not what it computes:
+vectorised probes, channels-last, TF32 for unmeasured steps, float64."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.func import functional_call
+
+import bnopt.train as train_mod
+from bnopt.data import DeviceData
+from bnopt.measure import matmul_precision, probe_along_gradient, probing
+from bnopt.models import build_model, set_noise_generator
+from bnopt.train import RunConfig, criterion, train_run
+
+TINY = dict(dataset="synthetic", model="vgg", variant="batchnorm", lr=0.05, seed=0, steps=24,
+            batch_size=64, width=0.125, eval_every=12, log_every=6, device="cpu",
+            measure_every=6, hist_every=12, probe_multipliers=(0.5, 1.0, 4.0), dtype="float64")
+
+
+def _tables(cfg, data):
+    r = train_run(cfg, data, progress=False)
+    r.tables["steps"] = r.tables["steps"].drop(columns="elapsed_s")  # wall clock
+    return r.tables
+
+
+@pytest.mark.parametrize("model,variant", [("vgg", "batchnorm"), ("vgg", "noisy_batchnorm"),
+                                           ("vgg", "l1"), ("vgg", "linf"), ("vgg", "standard"),
+                                           ("dln", "batchnorm")])
+def test_vectorised_probes_equal_the_loop(model, variant):
+    torch.manual_seed(0)
+    if model == "dln":
+        net = build_model("dln", variant, 10, 1, 10).double()
+        x, y = torch.randn(200, 10, dtype=torch.float64), torch.randn(200, 10, dtype=torch.float64)
+    else:
+        net = build_model("vgg", variant, 1, 8, 10, width=0.125).double()
+        x, y = torch.randn(32, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (32,))
+    set_noise_generator(net, torch.Generator().manual_seed(1))
+    criterion(net(x), y).backward()  # draws the step's noise, which the probes reuse
+    params = {n: p.detach().clone() for n, p in net.named_parameters()}
+    grad = {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+    steps = [1e-3, 0.02, 0.1]
+    with probing(net):
+        loop = probe_along_gradient(lambda p: criterion(functional_call(net, p, (x,)), y),
+                                    params, grad, steps)
+        vec = probe_along_gradient(lambda p: criterion(functional_call(net, p, (x,)), y),
+                                   params, grad, steps, vectorize=True)
+    for k in loop:
+        torch.testing.assert_close(vec[k], loop[k], rtol=1e-10, atol=0)
+    assert all(torch.equal(p, params[n]) for n, p in net.named_parameters())
+
+
+def test_vectorised_probes_leave_the_run_identical(synthetic):
+    base = _tables(RunConfig(**TINY), synthetic)
+    vec = _tables(RunConfig(**{**TINY, "vmap_probes": True}), synthetic)
+    for name in base:
+        if name == "probes":
+            pd.testing.assert_frame_equal(vec[name], base[name], rtol=1e-10, atol=0)
+        else:  # the trajectory and every other measurement are bitwise the same
+            pd.testing.assert_frame_equal(vec[name], base[name], check_exact=True)
+
+
+def test_channels_last_gives_the_same_run(synthetic):
+    base = _tables(RunConfig(**TINY), synthetic)
+    cl = _tables(RunConfig(**{**TINY, "channels_last": True}), synthetic)
+    for name in base:  # another memory layout sums in another order: equal to rounding
+        pd.testing.assert_frame_equal(cl[name], base[name], rtol=1e-8, atol=1e-12)
+
+
+def test_device_data_casts_and_lays_out_batches(synthetic):
+    d = DeviceData(synthetic, torch.device("cpu"), torch.float64, channels_last=True)
+    x = d.normalize(d.x_train[:8])
+    assert x.dtype == torch.float64 and x.is_contiguous(memory_format=torch.channels_last)
+    x32 = DeviceData(synthetic, torch.device("cpu")).normalize(d.x_train[:8])
+    torch.testing.assert_close(x.float(), x32)
+
+
+def test_float64_run_keeps_float64_throughout(synthetic):
+    r = train_run(RunConfig(**{**TINY, "steps": 6, "eval_every": 6}), synthetic, progress=False)
+    r32 = train_run(RunConfig(**{**TINY, "steps": 6, "eval_every": 6, "dtype": "float32"}),
+                    synthetic, progress=False)
+    # the same trajectory to float32 accuracy, but not bitwise: the run really is float64
+    np.testing.assert_allclose(r.steps["loss"], r32.steps["loss"], rtol=1e-4)
+    assert not np.array_equal(r.steps["loss"], r32.steps["loss"])
+
+
+def test_measured_passes_run_in_ieee_fp32_under_tf32(synthetic, monkeypatch):
+    """With precision tf32 only the unmeasured training steps may use TF32: a measured step
+    (its own pass, probes, ICS), the step after it (moment shift) and evaluations are IEEE."""
+    seen = []
+
+    def recording(out, y, reduction="mean"):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32,
+                     reduction))
+        return criterion(out, y, reduction)
+
+    monkeypatch.setattr(train_mod, "criterion", recording)
+    cfg = RunConfig(**{**TINY, "steps": 10, "measure_every": 5, "hist_every": 5, "eval_every": 100,
+                       "log_every": 5, "precision": "tf32", "dtype": "float32"})
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    train_run(cfg, synthetic, progress=False)
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+    tf32 = [s for s in seen if s[:2] == (True, True)]
+    ieee = [s for s in seen if s[:2] == (False, False)]
+    assert len(tf32) + len(ieee) == len(seen)
+    # steps 2, 3, 4, 7, 8, 9 are neither measured (0, 5) nor right after one (1, 6)
+    assert len(tf32) == 6 and all(s[2] == "mean" for s in tf32)
+    assert sum(s[2] == "sum" for s in ieee) > 0  # evaluations
+
+
+def test_precision_names_are_checked():
+    with pytest.raises(ValueError, match="precision"):
+        with matmul_precision("bf16"):
+            pass
+    with pytest.raises(ValueError, match="dtype"):
+        train_run(RunConfig(**{**TINY, "dtype": "float16"}), None, progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("options", [{}, {"vmap_probes": True, "channels_last": True}])
+def test_gpu_run_matches_the_cpu_run(synthetic, options):
+    """On a GPU every measurement equals the CPU run's to float32 tolerance (IEEE fp32 on both,
+    although PyTorch's own default would let cuDNN use TF32), with and without the speed
+    options. Full-batch steps, so that both devices see the same batches (their random
+    permutations differ)."""
+    cfg = RunConfig(**{**TINY, "dtype": "float32", "steps": 12, "batch_size": 1024,
+                       "eval_batch_size": 1024})
+    cpu = _tables(cfg, synthetic)
+    gpu = _tables(RunConfig(**{**cfg.__dict__, **options, "device": "cuda"}), synthetic)
+    for name in ("steps", "eval", "probes", "ics"):
+        pd.testing.assert_frame_equal(gpu[name], cpu[name], rtol=2e-3, atol=1e-5)
