@@ -3,6 +3,9 @@
     python benchmarks/bench_step.py --device cpu --json
     python benchmarks/bench_step.py --device cuda --json
     python benchmarks/bench_step.py --smoke --json          # seconds; what CI runs
+    python benchmarks/bench_step.py --device cuda --precision tf32 --channels-last --json
+    python benchmarks/bench_step.py --device cuda --profile   # where a measured step's time goes
+    python benchmarks/bench_step.py --device cuda --project config.yaml   # whole sweep, GPU-min
 
 Default: the paper's VGG (width 1, 32x32x3 inputs, batch 128, BatchNorm) on random uint8 images
 resident on the device. A *measured* step is a training step plus every probe point (the default
@@ -10,6 +13,12 @@ resident on the device. A *measured* step is a training step plus every probe po
 the *naive* one deep-copies the model for each point and layer, as the earlier attempts did
 (:mod:`bnopt.reference`). Times are means over ``--steps`` after ``--warmup``, with a device
 sync around each timed block. The last line is one JSON object.
+
+Options mirror the config keys: ``--precision tf32`` lets unmeasured steps use TF32 (measured
+ones stay IEEE fp32, as in training), ``--dtype``, ``--channels-last``, ``--vmap-probes``.
+``--compile`` times the train step under ``torch.compile`` (not used by training).
+``--project CONFIG`` instead times every (dataset, model, variant) of that config's sweep with
+the real training loop (:mod:`bnopt.cost`) and projects the whole sweep's device time.
 """
 
 from __future__ import annotations
@@ -21,12 +30,15 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bnopt.measure import DEFAULT_MULTIPLIERS, measure_step  # noqa: E402
+from bnopt.measure import (DEFAULT_MULTIPLIERS, ieee_fp32, matmul_precision,  # noqa: E402
+                           measure_step)
+from bnopt.data import DLN_DIM  # noqa: E402
 from bnopt.models import build_model, set_noise_generator  # noqa: E402
 from bnopt.reference import _copy, naive_measure_step  # noqa: E402
 from bnopt.train import criterion  # noqa: E402
@@ -49,8 +61,11 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
 
     hs = [m.register_forward_hook(hook) for m in model.modules()
           if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()  # the count does not depend on the mode; eval also takes a batch of one
     with torch.no_grad():
         model(x)
+    model.train(was_training)
     for h in hs:
         h.remove()
     return total
@@ -59,7 +74,8 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--model", default="vgg", choices=["vgg", "simple_cnn"])
+    ap.add_argument("--model", default="vgg", choices=["vgg", "simple_cnn", "dln"],
+                    help="dln: the 25-layer deep linear network, full batch (--batch-size 1000)")
     ap.add_argument("--variant", default="batchnorm")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--width", type=float, default=1.0)
@@ -67,6 +83,18 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-naive", action="store_true", help="skip the (slow) naive measured step")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32"],
+                    help="float32 matmul/conv precision of train steps (measured: always fp32)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--vmap-probes", action="store_true", help="probe points in one vmap pass")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the train step's model")
+    ap.add_argument("--profile", action="store_true",
+                    help="print torch.profiler's top operators of one measured step")
+    ap.add_argument("--project", metavar="CONFIG",
+                    help="project the device time of CONFIG's whole sweep (GPU-minutes)")
+    ap.add_argument("--project-steps", type=int, default=4,
+                    help="steps per timing run of --project (runs of N and 2N are differenced)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     ap.add_argument("--json", action="store_true", help="print the JSON summary line")
     a = ap.parse_args(argv)
@@ -75,30 +103,110 @@ def main(argv=None):
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but no CUDA device is visible")
+    if a.project:
+        return project(a.project, a.device, a.project_steps, a.json)
+    with matmul_precision(a.precision):
+        return bench(a, device)
 
+
+def project(config_path: str, device: str, steps: int, as_json: bool) -> dict:
+    """Time each (dataset, model, variant) of the config's sweep and project the total."""
+    import yaml
+
+    from bnopt.config import check_config
+    from bnopt.cost import measure_costs, projected_seconds, sweep_plan
+
+    with open(config_path) as f:
+        cfg = check_config(yaml.safe_load(f))
+    plan = sweep_plan(cfg)
+    costs = {}
+    for key in plan.index:
+        costs[key] = measure_costs(cfg, *key, device=device, steps=steps)
+        print(f"{'/'.join(key):32s} " + "  ".join(f"{k} {v:.4g}" for k, v in costs[key].items()),
+              file=sys.stderr, flush=True)
+    seconds = projected_seconds(plan, costs)
+    table = plan.join(pd.DataFrame.from_dict(costs, orient="index").rename_axis(plan.index.names))
+    table["minutes"] = seconds / 60
+    table["pflop"] = [sweep_row_flops(cfg, key, row) / 1e15 for key, row in plan.iterrows()]
+    print(table.to_string(), file=sys.stderr)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    pflop = float(table["pflop"].sum())
+    res = {"config": config_path, "device": _device_name(dev), "torch": torch.__version__,
+           "runs": int(plan["runs"].sum()), "projected_minutes": float(seconds.sum() / 60),
+           "pflop": pflop, "achieved_tflops": pflop * 1e3 / float(seconds.sum()),
+           "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
+           "costs_s": {"/".join(k): v for k, v in costs.items()}}
+    print(f"projected device time of the whole sweep: {res['projected_minutes']:.1f} minutes",
+          file=sys.stderr)
+    if as_json:
+        print(json.dumps(res))
+    return res
+
+
+def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
+    """Floating-point operations of a plan row's runs, counting conv and linear layers only:
+    forward + backward = 3 x forward per training pass, 1 + K + (L - 1) passes per measured step
+    (an upper bound: ICS backward passes stop at their layer), forward only for evaluations."""
+    from bnopt.config import train_settings
+    from bnopt.data import INPUT_SHAPES, NUM_CLASSES
+
+    dataset, model_name, variant = key
+    s = train_settings(cfg, model_name)
+    shape = INPUT_SHAPES[dataset]
+    outputs = NUM_CLASSES[dataset] or shape[0]
+    net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1, outputs,
+                      s["width"])
+    per_image = forward_flops(net, torch.zeros(1, *shape))
+    passes = 1 + len(s["probe_multipliers"]) + len(net.layers) - 1
+    train = (row["steps"] - row["measured_steps"] + row["measured_steps"] * passes) * 3 * per_image * s["batch_size"]
+    return row["runs"] * (train + row["evals"] * row["eval_images"] * per_image)
+
+
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+
+
+def bench(a, device: torch.device) -> dict:
     torch.manual_seed(0)
-    model = build_model(a.model, a.variant, 3, a.image_size, 10, a.width).to(device)
+    dtype = getattr(torch, a.dtype)
+    dln = a.model == "dln"
+    model = build_model(a.model, a.variant, DLN_DIM if dln else 3, a.image_size,
+                        DLN_DIM if dln else 10, a.width).to(device, dtype)
+    if a.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     set_noise_generator(model, torch.Generator(device).manual_seed(0))
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     n = a.batch_size * 4
-    data = torch.randint(0, 256, (n, 3, a.image_size, a.image_size), dtype=torch.uint8, device=device)
-    labels = torch.randint(0, 10, (n,), device=device)
-    steps_sizes = [m * 0.1 for m in DEFAULT_MULTIPLIERS]
+    if dln:  # regression: y = A x
+        data = torch.randn(n, DLN_DIM, device=device, dtype=dtype)
+        labels = data @ torch.randn(DLN_DIM, DLN_DIM, device=device, dtype=dtype)
+        steps_sizes = [m * 1e-6 for m in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)]
+    else:
+        data = torch.randint(0, 256, (n, 3, a.image_size, a.image_size), dtype=torch.uint8,
+                             device=device)
+        labels = torch.randint(0, 10, (n,), device=device)
+        steps_sizes = [m * 0.1 for m in DEFAULT_MULTIPLIERS]
     it = [0]
 
     def batch():
         i = it[0] % 4
         it[0] += 1
         sl = slice(i * a.batch_size, (i + 1) * a.batch_size)
-        return (data[sl].float() / 255 - 0.5) / 0.25, labels[sl]
+        if dln:
+            return data[sl], labels[sl]
+        x = (data[sl].to(dtype) / 255 - 0.5) / 0.25
+        return (x.contiguous(memory_format=torch.channels_last) if a.channels_last else x), labels[sl]
 
-    def fwd_bwd(x, y):
+    train_model = torch.compile(model) if a.compile else model
+
+    def fwd_bwd(x, y, net=model):
         opt.zero_grad(set_to_none=True)
-        criterion(model(x), y).backward()
+        criterion(net(x), y).backward()
 
     def train_step():
         x, y = batch()
-        fwd_bwd(x, y)
+        fwd_bwd(x, y, train_model)
         opt.step()
 
     def snapshot():
@@ -107,14 +215,16 @@ def main(argv=None):
 
     def measured_step():
         x, y = batch()
-        fwd_bwd(x, y)
+        with ieee_fp32():
+            fwd_bwd(x, y)
         before, grad = snapshot()
         opt.step()
-        measure_step(model, criterion, x, y, before, grad, steps_sizes)
+        measure_step(model, criterion, x, y, before, grad, steps_sizes, a.vmap_probes)
 
     def naive_step():
         x, y = batch()
-        fwd_bwd(x, y)
+        with ieee_fp32():
+            fwd_bwd(x, y)
         copy_before = _copy(model)
         grad = {k: p.grad.detach().clone() for k, p in model.named_parameters()}
         opt.step()
@@ -135,16 +245,29 @@ def main(argv=None):
     model.train()
     train_s = timed(train_step)
     measured_s = timed(measured_step)
-    naive_s = None if a.no_naive else timed(naive_step)
+    with ieee_fp32():
+        naive_s = None if a.no_naive else timed(naive_step)
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            measured_step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=sort, row_limit=15), file=sys.stderr)
     n_layers = len(model.layers)
     passes = 1 + len(steps_sizes) + (n_layers - 1)  # the step, the probe points, ICS layers 2..L
     flops = 3 * forward_flops(model, batch()[0])  # forward + backward ~ 3 x forward
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+    name = _device_name(device)
     peak = next((v for k, v in PEAK_FP32.items() if k in name), None) if device.type == "cuda" else None
     res = {
         "device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "model": a.model, "variant": a.variant, "width": a.width, "image_size": a.image_size,
         "batch_size": a.batch_size, "num_parameters": sum(p.numel() for p in model.parameters()),
+        "precision": a.precision, "dtype": a.dtype, "channels_last": a.channels_last,
+        "vmap_probes": a.vmap_probes, "compile": a.compile,
         "train_step_s": train_s, "measured_step_s": measured_s,
         "passes_per_measured_step": passes, "naive_measured_step_s": naive_s,
         "measured_over_passes_x_train": measured_s / (passes * train_s),

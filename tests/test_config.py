@@ -30,6 +30,10 @@ def test_command_line_strings_are_coerced():
     dln = check_config(with_(dln={"lrs": ["1e-6"], "steps": "50"}))["dln"]
     assert dln["lrs"] == [1e-6] and dln["steps"] == 50 and dln["fig9_layers"] == [1, 11, 24]
     assert coerce("[0.1, 0.5]", load_schema()["properties"]["lrs"]) == [0.1, 0.5]
+    fast = check_config(with_(precision="tf32", vmap_probes="true", channels_last="false"))
+    assert fast["precision"] == "tf32" and fast["vmap_probes"] is True
+    assert fast["channels_last"] is False
+    assert check_config(BASE)["dln"]["dtype"] == "float64"
 
 
 def test_defaults_are_filled():
@@ -61,6 +65,9 @@ def test_defaults_are_filled():
     ({"dln": {"lr": 1e-6}}, ["unknown config key 'lr' in dln", "lrs"]),
     ({"dln": {"variants": ["noisy_batchnorm"]}}, ["dln.variants[0] = 'noisy_batchnorm'"]),
     ({"dataset": "dln"}, ["dataset = 'dln' is not allowed"]),
+    ({"precision": "bf16"}, ["precision = 'bf16' is not allowed", "fp32, tf32"]),
+    ({"dtype": "float16"}, ["dtype = 'float16' is not allowed", "float32, float64"]),
+    ({"vmap_probes": "yes"}, ["vmap_probes = 'yes'", "expected boolean"]),
     ({"checkpoint_every": 150}, ["checkpoint_every = 150", "multiple of log_every = 100"]),
     ({"checkpoint_every": 1100}, ["checkpoint_every = 1100", "dln.log_every = 500"]),
     ({"dataset": "fashion_mnist", "data_root": "/data/fm"},

@@ -4,9 +4,14 @@ import re
 
 import pandas as pd
 import pytest
+import yaml
 
+from bnopt.config import check_config
+from bnopt.cost import sweep_plan
 from bnopt.figures import FIGURES
 from conftest import ROOT, run_snakemake
+
+BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 
 
 def job_counts(stdout: str) -> dict:
@@ -21,6 +26,8 @@ def test_default_config_resolves_the_whole_dag(tmp_path):
     # network sweep (3 variants x 3 lrs x 3 seeds) + l1/l2/linf at figure_lr for Figures 5, 6,
     # 12 + DLN sweep (5 variants x 2 lrs x 3 seeds)
     assert jobs["train"] == 3 * 3 * 3 + 3 * 3 + 5 * 2 * 3
+    # the cost projection counts exactly the runs snakemake schedules
+    assert sweep_plan(check_config(BASE))["runs"].sum() == jobs["train"]
     assert jobs["prepare_data"] == 2 and jobs["summary"] == 1
     for fig in FIGURES:
         assert jobs[fig] == 1, fig

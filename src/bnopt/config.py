@@ -153,6 +153,30 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     return cfg
 
 
+# Every key of the config that changes what a training run computes (a RunConfig field).
+TRAIN_KEYS = (
+    "steps", "batch_size", "momentum", "weight_decay", "width", "init", "augment", "eval_every",
+    "eval_batch_size", "log_every", "device", "noisy_bn", "measure_every", "probe_multipliers",
+    "hist_every", "checkpoint_every", "keep_checkpoints", "precision", "dtype", "channels_last",
+    "vmap_probes",
+)
+# Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
+DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
+            "probe_multipliers", "dtype", "vmap_probes")
+
+
+def train_settings(cfg: dict, model: str) -> dict:
+    """The RunConfig fields (all but dataset, model, variant, lr, seed) of a run of ``model``
+    under the checked config ``cfg``."""
+    settings = {k: cfg[k] for k in TRAIN_KEYS}
+    if model == "dln":
+        settings.update({k: cfg["dln"][k] for k in DLN_KEYS})
+        n = TRAIN_SIZES["dln"]
+        settings.update(batch_size=n, eval_batch_size=n, momentum=0.0, weight_decay=0.0,
+                        augment=False, width=1.0)
+    return settings
+
+
 def lr_str(lr) -> str:
     """Canonical text of a learning rate in paths (0.1 -> '0.1', 1e-06 -> '1e-06')."""
     return repr(float(lr))
@@ -160,3 +184,49 @@ def lr_str(lr) -> str:
 
 def run_dir(dataset: str, model: str, variant: str, lr, seed) -> str:
     return f"results/runs/{dataset}/{model}/{variant}/lr{lr_str(lr)}/seed{int(seed)}"
+
+
+def figure_specs(cfg: dict) -> dict:
+    """Each figure: the runs it needs as (family, variants, lrs) groups, family 'net' (the
+    configured dataset and model) or 'dln', and the keyword arguments of its plot."""
+    dln = cfg["dln"]
+    bn, every = ["standard", "batchnorm"], ["standard", "batchnorm", "noisy_batchnorm"]
+    lp = ["standard", "batchnorm", "l1", "l2", "linf"]
+    lr, dlr = cfg["figure_lr"], dln["figure_lr"]
+    return {
+        "fig1_accuracy": ([("net", bn, cfg["fig1_lrs"])], {"lrs": cfg["fig1_lrs"]}),
+        "fig1_activations": ([("net", bn, [lr])], {"lr": lr, "layers": cfg["fig1_layers"]}),
+        "fig2_noisy_bn": ([("net", every, [lr])], {"lr": lr, "layers": cfg["fig2_layers"]}),
+        "fig3_ics": ([("net", bn, cfg["fig3_lrs"])],
+                     {"lrs": cfg["fig3_lrs"], "layers": cfg["fig3_layers"]}),
+        "fig3_ics_dln": ([("dln", bn, dln["fig3_lrs"])],
+                         {"lrs": dln["fig3_lrs"], "layers": dln["fig3_layers"]}),
+        "fig4_landscape": ([("net", bn, [lr])], {"lr": lr}),
+        "fig5_lp": ([("net", lp, [lr]), ("dln", lp, [dlr])], {"lr": lr, "dln_lr": dlr}),
+        "fig6_lp_activations": ([("net", lp, [lr])], {"lr": lr, "layer": cfg["fig6_layer"]}),
+        "fig8_activation_shift": ([("net", every, [lr])], {"lr": lr, "layers": cfg["fig8_layers"]}),
+        "fig9_dln_activations": ([("dln", bn, [dlr])], {"lr": dlr, "layers": dln["fig9_layers"]}),
+        "fig10_dln_landscape": ([("dln", bn, [dlr])], {"lr": dlr}),
+        "fig11_gradient_vs_step": ([("net", bn, [lr])], {"lr": lr}),
+        "fig12_lp_vgg": ([("net", lp, [lr])], {"lr": lr}),
+        "fig13_lp_dln": ([("dln", lp, [dlr])], {"lr": dlr}),
+    }
+
+
+def family_runs(cfg: dict, family: str, variants, lrs) -> list[tuple]:
+    """(dataset, model, variant, lr, seed) of each run of ``family`` ('net' or 'dln')."""
+    if family == "dln":
+        dataset, model, seeds = "dln", "dln", cfg["dln"]["seeds"]
+    else:
+        dataset, model, seeds = cfg["dataset"], cfg["model"], cfg["seeds"]
+    return [(dataset, model, v, float(lr), int(s)) for v in variants for lr in lrs for s in seeds]
+
+
+def sweep_runs(cfg: dict) -> list[tuple]:
+    """Every run the whole workflow trains, once each: the two sweeps (variants x lrs x seeds
+    of the top level and of ``dln``) and every run a figure needs."""
+    runs = family_runs(cfg, "net", cfg["variants"], cfg["lrs"])
+    runs += family_runs(cfg, "dln", cfg["dln"]["variants"], cfg["dln"]["lrs"])
+    runs += [r for groups, _ in figure_specs(cfg).values() for fam, v, lrs in groups
+             for r in family_runs(cfg, fam, v, lrs)]
+    return list(dict.fromkeys(runs))

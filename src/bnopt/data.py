@@ -21,6 +21,12 @@ DATASETS = ("cifar10", "fashion_mnist", "digits", "synthetic", "dln")
 TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "digits": 1_437, "synthetic": 1_024,
                "dln": 1_000}
 DLN_DIM = 10  # the paper's deep linear network task: y = A x, A 10x10, 1000 samples
+# Test-set sizes, input shapes and classes (0: regression), for cost projections before loading.
+TEST_SIZES = {"cifar10": 10_000, "fashion_mnist": 10_000, "digits": 360, "synthetic": 256,
+              "dln": 1_000}
+INPUT_SHAPES = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "digits": (1, 8, 8),
+                "synthetic": (3, 8, 8), "dln": (DLN_DIM,)}
+NUM_CLASSES = {"cifar10": 10, "fashion_mnist": 10, "digits": 10, "synthetic": 10, "dln": 0}
 DEFAULT_ROOT = "resources"
 
 
@@ -129,6 +135,21 @@ def _dln(seed: int, n: int = TRAIN_SIZES["dln"], dim: int = DLN_DIM) -> Dataset:
     x_train, x_test = torch.randn(n, dim, generator=g), torch.randn(n, dim, generator=g)
     return Dataset("dln", x_train, x_train @ a.T, x_test, x_test @ a.T, 0,
                    {"A": a, "data_seed": seed})
+
+
+def fake_dataset(name: str, seed: int = 0) -> Dataset:
+    """Random data of ``name``'s sizes, shapes and types (what benchmarks need: the cost of a
+    step does not depend on the pixel values). Not for training."""
+    g = torch.Generator().manual_seed(seed)
+    shape, k = INPUT_SHAPES[name], NUM_CLASSES[name]
+
+    def split(n):
+        if k == 0:
+            return torch.randn((n, *shape), generator=g), torch.randn((n, *shape), generator=g)
+        return (torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8),
+                torch.randint(0, k, (n,), generator=g))
+
+    return Dataset(name, *split(TRAIN_SIZES[name]), *split(TEST_SIZES[name]), k, {"fake": True})
 
 
 def _digits() -> Dataset:

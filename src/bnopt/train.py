@@ -183,9 +183,9 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     the CPU), wall-clock columns aside. The caller removes the checkpoint once outputs exist.
 
     Precision: with ``cfg.precision='tf32'`` unmeasured steps may use TF32 tensor cores for
-    convolutions and matrix products; measured steps (their own forward and backward, every
-    probe and ICS pass), the step after each (for the moment shift) and evaluations always run
-    in IEEE arithmetic of ``cfg.dtype``.
+    convolutions and matrix products, and so may evaluations; measured steps (their own forward
+    and backward, every probe and ICS pass) and the step after each (for the moment shift)
+    always run in IEEE arithmetic of ``cfg.dtype``.
     """
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"precision = {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
@@ -234,10 +234,6 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     pending_moments = None  # per-unit moments of the previous measured step, for the shift
 
     def run_eval(step: int):
-        with ieee_fp32():
-            _run_eval(step)
-
-    def _run_eval(step: int):
         tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
         vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
         rec["eval"].append((step, torch.stack([tl, ta, vl, va])))
@@ -351,7 +347,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     if bar is not None:
         bar.close()
 
-    rows = buf[:done].cpu().numpy()
+    rows = buf[:done].float().cpu().numpy()  # the documented float32 columns, whatever dtype
     tables = {
         "steps": pd.DataFrame({
             "step": np.arange(done, dtype=np.int64), "loss": rows[:, 0], "accuracy": rows[:, 1],

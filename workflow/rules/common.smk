@@ -15,10 +15,18 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
-from bnopt.config import ConfigError, check_config, run_dir
+from bnopt.config import (
+    ConfigError,
+    check_config,
+    family_runs,
+    figure_specs,
+    run_dir,
+    sweep_runs,
+    train_settings,
+)
 from bnopt.figures import FIGURES
 from bnopt.models import MODELS, VARIANTS
-from bnopt.data import DATASETS, TRAIN_SIZES
+from bnopt.data import DATASETS
 
 try:
     _checked = check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
@@ -37,15 +45,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# Every key of config that changes what a training run computes (rerun when one changes).
-TRAIN_KEYS = [
-    "steps", "batch_size", "momentum", "weight_decay", "width", "init", "augment", "eval_every",
-    "eval_batch_size", "log_every", "device", "noisy_bn", "measure_every", "probe_multipliers",
-    "hist_every", "checkpoint_every", "keep_checkpoints",
-]
-# Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
-DLN_KEYS = ["steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
-            "probe_multipliers"]
 DLN = config["dln"]
 
 # One training run's folder (wildcards) and its files.
@@ -55,26 +54,12 @@ RUN = "results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}"
 def run_metas(variants, lrs, family="net"):
     """run.json of each (variant, lr, seed) run: family 'net' is the configured dataset and
     model with config seeds; 'dln' is the deep linear network with dln.seeds."""
-    if family == "dln":
-        dataset, model, seeds = "dln", "dln", DLN["seeds"]
-    else:
-        dataset, model, seeds = config["dataset"], config["model"], config["seeds"]
-    return [
-        f"{run_dir(dataset, model, v, lr, s)}/run.json"
-        for v in variants
-        for lr in lrs
-        for s in seeds
-    ]
+    return [f"{run_dir(*run)}/run.json" for run in family_runs(config, family, variants, lrs)]
 
 
 def train_params(wildcards):
-    params = {k: config[k] for k in TRAIN_KEYS}
-    if wildcards.model == "dln":
-        params.update({k: DLN[k] for k in DLN_KEYS})
-        n = TRAIN_SIZES["dln"]
-        params.update(batch_size=n, eval_batch_size=n, momentum=0.0, weight_decay=0.0,
-                      augment=False, width=1.0)
-    return params
+    """The run settings (RunConfig keys) of a run of this model: rerun when one changes."""
+    return train_settings(config, wildcards.model)
 
 
 def data_params(wildcards):
@@ -85,32 +70,7 @@ def data_params(wildcards):
 
 
 # Each figure: the runs it needs as (family, variants, lrs) groups, and its plotting arguments.
-_BN = ["standard", "batchnorm"]
-_ALL = ["standard", "batchnorm", "noisy_batchnorm"]
-_LP = ["standard", "batchnorm", "l1", "l2", "linf"]
-_LR, _DLR = config["figure_lr"], DLN["figure_lr"]
-FIGURE_SPECS = {
-    "fig1_accuracy": ([("net", _BN, config["fig1_lrs"])], {"lrs": config["fig1_lrs"]}),
-    "fig1_activations": ([("net", _BN, [_LR])], {"lr": _LR, "layers": config["fig1_layers"]}),
-    "fig2_noisy_bn": ([("net", _ALL, [_LR])], {"lr": _LR, "layers": config["fig2_layers"]}),
-    "fig3_ics": (
-        [("net", _BN, config["fig3_lrs"])],
-        {"lrs": config["fig3_lrs"], "layers": config["fig3_layers"]},
-    ),
-    "fig3_ics_dln": (
-        [("dln", _BN, DLN["fig3_lrs"])],
-        {"lrs": DLN["fig3_lrs"], "layers": DLN["fig3_layers"]},
-    ),
-    "fig4_landscape": ([("net", _BN, [_LR])], {"lr": _LR}),
-    "fig5_lp": ([("net", _LP, [_LR]), ("dln", _LP, [_DLR])], {"lr": _LR, "dln_lr": _DLR}),
-    "fig6_lp_activations": ([("net", _LP, [_LR])], {"lr": _LR, "layer": config["fig6_layer"]}),
-    "fig8_activation_shift": ([("net", _ALL, [_LR])], {"lr": _LR, "layers": config["fig8_layers"]}),
-    "fig9_dln_activations": ([("dln", _BN, [_DLR])], {"lr": _DLR, "layers": DLN["fig9_layers"]}),
-    "fig10_dln_landscape": ([("dln", _BN, [_DLR])], {"lr": _DLR}),
-    "fig11_gradient_vs_step": ([("net", _BN, [_LR])], {"lr": _LR}),
-    "fig12_lp_vgg": ([("net", _LP, [_LR])], {"lr": _LR}),
-    "fig13_lp_dln": ([("dln", _LP, [_DLR])], {"lr": _DLR}),
-}
+FIGURE_SPECS = figure_specs(config)
 assert set(FIGURE_SPECS) == set(FIGURES), "every figure function needs a spec, and vice versa"
 
 
@@ -126,10 +86,4 @@ def figure_inputs(groups):
 
 
 # The summary covers every run the workflow trains: both sweeps and every figure's runs.
-ALL_RUNS = list(
-    dict.fromkeys(
-        run_metas(config["variants"], config["lrs"])
-        + run_metas(DLN["variants"], DLN["lrs"], "dln")
-        + [m for groups, _ in FIGURE_SPECS.values() for m in figure_inputs(groups)]
-    )
-)
+ALL_RUNS = [f"{run_dir(*run)}/run.json" for run in sweep_runs(config)]

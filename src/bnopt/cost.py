@@ -1,0 +1,118 @@
+"""What a whole sweep costs: the runs a config asks for, the passes each does, and its device
+time projected from per-step costs measured with the real training loop.
+
+    plan = sweep_plan(cfg)                        # one row per (dataset, model, variant)
+    costs = {key: measure_costs(cfg, *key) for key in plan.index}   # seconds, on a device
+    projected_seconds(plan, costs)                # per row; .sum() for the sweep
+
+:func:`measure_costs` times :func:`bnopt.train.train_run` itself (not a model of it) on random
+data of the dataset's shape: the steady-state cost of a plain step, of a measured step, and of
+one evaluation, with setup and warm-up cancelled by differencing runs of two lengths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import pandas as pd
+import torch
+
+from bnopt.config import sweep_runs, train_settings
+from bnopt.data import TEST_SIZES, TRAIN_SIZES, DeviceData, fake_dataset
+from bnopt.measure import matmul_precision
+from bnopt.models import build_model
+
+KEY = ["dataset", "model", "variant"]
+
+
+def step_counts(steps: int, measure_every: int, eval_every: int) -> dict:
+    """How many steps of a run are measured (``step % measure_every == 0``) and how many
+    evaluations it runs (every ``eval_every`` steps from 0, and one at the end)."""
+    measured = math.ceil(steps / measure_every) if measure_every else 0
+    evals = len(set(range(0, steps, eval_every)) | {steps})
+    return {"steps": steps, "measured_steps": measured, "evals": evals}
+
+
+def sweep_plan(cfg: dict) -> pd.DataFrame:
+    """One row per (dataset, model, variant) of the runs the whole workflow trains (see
+    :func:`bnopt.config.sweep_runs`), with the number of runs and, per run, the steps, measured
+    steps, evaluations and images per evaluation (training plus test set)."""
+    rows = {}
+    for dataset, model, variant, _lr, _seed in sweep_runs(cfg):
+        key = (dataset, model, variant)
+        if key not in rows:
+            s = train_settings(cfg, model)
+            rows[key] = {"runs": 0, **step_counts(s["steps"], s["measure_every"], s["eval_every"]),
+                         "eval_images": TRAIN_SIZES[dataset] + TEST_SIZES[dataset]}
+        rows[key]["runs"] += 1
+    index = pd.MultiIndex.from_tuples(list(rows), names=KEY)
+    return pd.DataFrame(list(rows.values()), index=index)
+
+
+def projected_seconds(plan: pd.DataFrame, costs: dict) -> pd.Series:
+    """Device seconds of each plan row: runs x (plain steps x train_s + measured steps x
+    measured_s + evals x eval_s), with ``costs[(dataset, model, variant)]`` a dict of those
+    three per-step costs in seconds."""
+    out = {}
+    for key, row in plan.iterrows():
+        c = costs[key]
+        per_run = ((row["steps"] - row["measured_steps"]) * c["train_s"]
+                   + row["measured_steps"] * c["measured_s"] + row["evals"] * c["eval_s"])
+        out[key] = row["runs"] * per_run
+    return pd.Series(out, name="seconds").rename_axis(KEY)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str = "auto",
+                  steps: int = 4, lr: float | None = None) -> dict:
+    """Seconds per plain step, per measured step and per evaluation of a (dataset, model,
+    variant) run under the checked config ``cfg``, on ``device``.
+
+    Each is the difference of two :func:`~bnopt.train.train_run` calls of ``steps`` and
+    ``2 * steps`` steps (every step measured, or none), divided by ``steps``; the run's own
+    setup, first-step warm-up and its evaluations at start and end cancel. A measured step
+    includes everything training does for one: probes, ICS, activation statistics, snapshots."""
+    from bnopt.train import RunConfig, evaluate, resolve_device, train_run
+
+    data = fake_dataset(dataset)
+    settings = {**train_settings(cfg, model), "device": device, "checkpoint_every": 0,
+                "hist_every": 0}
+    lr = lr if lr is not None else (cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0])
+    base = RunConfig(dataset=dataset, model=model, variant=variant, lr=lr, seed=0,
+                     **{**settings, "probe_multipliers": tuple(settings["probe_multipliers"])})
+
+    def wall(n: int, measure_every: int) -> float:
+        cfg_n = dataclasses.replace(base, steps=n, log_every=n, eval_every=n,
+                                    measure_every=measure_every)
+        return train_run(cfg_n, data, progress=False).meta["wall_seconds"]
+
+    out = {}
+    for name, every in (("train_s", 0), ("measured_s", 1)):
+        wall(steps, every)  # warm-up: kernels, allocator, cuDNN autotuning
+        out[name] = (wall(2 * steps, every) - wall(steps, every)) / steps
+
+    dev = resolve_device(device)
+    dd = DeviceData(data, dev, getattr(torch, base.dtype), base.channels_last)
+    c, h = data.shape[0], (data.shape[1] if len(data.shape) > 1 else 1)
+    net = build_model(model, variant, c, h, data.num_outputs, base.width, base.noisy_bn,
+                      base.init).to(dev, getattr(torch, base.dtype))
+    if base.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+
+    def one_eval():  # as training does it: both splits, in the run's precision
+        with matmul_precision(base.precision):
+            evaluate(net, dd, dd.x_train, dd.y_train, base.eval_batch_size)
+            evaluate(net, dd, dd.x_test, dd.y_test, base.eval_batch_size)
+        _sync(dev)
+
+    one_eval()
+    t = time.perf_counter()
+    one_eval()
+    out["eval_s"] = time.perf_counter() - t
+    return out
