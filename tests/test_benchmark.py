@@ -3,6 +3,8 @@ import json
 import subprocess
 import sys
 
+import yaml
+
 from conftest import ROOT
 
 
@@ -16,3 +18,26 @@ def test_bench_step_smoke_prints_the_summary_json():
         assert key in res
     assert res["passes_per_measured_step"] == 1 + 8 + 13  # step + probe points + ICS layers 2..14
     assert res["train_step_s"] > 0 and res["measured_step_s"] > res["train_step_s"]
+
+
+def test_bench_speed_options_and_dln_smoke():
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_step.py"), "--smoke", "--json",
+                        "--model", "dln", "--vmap-probes", "--dtype", "float64", "--precision",
+                        "tf32", "--no-naive"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["passes_per_measured_step"] == 1 + 8 + 24 and res["dtype"] == "float64"
+
+
+def test_bench_projects_a_sweep(tmp_path):
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    quick = yaml.safe_load((ROOT / "workflow/presets/quick.yaml").read_text())
+    cfg = tmp_path / "quick.yaml"  # config.yaml updated by the preset, as --configfile does
+    cfg.write_text(yaml.safe_dump({**base, **quick, "dln": {**base["dln"], **quick["dln"]}}))
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_step.py"), "--project",
+                        str(cfg), "--device", "cpu", "--project-steps", "1", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["runs"] == 22 and res["projected_minutes"] > 0 and res["pflop"] > 0
+    assert set(res["minutes_by_variant"]) >= {"digits/vgg/batchnorm", "dln/dln/l1"}
