@@ -181,12 +181,14 @@ def bench(a, device: torch.device) -> dict:
     if dln:  # regression: y = A x
         data = torch.randn(n, DLN_DIM, device=device, dtype=dtype)
         labels = data @ torch.randn(DLN_DIM, DLN_DIM, device=device, dtype=dtype)
-        steps_sizes = [m * 1e-6 for m in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)]
+        steps_sizes = torch.tensor([m * 1e-6 for m in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)],
+                                   dtype=dtype, device=device)
     else:
         data = torch.randint(0, 256, (n, 3, a.image_size, a.image_size), dtype=torch.uint8,
                              device=device)
         labels = torch.randint(0, 10, (n,), device=device)
-        steps_sizes = [m * 0.1 for m in DEFAULT_MULTIPLIERS]
+        steps_sizes = torch.tensor([m * 0.1 for m in DEFAULT_MULTIPLIERS], dtype=dtype,
+                                   device=device)
     it = [0]
 
     def batch():

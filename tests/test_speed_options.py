@@ -129,3 +129,33 @@ def test_gpu_run_matches_the_cpu_run(synthetic, options):
     gpu = _tables(RunConfig(**{**cfg.__dict__, **options, "device": "cuda"}), synthetic)
     for name in ("steps", "eval", "probes", "ics"):
         pd.testing.assert_frame_equal(gpu[name], cpu[name], rtol=2e-3, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("vectorize", [False, True])
+def test_a_measured_step_never_syncs_the_gpu(vectorize):
+    """Probes, ICS and activation statistics stay on the device: CUDA's sync debug mode raises
+    on any host synchronisation (an .item(), a device-to-host copy, a pageable upload)."""
+    from bnopt.measure import (QUANTILES, activation_summary, channel_moments, histogram,
+                               measure_step)
+
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    net = build_model("vgg", "noisy_batchnorm", 3, 8, 10, width=0.125).to(dev)
+    set_noise_generator(net, torch.Generator(dev).manual_seed(0))
+    x, y = torch.randn(32, 3, 8, 8, device=dev), torch.randint(0, 10, (32,), device=dev)
+    steps, q = torch.tensor([0.01, 0.05], device=dev), torch.tensor(QUANTILES, device=dev)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    preacts = []
+    criterion(net(x, preacts=preacts), y).backward()
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    grad = {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+    opt.step()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        measure_step(net, criterion, x, y, before, grad, steps, vectorize)
+        for z in preacts:
+            activation_summary(z, q), channel_moments(z), histogram(z)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")

@@ -89,14 +89,15 @@ def probe_along_gradient(loss_fn: LossFn, params: Params, grad: Params, step_siz
     """Move from ``params`` along ``-grad`` by each step length eta and measure, at each point
     x' = x - eta * g:  the loss L(x'),  the gradient change ||grad L(x') - g||,  and
     ||grad L(x') - g|| / ||x' - x||  (whose maximum is the effective beta-smoothness).
-    Returns tensors of shape (K,) for K step lengths.
+    Returns tensors of shape (K,) for K step lengths. ``step_sizes`` may be a list or a tensor
+    on the device (which spares a host-to-device copy, a sync on CUDA).
 
     ``vectorize=True`` evaluates all K points in one pass, ``torch.func.vmap`` over the step
     length (K times the activation memory; convolutions become grouped ones). Same values up to
     floating-point summation order; faster where a pass is launch-bound (the DLN), slower for
     the VGG on a CPU (see BENCHMARKS.md)."""
     g_norm = total_norm(grad.values())
-    eta = torch.tensor(list(step_sizes), dtype=g_norm.dtype, device=g_norm.device)
+    eta = torch.as_tensor(step_sizes, dtype=g_norm.dtype, device=g_norm.device)
     if vectorize:
         def at(e):
             g2, loss = grad_and_value(loss_fn)({n: params[n] - e * grad[n] for n in params})
@@ -105,7 +106,7 @@ def probe_along_gradient(loss_fn: LossFn, params: Params, grad: Params, step_siz
         loss, sq = vmap(at)(eta)
         return {"loss": loss, "grad_change": sq.sqrt(), "beta": sq.sqrt() / (eta * g_norm)}
     losses, changes = [], []
-    for e in step_sizes:
+    for e in eta:  # 0-dim device tensors: no sync
         moved = {n: params[n] - e * grad[n] for n in params}
         loss, g2 = loss_and_grad(loss_fn, moved)
         losses.append(loss)
@@ -165,11 +166,14 @@ def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params
     return probes, l2, cos
 
 
-def activation_summary(z: torch.Tensor) -> torch.Tensor:
-    """[mean, std, *QUANTILES] of all elements of a pre-activation tensor (one device tensor)."""
+def activation_summary(z: torch.Tensor, quantiles: torch.Tensor | None = None) -> torch.Tensor:
+    """[mean, std, *QUANTILES] of all elements of a pre-activation tensor (one device tensor).
+    ``quantiles``: QUANTILES as a float32 tensor on z's device, to spare a copy (a CUDA sync)."""
     flat = z.detach().flatten().float()
     sample = flat[:: max(1, -(-flat.numel() // QUANTILE_SAMPLE))]
-    q = torch.quantile(sample, torch.tensor(QUANTILES, dtype=sample.dtype, device=z.device))
+    if quantiles is None:
+        quantiles = torch.tensor(QUANTILES, dtype=sample.dtype, device=z.device)
+    q = torch.quantile(sample, quantiles)
     return torch.cat([torch.stack([flat.mean(), flat.std()]), q])
 
 

@@ -53,7 +53,7 @@ def naive_measure_step(model_before: nn.Module, model_after: nn.Module, criterio
         loss, g2 = _loss_and_grads(m, criterion, x, y)
         losses.append(loss)
         changes.append(total_norm([g2[n] - grad[n] for n in grad]))
-    eta = torch.as_tensor(list(step_sizes), dtype=g_norm.dtype, device=g_norm.device)
+    eta = torch.as_tensor(step_sizes, dtype=g_norm.dtype, device=g_norm.device)
     change = torch.stack(changes)
     probes = {"loss": torch.stack(losses), "grad_change": change, "beta": change / (eta * g_norm)}
 

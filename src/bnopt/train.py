@@ -224,7 +224,10 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     n_layers = len(model.layers)
     _, weight_names = layer_parameters(model)
     w_init = [named[w].detach().clone() for w in weight_names]
-    step_sizes = [m * cfg.lr for m in cfg.probe_multipliers]
+    # constants the measured steps need, on the device once (a copy in the loop is a CUDA sync)
+    step_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
+                              device=device)
+    quantiles = torch.tensor(QUANTILES, device=device)
 
     buf = torch.full((cfg.steps, 4), float("nan"), device=device, dtype=dtype)  # loss, acc, |g|, |w|
     host_t = np.zeros(cfg.steps)
@@ -309,7 +312,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
                         [moment_shift(a, b) for a, b in zip(pending_moments, moments)])))
                     pending_moments = None
                 if measured:
-                    rec["acts"].append((step, torch.stack([activation_summary(z) for z in preacts])))
+                    rec["acts"].append((step, torch.stack([activation_summary(z, quantiles) for z in preacts])))
                     if cfg.hist_every > 0 and step % cfg.hist_every == 0:
                         rec["hist"].append((step, torch.stack([histogram(z) for z in preacts])))
                     pending_moments = moments
