@@ -74,15 +74,20 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     """Seconds per plain step, per measured step and per evaluation of a (dataset, model,
     variant) run under the checked config ``cfg``, on ``device``.
 
-    Each is the difference of two :func:`~bnopt.train.train_run` calls of ``steps`` and
-    ``2 * steps`` steps (every step measured, or none), divided by ``steps``; the run's own
-    setup, first-step warm-up and its evaluations at start and end cancel. A measured step
-    includes everything training does for one: probes, ICS, activation statistics, snapshots."""
+    The step costs are differences of two :func:`~bnopt.train.train_run` calls of ``steps`` and
+    ``2 * steps`` steps (every step measured, or none), divided by ``steps``: the run's setup,
+    warm-up and its evaluations at start and end cancel (the timing runs use a small random
+    split, so those evaluations are short). A measured step includes everything training does
+    for one: probes, ICS, activation statistics, snapshots. An evaluation (training and test
+    split, eval mode) is timed on up to two eval batches and scaled to the full splits."""
     from bnopt.train import RunConfig, evaluate, resolve_device, train_run
 
-    data = fake_dataset(dataset)
     settings = {**train_settings(cfg, model), "device": device, "checkpoint_every": 0,
                 "hist_every": 0}
+    batch = settings["batch_size"]
+    full_batch = batch >= TRAIN_SIZES[dataset]  # the DLN: gradient descent on the whole split
+    small = fake_dataset(dataset, n_train=TRAIN_SIZES[dataset] if full_batch else 2 * batch,
+                         n_test=min(batch, TEST_SIZES[dataset]))
     lr = lr if lr is not None else (cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0])
     base = RunConfig(dataset=dataset, model=model, variant=variant, lr=lr, seed=0,
                      **{**settings, "probe_multipliers": tuple(settings["probe_multipliers"])})
@@ -90,29 +95,32 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     def wall(n: int, measure_every: int) -> float:
         cfg_n = dataclasses.replace(base, steps=n, log_every=n, eval_every=n,
                                     measure_every=measure_every)
-        return train_run(cfg_n, data, progress=False).meta["wall_seconds"]
+        return train_run(cfg_n, small, progress=False).meta["wall_seconds"]
 
     out = {}
     for name, every in (("train_s", 0), ("measured_s", 1)):
         wall(steps, every)  # warm-up: kernels, allocator, cuDNN autotuning
         out[name] = (wall(2 * steps, every) - wall(steps, every)) / steps
 
-    dev = resolve_device(device)
-    dd = DeviceData(data, dev, getattr(torch, base.dtype), base.channels_last)
+    dev, dtype = resolve_device(device), getattr(torch, base.dtype)
+    n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)
+    data = fake_dataset(dataset, n_train=n_eval, n_test=1)
+    dd = DeviceData(data, dev, dtype, base.channels_last)
     c, h = data.shape[0], (data.shape[1] if len(data.shape) > 1 else 1)
     net = build_model(model, variant, c, h, data.num_outputs, base.width, base.noisy_bn,
-                      base.init).to(dev, getattr(torch, base.dtype))
+                      base.init).to(dev, dtype)
     if base.channels_last:
         net = net.to(memory_format=torch.channels_last)
 
-    def one_eval():  # as training does it: both splits, in the run's precision
+    def timed_eval() -> float:  # as training does it, in the run's precision
+        _sync(dev)
+        t = time.perf_counter()
         with matmul_precision(base.precision):
             evaluate(net, dd, dd.x_train, dd.y_train, base.eval_batch_size)
-            evaluate(net, dd, dd.x_test, dd.y_test, base.eval_batch_size)
         _sync(dev)
+        return time.perf_counter() - t
 
-    one_eval()
-    t = time.perf_counter()
-    one_eval()
-    out["eval_s"] = time.perf_counter() - t
+    timed_eval()  # warm-up
+    images = TRAIN_SIZES[dataset] + TEST_SIZES[dataset]
+    out["eval_s"] = timed_eval() * images / n_eval
     return out

@@ -137,9 +137,11 @@ def _dln(seed: int, n: int = TRAIN_SIZES["dln"], dim: int = DLN_DIM) -> Dataset:
                    {"A": a, "data_seed": seed})
 
 
-def fake_dataset(name: str, seed: int = 0) -> Dataset:
-    """Random data of ``name``'s sizes, shapes and types (what benchmarks need: the cost of a
-    step does not depend on the pixel values). Not for training."""
+def fake_dataset(name: str, seed: int = 0, n_train: int | None = None,
+                 n_test: int | None = None) -> Dataset:
+    """Random data of ``name``'s shapes and types, and its sizes unless ``n_train``/``n_test``
+    say otherwise (what benchmarks need: the cost of a step does not depend on the pixel
+    values). Not for training."""
     g = torch.Generator().manual_seed(seed)
     shape, k = INPUT_SHAPES[name], NUM_CLASSES[name]
 
@@ -149,7 +151,8 @@ def fake_dataset(name: str, seed: int = 0) -> Dataset:
         return (torch.randint(0, 256, (n, *shape), generator=g, dtype=torch.uint8),
                 torch.randint(0, k, (n,), generator=g))
 
-    return Dataset(name, *split(TRAIN_SIZES[name]), *split(TEST_SIZES[name]), k, {"fake": True})
+    return Dataset(name, *split(n_train or TRAIN_SIZES[name]), *split(n_test or TEST_SIZES[name]),
+                   k, {"fake": True})
 
 
 def _digits() -> Dataset:
