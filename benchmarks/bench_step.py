@@ -129,10 +129,9 @@ def project(config_path: str, device: str, steps: int, as_json: bool) -> dict:
     table["minutes"] = seconds / 60
     table["pflop"] = [sweep_row_flops(cfg, key, row) / 1e15 for key, row in plan.iterrows()]
     print(table.to_string(), file=sys.stderr)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
     pflop = float(table["pflop"].sum())
-    res = {"config": config_path, "device": _device_name(dev), "torch": torch.__version__,
+    res = {"config": config_path, "device": _device_name(torch.device(device)),
+           "torch": torch.__version__,
            "runs": int(plan["runs"].sum()), "projected_minutes": float(seconds.sum() / 60),
            "pflop": pflop, "achieved_tflops": pflop * 1e3 / float(seconds.sum()),
            "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
