@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from bnopt.data import (DataError, Dataset, DeviceData, load_dataset, random_crop_flip,
-                        TRAIN_SIZES)
+from bnopt.data import (DataError, Dataset, DeviceData, fake_dataset, load_dataset,
+                        random_crop_flip, TRAIN_SIZES)
 
 
 def test_digits_fixed_split_offline():
@@ -112,3 +112,14 @@ def test_corrupt_copy_is_reported_not_crashed(tmp_path):
     _write_cifar(tmp_path)  # md5 does not match the real archive's
     with pytest.raises(DataError, match="torchvision said"):
         load_dataset("cifar10", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["digits", "synthetic", "dln"])
+def test_fake_data_has_the_real_sizes_shapes_and_types(name):
+    """The benchmarks' random stand-in (sizes from TRAIN_SIZES/TEST_SIZES/INPUT_SHAPES/
+    NUM_CLASSES) matches what the loader really returns."""
+    real, fake = load_dataset(name), fake_dataset(name)
+    for f in ("x_train", "y_train", "x_test", "y_test"):
+        assert getattr(fake, f).shape == getattr(real, f).shape, f
+        assert getattr(fake, f).dtype == getattr(real, f).dtype, f
+    assert fake.num_classes == real.num_classes and fake.num_outputs == real.num_outputs

@@ -22,7 +22,6 @@ import torch
 from bnopt.config import sweep_runs, train_settings
 from bnopt.data import TEST_SIZES, TRAIN_SIZES, DeviceData, fake_dataset
 from bnopt.measure import matmul_precision
-from bnopt.models import build_model
 
 KEY = ["dataset", "model", "variant"]
 
@@ -80,7 +79,7 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     split, so those evaluations are short). A measured step includes everything training does
     for one: probes, ICS, activation statistics, snapshots. An evaluation (training and test
     split, eval mode) is timed on up to two eval batches and scaled to the full splits."""
-    from bnopt.train import RunConfig, evaluate, resolve_device, train_run
+    from bnopt.train import DTYPES, RunConfig, evaluate, resolve_device, run_model, train_run
 
     settings = {**train_settings(cfg, model), "device": device, "checkpoint_every": 0,
                 "hist_every": 0}
@@ -102,15 +101,11 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
         wall(steps, every)  # warm-up: kernels, allocator, cuDNN autotuning
         out[name] = (wall(2 * steps, every) - wall(steps, every)) / steps
 
-    dev, dtype = resolve_device(device), getattr(torch, base.dtype)
+    dev, dtype = resolve_device(device), DTYPES[base.dtype]
     n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)
     data = fake_dataset(dataset, n_train=n_eval, n_test=1)
     dd = DeviceData(data, dev, dtype, base.channels_last)
-    c, h = data.shape[0], (data.shape[1] if len(data.shape) > 1 else 1)
-    net = build_model(model, variant, c, h, data.num_outputs, base.width, base.noisy_bn,
-                      base.init).to(dev, dtype)
-    if base.channels_last:
-        net = net.to(memory_format=torch.channels_last)
+    net = run_model(base, data, dev)
 
     def timed_eval() -> float:  # as training does it, in the run's precision
         _sync(dev)

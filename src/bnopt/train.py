@@ -166,6 +166,17 @@ def _to(obj, device):
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def run_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> torch.nn.Module:
+    """The network of ``cfg`` for ``dataset``'s inputs and outputs, on ``device`` in
+    ``cfg.dtype`` and memory format, initialised from the global RNG."""
+    c, h = dataset.shape[0], (dataset.shape[1] if len(dataset.shape) > 1 else 1)
+    model = build_model(cfg.model, cfg.variant, c, h, dataset.num_outputs, cfg.width,
+                        cfg.noisy_bn, cfg.init).to(device, DTYPES[cfg.dtype])
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
 def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
               threads: int | None = None, checkpoint_path=None) -> RunResult:
     """Train one run; return its tables (see ``TABLES``) and run metadata.
@@ -205,13 +216,8 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         torch.set_num_threads(threads)
     dtype = DTYPES[cfg.dtype]
     data = DeviceData(dataset, device, dtype, cfg.channels_last)
-    c, h = dataset.shape[0], (dataset.shape[1] if len(dataset.shape) > 1 else 1)
-
     torch.manual_seed(cfg.seed)  # weights: same seed -> same conv/linear init in every variant
-    model = build_model(cfg.model, cfg.variant, c, h, dataset.num_outputs, cfg.width,
-                        cfg.noisy_bn, cfg.init).to(device, dtype)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = run_model(cfg, dataset, device)
     noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
     set_noise_generator(model, noise_gen)
     data_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 2))
