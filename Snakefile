@@ -19,6 +19,16 @@ include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 
 
+onsuccess:
+    from bnopt.workflow import run_warnings
+
+    _bad = run_warnings(ALL_RUNS)
+    if _bad:
+        print(f"WARNING: {len(_bad)} run(s) diverged or never learned; figures name them, "
+              "summary.csv has the columns diverged and never_learned (README, 'Outputs'):\n  "
+              + "\n  ".join(_bad), file=sys.stderr)
+
+
 rule all:
     default_target: True
     localrule: True

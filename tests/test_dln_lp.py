@@ -83,7 +83,8 @@ def test_dln_full_batch_gradient_descent():
     ds = load_dataset("dln")
     cfg = RunConfig("dln", "dln", "standard", 1e-5, 0, steps=30, batch_size=1000,
                     eval_every=10, eval_batch_size=1000, log_every=10, device="cpu",
-                    measure_every=10, hist_every=10, probe_multipliers=(0.01, 1.0, 30.0))
+                    measure_every=10, hist_every=10, probe_multipliers=(0.01, 1.0, 30.0),
+                    init="glorot")
     r = train_run(cfg, ds, progress=False)
     steps, evals = r.steps, r.evals
     assert steps.accuracy.isna().all() and evals.train_acc.isna().all()

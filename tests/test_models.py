@@ -41,15 +41,18 @@ def test_simple_cnn_is_three_convs_two_linear():
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
-def test_glorot_init_and_same_weights_across_variants():
+@pytest.mark.parametrize("init", ["glorot", "kaiming"])
+def test_init_bounds_and_same_weights_across_variants(init):
     torch.manual_seed(3)
-    a = build_model("vgg", "standard", 3, 32, 10, width=0.25)
+    a = build_model("vgg", "standard", 3, 32, 10, width=0.25, init=init)
     torch.manual_seed(3)
-    b = build_model("vgg", "batchnorm", 3, 32, 10, width=0.25)
+    b = build_model("vgg", "batchnorm", 3, 32, 10, width=0.25, init=init)
     for wa, wb in zip(a.weight_parameters(), b.weight_parameters()):
         assert torch.equal(wa, wb)
-    w = a.weight_parameters()[1]  # conv 16->16 (width .25): U(-b, b), b = sqrt(6/(fan_in+fan_out))
-    bound = (6 / (9 * 16 + 9 * 16)) ** 0.5
+    # conv 16->16 (width .25): U(-b, b) with b = sqrt(6/(fan_in+fan_out)) (Glorot) or
+    # sqrt(2) * sqrt(3/fan_in) (He, for ReLU)
+    bound = (6 / (9 * 16 + 9 * 16)) ** 0.5 if init == "glorot" else 2 ** 0.5 * (3 / (9 * 16)) ** 0.5
+    w = a.weight_parameters()[1]
     assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound
 
 

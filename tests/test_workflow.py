@@ -90,6 +90,9 @@ def test_tiny_end_to_end_run(tmp_path):
     row = summary[(summary.variant == "standard") & (summary.lr == 10000.0)].iloc[0]
     assert bool(row.diverged) and row.steps_completed < 16
     assert (summary[(summary.lr == 0.05)].steps_completed == 16).all()
+    # the end of the run names every run that diverged or never learned (16 steps: most)
+    assert "standard lr=10000 seed=0 (synthetic/vgg) diverged at step" in r.stderr
+    assert r.stderr.count(" never learned: ") == summary.never_learned.sum() > 0
     for fig in FIGURES:
         assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 10_000, fig
     log = (tmp_path / "results/logs/train/synthetic/vgg/batchnorm/lr0.05_seed0.log").read_text()

@@ -8,6 +8,7 @@ device-side indexing (and optional crop + flip augmentation): no DataLoader, no 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,6 +166,19 @@ def _digits() -> Dataset:
                                           stratify=d.target)
     return Dataset("digits", torch.from_numpy(xtr), torch.from_numpy(ytr).long(),
                    torch.from_numpy(xte), torch.from_numpy(yte).long(), 10)
+
+
+def resized(ds: Dataset, size: int) -> Dataset:
+    """``ds`` with its images bilinearly resized to ``size`` x ``size`` (still uint8). Used by the
+    tests to give scikit-learn's 8x8 digits the layer geometry of larger inputs: at 8x8 the VGG's
+    last eight convs see 1x1 maps, where a 3x3 conv uses only its centre tap (README, "Where we
+    differ")."""
+    def up(x):
+        return F.interpolate(x.float(), size=(size, size), mode="bilinear",
+                             align_corners=False).round().clamp(0, 255).to(torch.uint8)
+
+    return dataclasses.replace(ds, x_train=up(ds.x_train), x_test=up(ds.x_test),
+                               meta={**ds.meta, "resized_to": size})
 
 
 def _torchvision(name: str, root: str | os.PathLike, download: bool) -> Dataset:

@@ -69,14 +69,37 @@ def _lineplot(ax, df, y, variants, **kw):
                  estimator="mean", errorbar=band, ax=ax, **kw)
 
 
-def _diverged_note(metas: list[dict], lr: float, variants: list[str]) -> str:
+def _run_notes(metas: list[dict], lr: float, variants: list[str]) -> str:
+    """Which runs at ``lr`` diverged or never learned (README, "Outputs"), per variant."""
     notes = []
     for v in variants:
         runs = [m for m in metas if m["variant"] == v and m["lr"] == lr]
-        d = sum(m["diverged"] for m in runs)
-        if d:
-            notes.append(f"{LABELS[v]}: {d}/{len(runs)} runs diverged")
+        for key, what in (("diverged", "diverged"), ("never_learned", "never learned")):
+            d = sum(bool(m.get(key)) for m in runs)
+            if d:
+                notes.append(f"{LABELS[v]}: {d}/{len(runs)} runs {what}")
     return "\n".join(notes)
+
+
+def _annotate_runs(ax, metas: list[dict], lr: float, variants: list[str]) -> None:
+    """Name the runs that diverged or never learned in a box in ``ax``'s upper left corner."""
+    note = _run_notes(metas, lr, variants)
+    if note:
+        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=8, color="0.15",
+                bbox=dict(facecolor="#fff4e5", alpha=0.9, edgecolor="#e08000"), zorder=10)
+
+
+def edge_of_stability(lr: float, momentum: float = 0.0) -> float:
+    """The sharpness at which gradient descent (momentum mu) with step ``lr`` stops being stable
+    on a quadratic: 2 (1 + mu) / lr (Cohen et al. 2021; Andreyev & Beneventano 2024)."""
+    return 2 * (1 + momentum) / lr
+
+
+def _stability_line(ax, lr: float, momentum: float) -> None:
+    level = edge_of_stability(lr, momentum)
+    what = "2/lr" if momentum == 0 else f"2(1+{momentum:g})/lr"
+    ax.axhline(level, color="0.2", ls="--", lw=1.1, zorder=1,
+               label=f"edge of stability {what} = {level:.3g} (lr {lr:g})")
 
 
 def _save(fig, out_path, rect=None, tight=True) -> None:
@@ -112,10 +135,7 @@ def fig1_accuracy(meta_paths, out_path, lrs) -> None:
         _lineplot(axes[0, j], steps[steps.lr == lr], "accuracy", variants)
         _lineplot(axes[1, j], evals[evals.lr == lr], "test_acc", variants, marker="o", markersize=3)
         axes[0, j].set_title(f"learning rate {lr:g}")
-        note = _diverged_note(metas, lr, variants)
-        if note:
-            axes[0, j].text(0.02, 0.98, note, transform=axes[0, j].transAxes, va="top", fontsize=8,
-                            bbox=dict(facecolor="white", alpha=0.8, edgecolor="0.8"))
+        _annotate_runs(axes[0, j], metas, lr, variants)
         axes[1, j].set_xlabel("training step")
     axes[0, 0].set_ylabel("training accuracy (batch, smoothed)")
     axes[1, 0].set_ylabel("test accuracy")
@@ -164,11 +184,14 @@ def _fan(ax, acts: pd.DataFrame, color):
 def _activation_grid(axes, metas, variants, layers, lr):
     runs, seed = _first_seed_runs(metas, variants, lr)
     acts = {v: load_table([p], "activations") for v, p in runs.items()}
+    shown = [m for m in metas if m["_path"] in runs.values()]
     for i, layer in enumerate(layers):
         for j, v in enumerate(variants):
             ax = axes[i][j]
             if v in acts:
                 _fan(ax, acts[v][acts[v].layer == layer], PALETTE[v])
+            if i == 0:
+                _annotate_runs(ax, shown, lr, [v])
             ax.set_title(f"{LABELS[v]}, layer {layer}", fontsize=10)
             if j == 0:
                 ax.set_ylabel("pre-activation value")
@@ -214,9 +237,7 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
     ax.set_xlabel("training step")
     ax.set_ylabel("training accuracy\n(batch, smoothed)")
     ax.set_ylim(0, 1.02)
-    note = _diverged_note(metas, lr, variants)
-    if note:
-        ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=8)
+    _annotate_runs(ax, metas, lr, variants)
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, [LABELS[v] for v in labels], loc="lower right", fontsize=9)
     nseeds = len({m["seed"] for m in metas})
@@ -258,6 +279,7 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
             if row == "acc":
                 ylabel = _top_panel(ax, steps[steps.lr == lr], top, variants)
                 ax.set_title(f"learning rate {lr:g}")
+                _annotate_runs(ax, metas, lr, variants)
             else:
                 kind, layer = row
                 d = ics[(ics.lr == lr) & (ics.layer == layer)]
@@ -305,8 +327,11 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
             ax.plot(m.step, m[hi], color=PALETTE[v], lw=0.6)
     _lineplot(c, land, "beta_max", variants)
     c.get_legend().remove()
+    _stability_line(c, lr, float(metas[0].get("momentum", 0.0)))
+    c.legend(handles=c.get_lines()[-1:], loc="best", fontsize=8)
     for ax in (a, b, c) if log_all else (a,):
         ax.set_yscale("log")
+    _annotate_runs(axes[0], metas, lr, variants)
     a.set_title("(a) loss landscape: loss along the gradient")
     a.set_ylabel("training loss (min..max over step lengths)")
     b.set_title("(b) gradient predictiveness")
@@ -342,6 +367,7 @@ def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
             axes[i, j].set_ylabel(what if j == 0 else "")
         axes[0, j].set_title(f"layer {layer}")
         axes[1, j].set_xlabel("training step")
+    _annotate_runs(axes[0, 0], metas, lr, variants)
     _legend(fig, axes, variants)
     fig.suptitle("Figure 8: change of the activation moments between consecutive steps "
                  f"(per unit, averaged over units)\n{metas[0]['model'].upper()} on "
@@ -405,6 +431,7 @@ def fig5_lp(meta_paths, out_path, lr, dln_lr) -> None:
         ax.legend(handles, [LABELS[v] for v in labels], fontsize=8,
                   loc="lower right" if top == "accuracy" else "upper right")
         ax.set_title(f"{label} {_name([read_meta(paths[0])])}, lr {rate:g}", fontsize=11)
+        _annotate_runs(ax, [m for m in metas if m["_path"] in paths], rate, variants)
     nseeds = len({m["seed"] for m in metas})
     fig.suptitle(f"Figure 5: l_p normalisations train like BatchNorm ({band_label(nseeds)})",
                  fontsize=12)

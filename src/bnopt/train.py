@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from bnopt.aggregate import training_outcome
 from bnopt.data import Dataset, DeviceData
 from bnopt.measure import (DEFAULT_MULTIPLIERS, PRECISIONS, QUANTILES, activation_summary,
                            channel_moments, histogram, ieee_fp32, layer_parameters,
@@ -56,7 +57,7 @@ class RunConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     width: float = 1.0
-    init: str = "glorot"
+    init: str = "kaiming"
     augment: bool = False
     eval_every: int = 500
     eval_batch_size: int = 1000
@@ -390,6 +391,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         "final_train_loss": float(final["train_loss"]) if final is not None else math.nan,
         "final_train_acc": float(final["train_acc"]) if final is not None else math.nan,
         "final_test_acc": float(final["test_acc"]) if final is not None else math.nan,
+        **training_outcome(rows[:, 0], rows[:, 1], dataset.num_classes, diverged),
         "num_parameters": sum(p.numel() for p in params),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_version": torch.__version__,

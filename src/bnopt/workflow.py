@@ -23,3 +23,18 @@ def log_to(path):
             raise
         finally:
             sys.stdout, sys.stderr = old
+
+
+def run_warnings(meta_paths) -> list[str]:
+    """One warning per finished run (among ``meta_paths`` that exist) that diverged or never
+    learned: what the end of a Snakemake run prints, so a comparison against a network that did
+    not train cannot go unnoticed."""
+    from bnopt.aggregate import outcome_text, read_meta
+
+    lines = []
+    for p in meta_paths:
+        if Path(p).exists():
+            text = outcome_text(read_meta(p))
+            if text:
+                lines.append(f"{text} ({p})")
+    return lines

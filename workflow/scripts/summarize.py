@@ -1,7 +1,7 @@
 """Rule summary: summary.csv (one row per run) and combined per-step / eval Parquet."""
 from bnopt.aggregate import load_table, summary_table
 from bnopt.io import write_csv, write_parquet
-from bnopt.workflow import log_to
+from bnopt.workflow import log_to, run_warnings
 
 
 def main(sm):
@@ -11,6 +11,8 @@ def main(sm):
     summary = summary_table(metas)
     write_csv(summary, sm.output.csv)
     print(summary.to_string())
+    for line in run_warnings(metas):
+        print(f"WARNING: {line}")
 
 
 if __name__ == "__main__" and "snakemake" in globals():

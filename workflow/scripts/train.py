@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from bnopt.aggregate import outcome_text
 from bnopt.data import Dataset
 from bnopt.gpus import lease_gpu
 from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run
@@ -33,7 +34,12 @@ def main(sm):
             f"the parameters. The checkpoint, if any, is kept. ({e})") from None
     m = result.meta
     print(f"done on {m['device_name']}: {m['steps_completed']} steps in {m['wall_seconds']:.1f} s, "
-          f"diverged={m['diverged']}, final test acc {m['final_test_acc']:.4f}")
+          f"diverged={m['diverged']}, never_learned={m['never_learned']}, final batch acc "
+          f"{m['final_batch_acc']:.4f}, final test acc {m['final_test_acc']:.4f}")
+    warning = outcome_text(m)
+    if warning:
+        print(f"WARNING: {warning}; comparisons with this run are against a network that did "
+              "not train (README, 'Outputs').", flush=True)
     paths = {name: getattr(sm.output, "evals" if name == "eval" else name) for name in TABLES}
     write_run(result, paths, sm.output.meta)
     if not cfg.keep_checkpoints:
