@@ -1,6 +1,7 @@
 # bnopt: reproduce Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?"
-# Build one figure:   snakemake --cores 1 --resources gpu=1 results/figures/fig1_accuracy.png
-# Build everything:   snakemake --cores 1 --resources gpu=1
+# Build one figure:   snakemake results/figures/fig1_accuracy.png
+# Build everything:   snakemake
+# (profiles/default sets --cores all --resources gpu=1; README.md, "Full reproduction")
 from snakemake.utils import min_version
 
 min_version("8.0")

@@ -148,11 +148,11 @@ def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
     forward + backward = 3 x forward per training pass, 1 + K + (L - 1) passes per measured step
     (an upper bound: ICS backward passes stop at their layer), forward only for evaluations."""
     from bnopt.config import train_settings
-    from bnopt.data import INPUT_SHAPES, NUM_CLASSES
+    from bnopt.data import NUM_CLASSES, input_shape
 
     dataset, model_name, variant = key
     s = train_settings(cfg, model_name)
-    shape = INPUT_SHAPES[dataset]
+    shape = input_shape(dataset, None if model_name == "dln" else cfg["image_size"])
     outputs = NUM_CLASSES[dataset] or shape[0]
     net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1, outputs,
                       s["width"])

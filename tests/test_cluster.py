@@ -15,7 +15,7 @@ class Resources(dict):
 
 
 def test_slurm_profile_dry_run_maps_gpu_resource(tmp_path):
-    r = run_snakemake(["results/figures/fig1_accuracy.png", "-n", "--profile",
+    r = run_snakemake(["results/figures/fig1_accuracy.png", "-n", "--workflow-profile",
                        str(ROOT / "profiles/slurm")], tmp_path)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-3000:]

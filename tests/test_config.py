@@ -68,6 +68,9 @@ def test_defaults_are_filled():
     ({"precision": "bf16"}, ["precision = 'bf16' is not allowed", "fp32, tf32"]),
     ({"dtype": "float16"}, ["dtype = 'float16' is not allowed", "float32, float64"]),
     ({"vmap_probes": "yes"}, ["vmap_probes = 'yes'", "expected boolean"]),
+    ({"vmap_probes": "true", "channels_last": "true"},
+     ["vmap_probes = true together with channels_last = true", "Set vmap_probes: false or "
+      "channels_last: false"]),
     ({"checkpoint_every": 150}, ["checkpoint_every = 150", "multiple of log_every = 100"]),
     ({"checkpoint_every": 1100}, ["checkpoint_every = 1100", "dln.log_every = 500"]),
     ({"dataset": "fashion_mnist", "data_root": "/data/fm"},

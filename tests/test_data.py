@@ -123,3 +123,16 @@ def test_fake_data_has_the_real_sizes_shapes_and_types(name):
         assert getattr(fake, f).shape == getattr(real, f).shape, f
         assert getattr(fake, f).dtype == getattr(real, f).dtype, f
     assert fake.num_classes == real.num_classes and fake.num_outputs == real.num_outputs
+
+
+def test_image_size_resizes_images_and_keeps_labels():
+    from bnopt.data import fake_dataset, input_shape
+
+    native = load_dataset("digits")
+    big = load_dataset("digits", image_size=16)
+    assert big.shape == (1, 16, 16) == input_shape("digits", 16) and big.x_train.dtype == torch.uint8
+    assert torch.equal(big.y_train, native.y_train) and len(big.x_test) == len(native.x_test)
+    # bilinear resizing keeps the mean brightness
+    assert abs(big.x_train.float().mean() - native.x_train.float().mean()) < 2
+    assert fake_dataset("digits", n_train=4, n_test=2, image_size=16).shape == (1, 16, 16)
+    assert load_dataset("dln", image_size=16).shape == (10,)  # vectors are left alone

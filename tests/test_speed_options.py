@@ -1,5 +1,7 @@
 """The speed and precision options change how fast a run goes, not what it computes:
 vectorised probes, channels-last, TF32 for unmeasured steps, float64."""
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -59,6 +61,13 @@ def test_vectorised_probes_leave_the_run_identical(synthetic):
             pd.testing.assert_frame_equal(vec[name], base[name], check_exact=True)
 
 
+def test_vmap_probes_with_channels_last_is_refused_before_training(synthetic):
+    """The pair crashes inside vmap on CUDA (PyTorch NYI); refused before any step is taken."""
+    with pytest.raises(ValueError, match="vmap_probes = true together with channels_last"):
+        train_run(RunConfig(**{**TINY, "vmap_probes": True, "channels_last": True}), synthetic,
+                  progress=False)
+
+
 def test_channels_last_gives_the_same_run(synthetic):
     base = _tables(RunConfig(**TINY), synthetic)
     cl = _tables(RunConfig(**{**TINY, "channels_last": True}), synthetic)
@@ -78,8 +87,9 @@ def test_float64_run_keeps_float64_throughout(synthetic):
     r = train_run(RunConfig(**{**TINY, "steps": 6, "eval_every": 6}), synthetic, progress=False)
     r32 = train_run(RunConfig(**{**TINY, "steps": 6, "eval_every": 6, "dtype": "float32"}),
                     synthetic, progress=False)
-    # the same trajectory to float32 accuracy, but not bitwise: the run really is float64
-    np.testing.assert_allclose(r.steps["loss"], r32.steps["loss"], rtol=1e-4)
+    # the same start to float32 accuracy, but not bitwise: the run really is float64 (later
+    # steps are not compared: a BN trajectory amplifies rounding differences)
+    np.testing.assert_allclose(r.steps["loss"][:2], r32.steps["loss"][:2], rtol=1e-5)
     assert not np.array_equal(r.steps["loss"], r32.steps["loss"])
 
 
@@ -116,19 +126,70 @@ def test_precision_names_are_checked():
         train_run(RunConfig(**{**TINY, "dtype": "float16"}), None, progress=False)
 
 
+def _one_measured_step(device, variant, vectorize, channels_last):
+    """Loss, gradient, probes and ICS of one measured SGD step of a fixed float32 network on a
+    fixed batch, computed on ``device`` (the same parameters and data on every device)."""
+    from bnopt.measure import ieee_fp32, layer_parameters, measure_step
+
+    torch.manual_seed(0)
+    net = build_model("vgg", variant, 3, 32, 10, width=0.125)  # 32x32: signal reaches the top
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    net, x, y = net.to(device), x.to(device), y.to(device)
+    if channels_last:
+        net, x = net.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    with ieee_fp32():
+        loss = criterion(net(x), y)
+        loss.backward()
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    grad = {n: p.grad.detach().clone() for n, p in net.named_parameters()}
+    torch.optim.SGD(net.parameters(), lr=0.01).step()
+    steps = torch.tensor([0.005, 0.02, 0.04], device=device)
+    probes, l2, cos = measure_step(net, criterion, x, y, before, grad, steps, vectorize)
+    g_norms = torch.stack([grad[n].norm() for n in layer_parameters(net)[1]])
+    out = {"loss": loss.detach(), "l2": l2, "cos": cos, "g_norms": g_norms, **probes,
+           "grad": torch.cat([g.flatten() for g in grad.values()])}
+    return {k: v.detach().cpu().double() for k, v in out.items()}
+
+
+def _assert_steps_close(a, b, rtol=2e-3):
+    """Float32 agreement, each quantity against the scale of what it is computed from: losses,
+    probes and layer gradient norms relative to themselves; the whole gradient as a vector (the
+    bias of a conv before BN has a gradient of pure rounding noise); ICS l2 = ||G - G'||
+    relative to ||G|| (a difference of two nearly equal gradients); cosines absolutely. The
+    tolerance is what float32 rounding gives between two memory formats on one CPU (ICS l2 of
+    the BN net's layer 2: 1.4e-2 at ||G|| = 17, 8e-4 relative)."""
+    for k in ("loss", "g_norms", "grad_change", "beta"):
+        torch.testing.assert_close(a[k], b[k], rtol=rtol, atol=0, msg=k)
+    assert (a["grad"] - b["grad"]).norm() <= rtol * b["grad"].norm()
+    assert ((a["l2"] - b["l2"]).abs() <= rtol * b["g_norms"]).all(), (a["l2"], b["l2"])
+    torch.testing.assert_close(a["cos"], b["cos"], rtol=0, atol=rtol, msg="cos")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("options", [{}, {"vmap_probes": True, "channels_last": True}])
-def test_gpu_run_matches_the_cpu_run(synthetic, options):
-    """On a GPU every measurement equals the CPU run's to float32 tolerance (IEEE fp32 on both,
-    although PyTorch's own default would let cuDNN use TF32), with and without the speed
-    options. Full-batch steps, so that both devices see the same batches (their random
-    permutations differ)."""
-    cfg = RunConfig(**{**TINY, "dtype": "float32", "steps": 12, "batch_size": 1024,
-                       "eval_batch_size": 1024})
+@pytest.mark.parametrize("variant", ["standard", "batchnorm"])
+@pytest.mark.parametrize("options", [{}, {"vectorize": True}, {"channels_last": True}])
+def test_a_measured_step_on_the_gpu_equals_the_cpu_one(variant, options):
+    """Well-posed: the same parameters and batch give the same loss, gradient, probes and ICS on
+    both devices to float32 tolerance (IEEE fp32 on both, although PyTorch's own default would
+    let cuDNN use TF32), with each speed option. A whole BN trajectory is not compared: BN's
+    training is chaotic, and float32 rounding differences between devices grow to 1e-1 within
+    10 steps (measured on an H100), as they would between two CPUs."""
+    opts = {"vectorize": False, "channels_last": False, **options}
+    cpu = _one_measured_step("cpu", variant, **opts)
+    gpu = _one_measured_step("cuda", variant, **opts)
+    _assert_steps_close(gpu, cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_standard_net_trajectory_on_the_gpu_follows_the_cpu_one(synthetic):
+    """A trajectory is compared only where rounding does not blow up: the standard net, 12
+    full-batch steps (both devices see the same batches; their permutations differ)."""
+    cfg = RunConfig(**{**TINY, "variant": "standard", "dtype": "float32", "steps": 12,
+                       "batch_size": 1024, "eval_batch_size": 1024})
     cpu = _tables(cfg, synthetic)
-    gpu = _tables(RunConfig(**{**cfg.__dict__, **options, "device": "cuda"}), synthetic)
+    gpu = _tables(dataclasses.replace(cfg, device="cuda"), synthetic)
     for name in ("steps", "eval", "probes", "ics"):
-        pd.testing.assert_frame_equal(gpu[name], cpu[name], rtol=2e-3, atol=1e-5)
+        pd.testing.assert_frame_equal(gpu[name], cpu[name], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -159,3 +220,13 @@ def test_a_measured_step_never_syncs_the_gpu(vectorize):
             activation_summary(z, q), channel_moments(z), histogram(z)
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+@pytest.mark.parametrize("variant", ["standard", "batchnorm"])
+@pytest.mark.parametrize("options", [{"vectorize": True}, {"channels_last": True}])
+def test_a_measured_step_is_the_same_with_each_speed_option_on_the_cpu(variant, options):
+    """The CPU half of the GPU comparison above: each speed option gives the plain step's
+    numbers to the tolerance that test allows between devices."""
+    plain = _one_measured_step("cpu", variant, vectorize=False, channels_last=False)
+    fast = _one_measured_step("cpu", variant, **{"vectorize": False, "channels_last": False, **options})
+    _assert_steps_close(fast, plain)

@@ -1,6 +1,10 @@
 """The real Snakemake CLI on this workflow: dry runs, config errors, lint, and a tiny real run."""
 import os
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -126,3 +130,36 @@ def test_tiny_end_to_end_run(tmp_path):
 def test_every_figure_has_a_report_caption():
     missing = [f for f in FIGURES if not (ROOT / f"workflow/report/{f}.rst").exists()]
     assert not missing
+
+
+@pytest.mark.slow
+def test_recovery_after_snakemake_itself_is_killed(tmp_path):
+    """README's recovery when Snakemake itself dies (power loss, OOM kill of its process group):
+    its lock stays and a rerun is refused; `snakemake --unlock`, then the rerun with
+    --rerun-incomplete finishes, the killed training job resuming from its checkpoint."""
+    cfg = ["dataset=synthetic", "width=0.125", "steps=400", "batch_size=64", "eval_every=100",
+           "log_every=10", "checkpoint_every=20", "device=cpu", "threads=1", "seeds=[0]",
+           "lrs=[0.05]", "figure_lr=0.05", "measure_every=0", "hist_every=0"]
+    target = "results/figures/fig4_landscape.png"
+    run_snakemake(["--unlock"], tmp_path)  # copies config.yaml into the working directory
+    child = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
+                              "-d", str(tmp_path), target, "--cores", "1", "--config", *cfg],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True,
+                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    runs = tmp_path / "results/runs"
+    deadline = time.time() + 300
+    while not list(runs.rglob("checkpoint.pt")) and time.time() < deadline and child.poll() is None:
+        time.sleep(0.2)
+    assert list(runs.rglob("checkpoint.pt")), "no training job reached its first checkpoint"
+    os.killpg(child.pid, signal.SIGKILL)  # Snakemake and its job, at once
+    child.wait()
+    rerun = [target, "--rerun-incomplete", "--cores", "1", "--config", *cfg]
+    locked = run_snakemake(rerun, tmp_path)
+    assert locked.returncode != 0 and "cannot be locked" in locked.stdout + locked.stderr
+    assert run_snakemake(["--unlock"], tmp_path).returncode == 0
+    done = run_snakemake(rerun, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / target).exists()
+    logs = "".join(p.read_text() for p in (tmp_path / "results/logs/train").rglob("*.log"))
+    assert "resumed from" in logs

@@ -22,6 +22,13 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the key and the fix."""
 
 
+VMAP_CHANNELS_LAST = (
+    "vmap_probes = true together with channels_last = true is not supported: PyTorch's vmap "
+    "cannot batch BatchNorm over channels-last tensors on CUDA ('NYI: Tensor.clone(memory_format) "
+    "inside vmap'), so the first measured step would crash on a GPU. Set vmap_probes: false or "
+    "channels_last: false (README, 'Precision and speed').")
+
+
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
     with open(path) as f:
         return yaml.safe_load(f)
@@ -141,6 +148,8 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
             name = key if section is cfg else f"dln.{key}"
             raise ConfigError(f"{name} = {val}: model {model} has layers 1..{n} only "
                               f"(not {', '.join(map(str, bad))}); choose layers in 1..{n}.")
+    if cfg["vmap_probes"] and cfg["channels_last"]:
+        raise ConfigError(VMAP_CHANNELS_LAST)
     for section, name in ((cfg, ""), (cfg["dln"], "dln.")):
         if cfg["checkpoint_every"] % section["log_every"]:
             raise ConfigError(f"checkpoint_every = {cfg['checkpoint_every']} must be a multiple of "
@@ -173,7 +182,7 @@ def train_settings(cfg: dict, model: str) -> dict:
         settings.update({k: cfg["dln"][k] for k in DLN_KEYS})
         n = TRAIN_SIZES["dln"]
         settings.update(batch_size=n, eval_batch_size=n, momentum=0.0, weight_decay=0.0,
-                        augment=False, width=1.0)
+                        augment=False, width=1.0, channels_last=False)  # no conv maps
     return settings
 
 

@@ -85,8 +85,9 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
                 "hist_every": 0}
     batch = settings["batch_size"]
     full_batch = batch >= TRAIN_SIZES[dataset]  # the DLN: gradient descent on the whole split
+    size = None if model == "dln" else cfg["image_size"]
     small = fake_dataset(dataset, n_train=TRAIN_SIZES[dataset] if full_batch else 2 * batch,
-                         n_test=min(batch, TEST_SIZES[dataset]))
+                         n_test=min(batch, TEST_SIZES[dataset]), image_size=size)
     lr = lr if lr is not None else (cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0])
     base = RunConfig(dataset=dataset, model=model, variant=variant, lr=lr, seed=0,
                      **{**settings, "probe_multipliers": tuple(settings["probe_multipliers"])})
@@ -103,7 +104,7 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
 
     dev, dtype = resolve_device(device), DTYPES[base.dtype]
     n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)
-    data = fake_dataset(dataset, n_train=n_eval, n_test=1)
+    data = fake_dataset(dataset, n_train=n_eval, n_test=1, image_size=size)
     dd = DeviceData(data, dev, dtype, base.channels_last)
     net = run_model(base, data, dev)
 

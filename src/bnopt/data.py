@@ -139,12 +139,12 @@ def _dln(seed: int, n: int = TRAIN_SIZES["dln"], dim: int = DLN_DIM) -> Dataset:
 
 
 def fake_dataset(name: str, seed: int = 0, n_train: int | None = None,
-                 n_test: int | None = None) -> Dataset:
-    """Random data of ``name``'s shapes and types, and its sizes unless ``n_train``/``n_test``
-    say otherwise (what benchmarks need: the cost of a step does not depend on the pixel
-    values). Not for training."""
+                 n_test: int | None = None, image_size: int | None = None) -> Dataset:
+    """Random data of ``name``'s shapes (resized to ``image_size``) and types, and its sizes
+    unless ``n_train``/``n_test`` say otherwise (what benchmarks need: the cost of a step does
+    not depend on the pixel values). Not for training."""
     g = torch.Generator().manual_seed(seed)
-    shape, k = INPUT_SHAPES[name], NUM_CLASSES[name]
+    shape, k = input_shape(name, image_size), NUM_CLASSES[name]
 
     def split(n):
         if k == 0:
@@ -169,9 +169,9 @@ def _digits() -> Dataset:
 
 
 def resized(ds: Dataset, size: int) -> Dataset:
-    """``ds`` with its images bilinearly resized to ``size`` x ``size`` (still uint8). Used by the
-    tests to give scikit-learn's 8x8 digits the layer geometry of larger inputs: at 8x8 the VGG's
-    last eight convs see 1x1 maps, where a 3x3 conv uses only its centre tap (README, "Where we
+    """``ds`` with its images bilinearly resized to ``size`` x ``size`` (still uint8), e.g. to
+    give scikit-learn's 8x8 digits the layer geometry of larger inputs: at 8x8 the VGG's last
+    eight convs see 1x1 maps, where a 3x3 conv uses only its centre tap (README, "Where we
     differ")."""
     def up(x):
         return F.interpolate(x.float(), size=(size, size), mode="bilinear",
@@ -202,10 +202,26 @@ def _torchvision(name: str, root: str | os.PathLike, download: bool) -> Dataset:
 
 
 def load_dataset(name: str, data_root: str | os.PathLike | None = None,
-                 data_seed: int = 0) -> Dataset:
+                 data_seed: int = 0, image_size: int | None = None) -> Dataset:
     """Load ``name``. For torchvision sets, ``data_root`` is an existing copy in torchvision's
     layout; ``None`` downloads (with checksums) into ``resources/`` unless already there.
-    ``data_seed`` draws the generated DLN task."""
+    ``data_seed`` draws the generated DLN task. ``image_size`` resizes images (bilinear) to
+    that square size; None keeps the native size."""
+    ds = _load(name, data_root, data_seed)
+    if image_size is not None and not ds.regression and ds.shape[-1] != image_size:
+        ds = resized(ds, image_size)
+    return ds
+
+
+def input_shape(name: str, image_size: int | None = None) -> tuple[int, ...]:
+    """The shape of one input of ``name``, resized to ``image_size`` if given (images only)."""
+    shape = INPUT_SHAPES[name]
+    if image_size is None or len(shape) == 1:
+        return shape
+    return (shape[0], image_size, image_size)
+
+
+def _load(name: str, data_root, data_seed: int) -> Dataset:
     if name == "synthetic":
         return _synthetic()
     if name == "dln":

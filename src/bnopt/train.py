@@ -203,6 +203,10 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         raise ValueError(f"precision = {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
     if cfg.dtype not in DTYPES:
         raise ValueError(f"dtype = {cfg.dtype!r}: choose one of {', '.join(DTYPES)}")
+    if cfg.vmap_probes and cfg.channels_last:
+        from bnopt.config import VMAP_CHANNELS_LAST
+
+        raise ValueError(VMAP_CHANNELS_LAST)
     with matmul_precision(cfg.precision):
         return _train_run(cfg, dataset, progress, threads, checkpoint_path)
 

@@ -66,7 +66,7 @@ def data_params(wildcards):
     """What the prepared data depends on: where a copy lives, or the seed that draws it."""
     if wildcards.dataset == "dln":
         return {"data_seed": DLN["data_seed"]}
-    return {"data_root": config["data_root"]}
+    return {"data_root": config["data_root"], "image_size": config["image_size"]}
 
 
 # Each figure: the runs it needs as (family, variants, lrs) groups, and its plotting arguments.

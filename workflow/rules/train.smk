@@ -18,7 +18,8 @@ rule train:
         "results/logs/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.log",
     threads: config["threads"]
     resources:
-        gpu=1,
+        # a CPU run holds no GPU, so `--resources gpu=1` (profiles/default) does not serialise it
+        gpu=0 if config["device"] == "cpu" else 1,
     conda:
         "../../envs/bnopt.yaml"
     script:
