@@ -139,7 +139,7 @@ def test_recovery_after_snakemake_itself_is_killed(tmp_path):
     --rerun-incomplete finishes, the killed training job resuming from its checkpoint."""
     cfg = ["dataset=synthetic", "width=0.125", "steps=400", "batch_size=64", "eval_every=100",
            "log_every=10", "checkpoint_every=20", "device=cpu", "threads=1", "seeds=[0]",
-           "lrs=[0.05]", "figure_lr=0.05", "measure_every=0", "hist_every=0"]
+           "lrs=[0.05]", "figure_lr=0.05", "measure_every=100", "hist_every=0", "dln={log_every: 10}"]
     target = "results/figures/fig4_landscape.png"
     run_snakemake(["--unlock"], tmp_path)  # copies config.yaml into the working directory
     child = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),

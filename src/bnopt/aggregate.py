@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
-
-import math
 
 import numpy as np
 import pandas as pd
 
 IDENTITY = ["dataset", "model", "variant", "lr", "seed"]
 MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos"]
-# What the training-mode outcome of a run is (``training_outcome``), recorded in run.json.
-OUTCOME = ["initial_loss", "final_batch_loss", "final_batch_acc", "chance_acc", "never_learned"]
 SUMMARY_COLUMNS = IDENTITY + [
     "steps", "steps_completed", "diverged", "never_learned", "final_batch_loss", "final_batch_acc",
     "final_train_loss", "final_train_acc", "final_test_acc", *MEDIANS, "wall_seconds", "init",
@@ -62,8 +59,8 @@ def outcome_text(meta: dict) -> str | None:
         return f"{name} diverged at step {meta['steps_completed']}"
     if meta.get("never_learned"):
         if meta.get("chance_acc") == meta.get("chance_acc"):  # classification (not NaN)
-            why = (f"final batch accuracy {meta['final_batch_acc']:.3f} is within "
-                   f"{CHANCE_MARGIN} of chance ({meta['chance_acc']:.3f})")
+            why = (f"final batch accuracy {meta['final_batch_acc']:.3f} is below chance "
+                   f"({meta['chance_acc']:.3f}) + {CHANCE_MARGIN}")
         else:
             why = (f"final batch loss {meta['final_batch_loss']:.4g} is above {LOSS_PLATEAU:g} x "
                    f"the step-0 loss {meta['initial_loss']:.4g}")

@@ -308,6 +308,9 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
     metas = _read_metas(meta_paths)
     variants = [v for v in variants if any(m["variant"] == v for m in metas)]
     land = landscape_summary(load_table(meta_paths, "probes"), ("variant", "seed", "step"))
+    if land.empty:
+        raise ValueError("these runs measured no step (measure_every = 0), so there is no "
+                         "landscape to draw: set measure_every > 0 and rerun their training.")
     mean = land.groupby(["variant", "step"]).mean(numeric_only=True).reset_index()
     mults = metas[0]["probe_multipliers"]
     sns.set_theme(style="whitegrid", context="notebook")
