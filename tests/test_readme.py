@@ -16,7 +16,9 @@ PROJECT = ["Snakefile", "config.yaml", "workflow", "profiles", "src", "benchmark
 
 
 def readme_commands() -> list[str]:
-    """Shell commands of README.md's ```bash blocks, one per line (comments dropped, `&&` split)."""
+    """Shell commands of README.md: every line of its ```bash blocks (comments dropped, `&&`
+    split), and every inline `snakemake ...` / `python ...` without a placeholder (<file>,
+    ..., a|b)."""
     text = (ROOT / "README.md").read_text()
     commands = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
@@ -24,7 +26,11 @@ def readme_commands() -> list[str]:
             line = re.sub(r"\s+#.*$", "", line).strip()
             if line and not line.startswith("#"):
                 commands += [c.strip() for c in line.split("&&")]
-    return commands
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    for inline in re.findall(r"`((?:snakemake|python) [^`]*)`", prose):
+        if not re.search(r"<|\.\.\.|\|", inline):
+            commands.append(" ".join(inline.split()))
+    return list(dict.fromkeys(commands))
 
 
 COMMANDS = readme_commands()
