@@ -23,10 +23,16 @@ def _one_thread():
     torch.set_num_threads(1)
 
 
-def run_snakemake(args, workdir, timeout=600):
-    """Run the real snakemake CLI on this repo's Snakefile with ``workdir`` as working dir."""
+def snakemake_command(args, workdir) -> tuple[list[str], dict]:
+    """(argv, env) of the real snakemake CLI on this repo's Snakefile with ``workdir`` as its
+    working directory (which gets a copy of config.yaml)."""
     shutil.copy(ROOT / "config.yaml", Path(workdir) / "config.yaml")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-                           "-d", str(workdir), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
+            *args], env
+
+
+def run_snakemake(args, workdir, timeout=600):
+    """Run the real snakemake CLI on this repo's Snakefile with ``workdir`` as working dir."""
+    argv, env = snakemake_command(args, workdir)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)

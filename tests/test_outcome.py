@@ -8,7 +8,7 @@ import yaml
 from bnopt.aggregate import (CHANCE_MARGIN, LOSS_PLATEAU, outcome_text, summary_table,
                              training_outcome)
 from bnopt.config import check_config, train_settings
-from bnopt.data import load_dataset, resized
+from bnopt.data import load_dataset
 from bnopt.train import RunConfig, train_run, write_run
 from conftest import ROOT
 
@@ -51,7 +51,7 @@ def vgg_runs():
     """The default config's network experiment, shrunk for a CPU: the default model, init and
     lr 0.1, at width 1/8 on digits resized to 16x16 (the layer geometry of 28x28 inputs), 300
     steps; and the same with the paper's Glorot init."""
-    data = resized(load_dataset("digits"), 16)
+    data = load_dataset("digits", image_size=16)  # as the quick preset prepares it
     base = {**train_settings(DEFAULT, DEFAULT["model"]), "dataset": "digits",
             "model": DEFAULT["model"], "variant": "standard", "lr": 0.1, "seed": 0, "steps": 300,
             "width": 0.125, "device": "cpu", "eval_every": 300, "log_every": 50,

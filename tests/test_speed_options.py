@@ -146,19 +146,20 @@ def _one_measured_step(device, variant, vectorize, channels_last):
     steps = torch.tensor([0.005, 0.02, 0.04], device=device)
     probes, l2, cos = measure_step(net, criterion, x, y, before, grad, steps, vectorize)
     g_norms = torch.stack([grad[n].norm() for n in layer_parameters(net)[1]])
-    out = {"loss": loss.detach(), "l2": l2, "cos": cos, "g_norms": g_norms, **probes,
+    out = {"step_loss": loss.detach(), "l2": l2, "cos": cos, "g_norms": g_norms, **probes,
            "grad": torch.cat([g.flatten() for g in grad.values()])}
     return {k: v.detach().cpu().double() for k, v in out.items()}
 
 
 def _assert_steps_close(a, b, rtol=2e-3):
-    """Float32 agreement, each quantity against the scale of what it is computed from: losses,
-    probes and layer gradient norms relative to themselves; the whole gradient as a vector (the
+    """Float32 agreement, each quantity against the scale of what it is computed from: the
+    step's loss, the probes (loss, gradient change, beta at each point) and layer gradient norms
+    relative to themselves; the whole gradient as a vector (the
     bias of a conv before BN has a gradient of pure rounding noise); ICS l2 = ||G - G'||
     relative to ||G|| (a difference of two nearly equal gradients); cosines absolutely. The
     tolerance is what float32 rounding gives between two memory formats on one CPU (ICS l2 of
     the BN net's layer 2: 1.4e-2 at ||G|| = 17, 8e-4 relative)."""
-    for k in ("loss", "g_norms", "grad_change", "beta"):
+    for k in ("step_loss", "loss", "g_norms", "grad_change", "beta"):
         torch.testing.assert_close(a[k], b[k], rtol=rtol, atol=0, msg=k)
     assert (a["grad"] - b["grad"]).norm() <= rtol * b["grad"].norm()
     assert ((a["l2"] - b["l2"]).abs() <= rtol * b["g_norms"]).all(), (a["l2"], b["l2"])

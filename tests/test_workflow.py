@@ -3,7 +3,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 
 import pandas as pd
@@ -13,7 +12,7 @@ import yaml
 from bnopt.config import check_config
 from bnopt.cost import sweep_plan
 from bnopt.figures import FIGURES
-from conftest import ROOT, run_snakemake
+from conftest import ROOT, run_snakemake, snakemake_command
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -141,12 +140,9 @@ def test_recovery_after_snakemake_itself_is_killed(tmp_path):
            "log_every=10", "checkpoint_every=20", "device=cpu", "threads=1", "seeds=[0]",
            "lrs=[0.05]", "figure_lr=0.05", "measure_every=100", "hist_every=0", "dln={log_every: 10}"]
     target = "results/figures/fig4_landscape.png"
-    run_snakemake(["--unlock"], tmp_path)  # copies config.yaml into the working directory
-    child = subprocess.Popen([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"),
-                              "-d", str(tmp_path), target, "--cores", "1", "--config", *cfg],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                             start_new_session=True,
-                             env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    argv, env = snakemake_command([target, "--cores", "1", "--config", *cfg], tmp_path)
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True, env=env)
     runs = tmp_path / "results/runs"
     deadline = time.time() + 300
     while not list(runs.rglob("checkpoint.pt")) and time.time() < deadline and child.poll() is None:

@@ -95,10 +95,11 @@ def edge_of_stability(lr: float, momentum: float = 0.0) -> float:
     return 2 * (1 + momentum) / lr
 
 
-def _stability_line(ax, lr: float, momentum: float) -> None:
+def _stability_line(ax, lr: float, momentum: float):
+    """Draw the edge of stability of ``lr`` in ``ax``; returns the line (for a legend)."""
     level = edge_of_stability(lr, momentum)
     what = "2/lr" if momentum == 0 else f"2(1+{momentum:g})/lr"
-    ax.axhline(level, color="0.2", ls="--", lw=1.1, zorder=1,
+    return ax.axhline(level, color="0.2", ls="--", lw=1.1, zorder=1,
                label=f"edge of stability {what} = {level:.3g} (lr {lr:g})")
 
 
@@ -330,8 +331,8 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
             ax.plot(m.step, m[hi], color=PALETTE[v], lw=0.6)
     _lineplot(c, land, "beta_max", variants)
     c.get_legend().remove()
-    _stability_line(c, lr, float(metas[0].get("momentum", 0.0)))
-    c.legend(handles=c.get_lines()[-1:], loc="best", fontsize=8)
+    c.legend(handles=[_stability_line(c, lr, float(metas[0].get("momentum", 0.0)))],
+             loc="best", fontsize=8)
     for ax in (a, b, c) if log_all else (a,):
         ax.set_yscale("log")
     _annotate_runs(axes[0], metas, lr, variants)

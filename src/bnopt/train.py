@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bnopt.aggregate import training_outcome
+from bnopt.config import VMAP_CHANNELS_LAST
 from bnopt.data import Dataset, DeviceData
 from bnopt.measure import (DEFAULT_MULTIPLIERS, PRECISIONS, QUANTILES, activation_summary,
                            channel_moments, histogram, ieee_fp32, layer_parameters,
@@ -204,8 +205,6 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     if cfg.dtype not in DTYPES:
         raise ValueError(f"dtype = {cfg.dtype!r}: choose one of {', '.join(DTYPES)}")
     if cfg.vmap_probes and cfg.channels_last:
-        from bnopt.config import VMAP_CHANNELS_LAST
-
         raise ValueError(VMAP_CHANNELS_LAST)
     with matmul_precision(cfg.precision):
         return _train_run(cfg, dataset, progress, threads, checkpoint_path)
