@@ -6,6 +6,7 @@
     python benchmarks/bench_step.py --device cuda --precision tf32 --channels-last --json
     python benchmarks/bench_step.py --device cuda --profile   # where a measured step's time goes
     python benchmarks/bench_step.py --device cuda --project config.yaml   # whole sweep, GPU-min
+    python benchmarks/bench_step.py --device cpu --hessian-iters 20 --no-naive --json  # curvature
 
 Default: the paper's VGG (width 1, 32x32x3 inputs, batch 128, BatchNorm) on random uint8 images
 resident on the device. A *measured* step is a training step plus every probe point (the default
@@ -17,6 +18,9 @@ sync around each timed block. The last line is one JSON object.
 Options mirror the config keys: ``--precision tf32`` lets unmeasured steps use TF32 (measured
 ones stay IEEE fp32, as in training), ``--dtype``, ``--channels-last``, ``--vmap-probes``.
 ``--compile`` times the train step under ``torch.compile`` (not used by training).
+``--hessian-iters N`` also times a curvature step as training does it
+(:func:`bnopt.measure.measure_curvature`) with exactly N Lanczos iterations (tolerance 0), and
+reports the cost of one Hessian-vector product in training steps.
 ``--project CONFIG`` instead times every (dataset, model, variant) of that config's sweep with
 the real training loop (:mod:`bnopt.cost`) and projects the whole sweep's device time.
 """
@@ -37,7 +41,7 @@ import torch.nn as nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from bnopt.measure import (DEFAULT_MULTIPLIERS, ieee_fp32, matmul_precision,  # noqa: E402
-                           measure_step)
+                           measure_curvature, measure_step)
 from bnopt.data import DLN_DIM  # noqa: E402
 from bnopt.models import build_model, set_noise_generator  # noqa: E402
 from bnopt.reference import _copy, naive_measure_step  # noqa: E402
@@ -89,6 +93,8 @@ def main(argv=None):
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--vmap-probes", action="store_true", help="probe points in one vmap pass")
     ap.add_argument("--compile", action="store_true", help="torch.compile the train step's model")
+    ap.add_argument("--hessian-iters", type=int, default=0, metavar="N",
+                    help="also time a curvature step of exactly N Lanczos iterations (HVPs)")
     ap.add_argument("--profile", action="store_true",
                     help="print torch.profiler's top operators of one measured step")
     ap.add_argument("--project", metavar="CONFIG",
@@ -146,7 +152,8 @@ def project(config_path: str, device: str, steps: int, as_json: bool) -> dict:
 def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
     """Floating-point operations of a plan row's runs, counting conv and linear layers only:
     forward + backward = 3 x forward per training pass, 1 + K + (L - 1) passes per measured step
-    (an upper bound: ICS backward passes stop at their layer), forward only for evaluations."""
+    (an upper bound: ICS backward passes stop at their layer), 2 x hessian_iters more per
+    curvature step (an upper bound: Lanczos may stop early), forward only for evaluations."""
     from bnopt.config import train_settings
     from bnopt.data import NUM_CLASSES, input_shape
 
@@ -158,7 +165,10 @@ def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
                       s["width"])
     per_image = forward_flops(net, torch.zeros(1, *shape))
     passes = 1 + len(s["probe_multipliers"]) + len(net.layers) - 1
-    train = (row["steps"] - row["measured_steps"] + row["measured_steps"] * passes) * 3 * per_image * s["batch_size"]
+    # a curvature step: at most hessian_iters Hessian-vector products of ~2 training passes each
+    curvature = row.get("curvature_steps", 0) * 2 * s["hessian_iters"]
+    train = (row["steps"] - row["measured_steps"] + row["measured_steps"] * passes
+             + curvature) * 3 * per_image * s["batch_size"]
     return row["runs"] * (train + row["evals"] * row["eval_images"] * per_image)
 
 
@@ -214,13 +224,20 @@ def bench(a, device: torch.device) -> dict:
         return ({k: p.detach().clone() for k, p in model.named_parameters()},
                 {k: p.grad.detach().clone() for k, p in model.named_parameters()})
 
-    def measured_step():
+    def ieee_step():
+        """A training step in IEEE arithmetic; returns its batch, parameters and gradient."""
         x, y = batch()
         with ieee_fp32():
             fwd_bwd(x, y)
         before, grad = snapshot()
         opt.step()
-        measure_step(model, criterion, x, y, before, grad, steps_sizes, a.vmap_probes)
+        return x, y, before, grad
+
+    def measured_step():
+        measure_step(model, criterion, *ieee_step(), steps_sizes, a.vmap_probes)
+
+    def curvature_step():
+        return measure_curvature(model, criterion, *ieee_step(), a.hessian_iters, 0.0)
 
     def naive_step():
         x, y = batch()
@@ -246,6 +263,7 @@ def bench(a, device: torch.device) -> dict:
     model.train()
     train_s = timed(train_step)
     measured_s = timed(measured_step)
+    curvature_s = timed(curvature_step) if a.hessian_iters else None
     with ieee_fp32():
         naive_s = None if a.no_naive else timed(naive_step)
     if a.profile:
@@ -273,6 +291,9 @@ def bench(a, device: torch.device) -> dict:
         "passes_per_measured_step": passes, "naive_measured_step_s": naive_s,
         "measured_over_passes_x_train": measured_s / (passes * train_s),
         "naive_over_measured": None if naive_s is None else naive_s / measured_s,
+        "hessian_iters": a.hessian_iters, "curvature_step_s": curvature_s,
+        # one Hessian-vector product (forward-over-reverse), in training steps
+        "hvp_over_train": None if not curvature_s else (curvature_s - train_s) / (a.hessian_iters * train_s),
         "images_per_s": a.batch_size / train_s, "train_tflops": flops / train_s / 1e12,
         "peak_fp32_tflops": peak,
         "epoch_s_at_50k": 390 * train_s,

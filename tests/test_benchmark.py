@@ -23,10 +23,14 @@ def test_bench_step_smoke_prints_the_summary_json():
 def test_bench_speed_options_and_dln_smoke():
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_step.py"), "--smoke", "--json",
                         "--model", "dln", "--vmap-probes", "--dtype", "float64", "--precision",
-                        "tf32", "--no-naive"], capture_output=True, text=True, timeout=300)
+                        "tf32", "--no-naive", "--hessian-iters", "3"], capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["passes_per_measured_step"] == 1 + 8 + 24 and res["dtype"] == "float64"
+    # a curvature step: the training step and 3 Hessian-vector products
+    assert res["hessian_iters"] == 3 and res["curvature_step_s"] > res["train_step_s"]
+    assert res["hvp_over_train"] > 0
 
 
 def test_bench_projects_a_sweep(tmp_path):

@@ -18,9 +18,11 @@ QUICK = check_config({**yaml.safe_load((ROOT / "config.yaml").read_text()),
 
 def test_step_counts_by_hand():
     # the paper's run: steps 0, 100, ..., 14900 measured; evals at 0, 500, ..., 14500 and 15000
-    assert step_counts(15000, 100, 500) == {"steps": 15000, "measured_steps": 150, "evals": 31}
-    # steps 0..9: measured 0, 3, 6, 9; evals at 0, 4, 8 and the end (10)
-    assert step_counts(10, 3, 4) == {"steps": 10, "measured_steps": 4, "evals": 4}
+    assert step_counts(15000, 100, 500) == {"steps": 15000, "measured_steps": 150,
+                                            "curvature_steps": 0, "evals": 31}
+    # steps 0..9: measured 0, 3, 6, 9; curvature 0, 5; evals at 0, 4, 8 and the end (10)
+    assert step_counts(10, 3, 4, 5) == {"steps": 10, "measured_steps": 4, "curvature_steps": 2,
+                                        "evals": 4}
     assert step_counts(10, 0, 10)["measured_steps"] == 0
 
 
@@ -49,6 +51,11 @@ def test_projection_arithmetic():
     sec = projected_seconds(plan, costs)
     assert sec[("d", "m", "a")] == 3 * (90 * 1.0 + 10 * 20.0 + 5 * 4.0)
     assert sec[("d", "m", "b")] == 2 * (10 * 0.5 + 2 * 1.0)
+    # curvature steps add their extra over a plain step; one may also be a measured step
+    plan["curvature_steps"] = [4, 0]
+    costs[("d", "m", "a")]["curvature_s"] = 31.0
+    sec = projected_seconds(plan, costs)
+    assert sec[("d", "m", "a")] == 3 * (90 * 1.0 + 10 * 20.0 + 4 * 30.0 + 5 * 4.0)
 
 
 @pytest.mark.parametrize("key", [("digits", "vgg", "batchnorm"), ("dln", "dln", "l1")])
@@ -57,3 +64,5 @@ def test_measured_costs_on_the_cpu(key):
     assert all(math.isfinite(v) and v > 0 for v in c.values()), c
     # a measured step does 1 + 8 probe passes + L - 1 ICS passes
     assert c["measured_s"] > 3 * c["train_s"], c
+    # the quick preset measures curvature: up to hessian_iters Hessian-vector products
+    assert c["curvature_s"] > 2 * c["train_s"], c

@@ -4,8 +4,9 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from bnopt.measure import (activation_summary, channel_moments, gradient_ics, histogram,
-                           loss_and_grad, moment_shift, probe_along_gradient, probing, QUANTILES)
+from bnopt.measure import (activation_summary, channel_moments, curvature, gradient_ics, histogram,
+                           hvp, lanczos_top, loss_and_grad, measure_curvature, moment_shift,
+                           probe_along_gradient, probing, QUANTILES)
 from bnopt.models import build_model, set_noise_generator
 
 
@@ -133,3 +134,127 @@ def test_activation_statistics():
     assert h[0, 0].item() == pytest.approx(z.min().item()) and h[-1, 1].item() == pytest.approx(z.max().item())
     ref, _ = np.histogram(z.numpy().ravel(), bins=16, range=(z.min().item(), z.max().item()))
     assert np.abs(h[:, 2].numpy() - ref).max() <= 2  # edge ties only
+
+
+# ---- curvature: Lanczos on Hessian-vector products ---------------------------------------
+
+def _symmetric(eigenvalues, seed=0):
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(len(eigenvalues), len(eigenvalues))))
+    return q @ np.diag(eigenvalues) @ q.T
+
+
+def test_curvature_of_a_quadratic_is_the_top_eigenvalue_and_the_rayleigh_quotient():
+    """L(w) = 0.5 w^T A w: H = A, so lambda_max = the top eigenvalue of A and the batch
+    sharpness along g = A w is g^T A g / g^T g."""
+    A = _symmetric(np.linspace(0.1, 7.0, 12))
+    w = np.random.default_rng(1).normal(size=12)
+    g = A @ w
+    At = torch.tensor(A)
+    out = curvature(lambda p: 0.5 * p["w"] @ At @ p["w"], {"w": torch.tensor(w)},
+                    {"w": torch.tensor(g)}, iters=12, tol=1e-10)
+    assert out["lambda_max"].item() == pytest.approx(7.0, rel=1e-9)
+    assert out["batch_sharpness"].item() == pytest.approx(g @ A @ g / (g @ g), rel=1e-12)
+    assert out["residual"] <= 1e-10 and out["iterations"] <= 12
+
+
+def test_curvature_returns_the_largest_algebraic_eigenvalue_not_the_largest_magnitude():
+    """A Hessian whose negative eigenvalue (-10) is larger in magnitude than the top one (4):
+    power iteration would return -10; Lanczos returns 4."""
+    A = _symmetric([-10.0, -3.0, -1.0, 0.1, 0.5, 1.0, 2.0, 4.0], seed=2)
+    w = np.random.default_rng(3).normal(size=8)
+    At = torch.tensor(A)
+    out = curvature(lambda p: 0.5 * p["w"] @ At @ p["w"], {"w": torch.tensor(w)},
+                    {"w": torch.tensor(A @ w)}, iters=8, tol=1e-10)
+    assert out["lambda_max"].item() == pytest.approx(4.0, rel=1e-9)
+
+
+def test_curvature_of_a_linear_layer_with_squared_loss_is_twice_the_input_covariance():
+    """L(W) = (1/n) sum_i ||W x_i - y_i||^2: the Hessian is 2 X^T X / n for each output row of
+    W (block diagonal), so lambda_max = 2 lambda_max(X^T X / n)."""
+    rng = np.random.default_rng(4)
+    n, d, m = 50, 6, 3
+    X = rng.normal(size=(n, d)) * np.linspace(0.5, 2.0, d)
+    Y = rng.normal(size=(n, m))
+    layer = torch.nn.Linear(d, m, bias=False)
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    loss_fn = lambda p: ((functional_call(layer, p, (Xt,)) - Yt) ** 2).sum(1).mean()  # noqa: E731
+    params = {n_: p.detach() for n_, p in layer.named_parameters()}
+    _, g = loss_and_grad(loss_fn, params)
+    out = curvature(loss_fn, params, g, iters=20, tol=1e-10)
+    assert out["lambda_max"].item() == pytest.approx(2 * np.linalg.eigvalsh(X.T @ X / n).max(),
+                                                     rel=1e-9)
+    G = g["weight"].numpy().ravel()  # the block-diagonal Hessian applied to G, row by row
+    HG = (2 * g["weight"].numpy() @ (X.T @ X / n)).ravel()
+    assert out["batch_sharpness"].item() == pytest.approx(G @ HG / (G @ G), rel=1e-10)
+
+
+def test_hvp_matches_the_hessian_of_a_small_function():
+    """L(a, b) = a^2 b + sin(b): H = [[2b, 2a], [2a, -sin b]]."""
+    a, b = torch.tensor(0.7), torch.tensor(-1.3)
+    g, hv = hvp(lambda p: p["a"] ** 2 * p["b"] + torch.sin(p["b"]), {"a": a, "b": b},
+                {"a": torch.tensor(1.0), "b": torch.tensor(2.0)})
+    assert g["a"].item() == pytest.approx(2 * 0.7 * -1.3)
+    assert hv["a"].item() == pytest.approx(2 * -1.3 * 1 + 2 * 0.7 * 2)
+    assert hv["b"].item() == pytest.approx(2 * 0.7 * 1 - np.sin(-1.3) * 2)
+
+
+def test_lanczos_residual_is_the_true_residual_of_its_ritz_pair_and_stops_at_tol():
+    """With a loose tolerance Lanczos stops early; the recorded residual then bounds the
+    distance of its estimate to an eigenvalue of A (|theta - lambda| <= ||A u - theta u||)."""
+    A = _symmetric(np.concatenate([np.linspace(0, 1, 40), [1.05, 1.1]]), seed=5)
+    At = torch.tensor(A)
+    start = torch.tensor(np.random.default_rng(6).normal(size=42))
+    out = lanczos_top(lambda v: At @ v, start, iters=40, tol=1e-2)
+    assert out["iterations"] < 40 and out["residual"] <= 1e-2
+    theta = out["lambda_max"].item()
+    assert np.abs(np.linalg.eigvalsh(A) - theta).min() <= out["residual"] * abs(theta) + 1e-12
+    assert theta <= 1.1 + 1e-12  # a Ritz value never exceeds the top eigenvalue
+
+
+@pytest.mark.parametrize("variant,model", [("noisy_batchnorm", "vgg"), ("batchnorm", "dln"),
+                                           ("l1", "dln")])
+def test_curvature_changes_no_state_and_bounds_the_batch_sharpness(variant, model):
+    """Curvature of the training loss with the step's own batch statistics and noise: no
+    parameter, running statistic or RNG stream changes; lambda_max >= batch sharpness."""
+    torch.manual_seed(0)
+    if model == "vgg":
+        net = build_model("vgg", variant, 1, 8, 10, width=0.125).double()
+        x, y = torch.randn(32, 1, 8, 8) * 3 + 1, torch.randint(0, 10, (32,))
+        crit = torch.nn.functional.cross_entropy
+    else:
+        net = build_model("dln", variant, 10, 1, 10).double()
+        x, y = torch.randn(64, 10), torch.randn(64, 10)
+        crit = lambda o, t: ((o - t) ** 2).sum(1).mean()  # noqa: E731
+    set_noise_generator(net, torch.Generator().manual_seed(0))
+    crit(net(x), y).backward()
+    params = {n: p.detach().clone() for n, p in net.named_parameters()}
+    grad = {n: p.grad.clone() for n, p in net.named_parameters()}
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    rng = torch.get_rng_state()
+    gens = [m.generator.get_state() for m in net.modules() if getattr(m, "generator", None)]
+    out = measure_curvature(net, crit, x, y, params, grad, iters=10, tol=1e-6)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    for n, p in net.named_parameters():
+        assert torch.equal(p, params[n]) and torch.equal(p.grad, grad[n]), n
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(torch.equal(m.generator.get_state(), s) for m, s in
+               zip([m for m in net.modules() if getattr(m, "generator", None)], gens))
+    assert out["lambda_max"].item() >= out["batch_sharpness"].item()
+    # the batch sharpness is g^T H g / g^T g of the *training* loss (batch statistics, the
+    # step's noise): check it with reverse-over-reverse autograd (finite differences are
+    # unreliable here: ReLU and |z| kinks lie within 1e-5 of these parameters)
+    with probing(net):
+        p = {n: t.clone().requires_grad_() for n, t in params.items()}
+        g1 = torch.autograd.grad(crit(functional_call(net, p, (x,)), y), list(p.values()),
+                                 create_graph=True)
+        Hg = torch.autograd.grad(sum((a * grad[n]).sum() for a, n in zip(g1, p)), list(p.values()))
+    uHu = sum((h * grad[n]).sum() for h, n in zip(Hg, p)) / sum((grad[n] ** 2).sum() for n in p)
+    assert out["batch_sharpness"].item() == pytest.approx(uHu.item(), rel=1e-9)
+
+
+def test_curvature_of_a_diverged_point_is_nan_not_an_error():
+    out = curvature(lambda p: 0.5 * (p["w"] ** 2).sum() * float("inf"),
+                    {"w": torch.ones(3)}, {"w": torch.ones(3)}, iters=5, tol=1e-6)
+    assert torch.isnan(out["lambda_max"]) and out["iterations"] == 1

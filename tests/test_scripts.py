@@ -14,7 +14,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.125, init="glorot",
              augment=False, eval_every=6, eval_batch_size=500, log_every=4, device="cpu",
              noisy_bn=NOISY_BN_DEFAULTS, measure_every=3, probe_multipliers=[0.5, 1.0, 2.0],
-             hist_every=6, checkpoint_every=4, keep_checkpoints=False)
+             hist_every=6, checkpoint_every=4, keep_checkpoints=False, hessian_every=6,
+             hessian_iters=4)
 DLN_TRAIN = {**TRAIN, "batch_size": 1000, "eval_batch_size": 1000,
              "probe_multipliers": [0.01, 1.0, 30.0]}
 
@@ -54,7 +55,9 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
     summary = pd.read_csv(tables.csv)
     assert len(summary) == 11 and (summary["steps_completed"] == 12).all()
     assert not list(tmp_path.rglob("checkpoint.pt"))  # finished runs delete their checkpoints
-    assert summary[["loss_range", "grad_pred", "beta_smoothness", "ics_l2"]].notna().all().all()
+    assert summary[["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "lambda_max",
+                    "batch_sharpness"]].notna().all().all()
+    assert (summary.lambda_max >= summary.batch_sharpness * (1 - 1e-6)).all()
     steps = pd.read_parquet(tables.steps)
     assert len(steps) == 11 * 12
     assert list(steps.columns[:5]) == ["dataset", "model", "variant", "lr", "seed"]
@@ -71,6 +74,7 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
               "fig9_dln_activations": (dln, {"lr": 1e-5, "layers": [1, 11, 24]}),
               "fig10_dln_landscape": (dln, {"lr": 1e-5}),
               "fig13_lp_dln": (dln, {"lr": 1e-5}),
+              "fig16_curvature": (metas + dln, {"lr": 0.05, "dln_lr": 1e-5}),
               **{f: (metas, {"lr": 0.05, "layers": ls}) for f, ls in layers.items()}}
     assert set(kwargs) == set(FIGURES)
     for fig, (inputs, kw) in kwargs.items():

@@ -108,12 +108,15 @@ def test_measuring_changes_nothing_the_training_sees(synthetic, variant, momentu
     leave parameters, BN running statistics, optimizer state and RNG streams as they were."""
     base = {**TINY, "momentum": momentum, "steps": 24}
     off = train_run(RunConfig(variant=variant, **{**base, "measure_every": 0}), synthetic, progress=False)
-    on = train_run(RunConfig(variant=variant, **{**base, "measure_every": 3, "hist_every": 6}),
+    on = train_run(RunConfig(variant=variant, **{**base, "measure_every": 3, "hist_every": 6,
+                                                 "hessian_every": 4, "hessian_iters": 3}),
                    synthetic, progress=False)
     cols = [c for c in STEP_COLUMNS if c != "elapsed_s"]
     pd.testing.assert_frame_equal(on.steps[cols], off.steps[cols], check_exact=True)
     pd.testing.assert_frame_equal(on.evals, off.evals, check_exact=True)
     assert len(on.tables["probes"]) == 8 * 3 and len(off.tables["probes"]) == 0
+    assert list(on.tables["hessian"].step) == [0, 4, 8, 12, 16, 20]  # also unmeasured steps
+    assert len(off.tables["hessian"]) == 0
 
 
 def test_measurement_tables(synthetic):
@@ -143,6 +146,19 @@ def test_measurement_tables(synthetic):
     assert sorted(hist.step.unique()) == [0, 10, 20]
     per = hist.groupby(["step", "layer"])["count"].sum()
     assert (per[per.index.get_level_values("layer") == 14] == 64 * 10).all()  # N x classes
+    assert len(t["hessian"]) == 0  # hessian_every = 0: off by default
     init = t["init_distance"]
     assert sorted(init.step.unique()) == [0, 10, 20, 30] and (init[init.step == 0].distance == 0).all()
     assert (init[init.step == 30].distance > 0).all()
+
+
+def test_curvature_table(synthetic):
+    """hessian.parquet: one row per curvature step; a Rayleigh quotient never exceeds the top
+    eigenvalue, so lambda_max >= batch_sharpness on every row; iterations within the budget."""
+    cfg = RunConfig(variant="batchnorm", **{**TINY, "steps": 12, "measure_every": 0,
+                                            "hessian_every": 4, "hessian_iters": 6})
+    h = train_run(cfg, synthetic, progress=False).tables["hessian"]
+    assert list(h.columns) == TABLES["hessian"] and list(h.step) == [0, 4, 8]
+    assert h.iterations.dtype == np.int64 and h.iterations.between(1, 6).all()
+    assert (h.lambda_max >= h.batch_sharpness * (1 - 1e-6)).all() and (h.lambda_max > 0).all()
+    assert (h.residual >= 0).all()

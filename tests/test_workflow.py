@@ -32,8 +32,24 @@ def test_default_config_resolves_the_whole_dag(tmp_path):
     # the cost projection counts exactly the runs snakemake schedules
     assert sweep_plan(check_config(BASE))["runs"].sum() == jobs["train"]
     assert jobs["prepare_data"] == 2 and jobs["summary"] == 1
-    for fig in FIGURES:
-        assert jobs[fig] == 1, fig
+    for fig in FIGURES:  # curvature is off by default (hessian_every: 0), so no Figure 16
+        assert jobs.get(fig, 0) == (0 if fig == "fig16_curvature" else 1), fig
+
+
+def test_a_figure_whose_measurement_is_off_is_refused_before_any_job(tmp_path):
+    r = run_snakemake(["results/figures/fig16_curvature.png", "-n", "--cores", "1"], tmp_path)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "hessian_every and dln.hessian_every > 0" in out
+    fix = "hessian_every=100 dln='{hessian_every: 100}'"
+    assert fix in out
+    ok = run_snakemake(["results/figures/fig16_curvature.png", "-n", "--cores", "1", "--config",
+                        "hessian_every=100", "dln={hessian_every: 100}"], tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert job_counts(ok.stdout)["train"] == 2 * 3 + 2 * 3  # standard + BN, net and DLN
+    r = run_snakemake(["results/figures/fig4_landscape.png", "-n", "--cores", "1", "--config",
+                       "measure_every=0"], tmp_path)
+    assert r.returncode != 0 and "fig4_landscape.png needs measure_every > 0" in r.stdout + r.stderr
 
 
 def test_a_figure_trains_only_the_runs_it_needs(tmp_path):
@@ -81,8 +97,9 @@ def test_tiny_end_to_end_run(tmp_path):
            "log_every=4", "device=cpu", "threads=1", "seeds=[0]", "lrs=[0.05,10000.0]",
            "fig1_lrs=[0.05,10000.0]", "fig3_lrs=[0.05,10000.0]", "figure_lr=0.05",
            "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]", "checkpoint_every=12",
+           "hessian_every=8", "hessian_iters=3",
            "dln={seeds: [0], lrs: [1e-5], steps: 12, eval_every: 6, log_every: 6, measure_every: 4,"
-           " hist_every: 8, figure_lr: 1e-5, fig3_lrs: [1e-5]}"]
+           " hist_every: 8, hessian_every: 6, figure_lr: 1e-5, fig3_lrs: [1e-5]}"]
     r = run_snakemake(["--cores", "2", "--config", *cfg], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "results/tables/summary.csv")

@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 IDENTITY = ["dataset", "model", "variant", "lr", "seed"]
-MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos"]
+MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos", "lambda_max",
+           "batch_sharpness"]
 SUMMARY_COLUMNS = IDENTITY + [
     "steps", "steps_completed", "diverged", "never_learned", "final_batch_loss", "final_batch_acc",
     "final_train_loss", "final_train_acc", "final_test_acc", *MEDIANS, "wall_seconds", "init",
@@ -106,13 +107,16 @@ def landscape_summary(probes: pd.DataFrame, keys=("step",)) -> pd.DataFrame:
 def run_medians(meta_path) -> dict:
     """Medians over a run's measured steps: loss_range, grad_pred (max gradient change),
     beta_smoothness (max beta), and ics_l2 / ics_cos over all (step, layer >= 2) rows
-    (layer 1's ICS is 0 and 1 by definition). NaN where the run measured nothing."""
+    (layer 1's ICS is 0 and 1 by definition); over its curvature steps: lambda_max and
+    batch_sharpness. NaN where the run measured nothing."""
     d = Path(meta_path).parent
     land = landscape_summary(pd.read_parquet(d / "probes.parquet"))
     ics = pd.read_parquet(d / "ics.parquet").query("layer >= 2")
+    hess = pd.read_parquet(d / "hessian.parquet")
     return {"loss_range": land.loss_range.median(), "grad_pred": land.grad_pred_max.median(),
             "beta_smoothness": land.beta_max.median(), "ics_l2": ics.l2.median(),
-            "ics_cos": ics.cos.median()}
+            "ics_cos": ics.cos.median(), "lambda_max": hess.lambda_max.median(),
+            "batch_sharpness": hess.batch_sharpness.median()}
 
 
 def summary_table(meta_paths) -> pd.DataFrame:

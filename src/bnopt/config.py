@@ -167,11 +167,11 @@ TRAIN_KEYS = (
     "steps", "batch_size", "momentum", "weight_decay", "width", "init", "augment", "eval_every",
     "eval_batch_size", "log_every", "device", "noisy_bn", "measure_every", "probe_multipliers",
     "hist_every", "checkpoint_every", "keep_checkpoints", "precision", "dtype", "channels_last",
-    "vmap_probes",
+    "vmap_probes", "hessian_every", "hessian_iters", "hessian_tol",
 )
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
 DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
-            "probe_multipliers", "dtype", "vmap_probes")
+            "hessian_every", "probe_multipliers", "dtype", "vmap_probes")
 
 
 def train_settings(cfg: dict, model: str) -> dict:
@@ -219,7 +219,44 @@ def figure_specs(cfg: dict) -> dict:
         "fig11_gradient_vs_step": ([("net", bn, [lr])], {"lr": lr}),
         "fig12_lp_vgg": ([("net", lp, [lr])], {"lr": lr}),
         "fig13_lp_dln": ([("dln", lp, [dlr])], {"lr": dlr}),
+        "fig16_curvature": ([("net", bn, [lr]), ("dln", bn, [dlr])], {"lr": lr, "dln_lr": dlr}),
     }
+
+
+# The settings each figure's runs must have on (> 0), by family ('net': the top level, 'dln':
+# the dln section): without them the runs record nothing for the figure to draw.
+FIGURE_NEEDS = {
+    "fig1_activations": [("net", "measure_every")], "fig2_noisy_bn": [("net", "measure_every")],
+    "fig3_ics": [("net", "measure_every")], "fig3_ics_dln": [("dln", "measure_every")],
+    "fig4_landscape": [("net", "measure_every")],
+    "fig6_lp_activations": [("net", "measure_every"), ("net", "hist_every")],
+    "fig8_activation_shift": [("net", "measure_every")],
+    "fig9_dln_activations": [("dln", "measure_every")],
+    "fig10_dln_landscape": [("dln", "measure_every")],
+    "fig11_gradient_vs_step": [("net", "measure_every")], "fig12_lp_vgg": [("net", "measure_every")],
+    "fig13_lp_dln": [("dln", "measure_every")],
+    "fig16_curvature": [("net", "hessian_every"), ("dln", "hessian_every")],
+}
+
+
+def figure_blockers(cfg: dict) -> dict[str, str]:
+    """Figures the checked config ``cfg`` cannot draw, each with a message that names the
+    settings to turn on. ``snakemake`` (all) leaves them out; asking for one is an error raised
+    while the DAG is built, before any training."""
+    out = {}
+    for fig, needs in FIGURE_NEEDS.items():
+        off = [f"{'dln.' if fam == 'dln' else ''}{key}" for fam, key in needs
+               if not (cfg["dln"] if fam == "dln" else cfg)[key]]
+        if off:
+            top = [f"{k}=100" for k in off if not k.startswith("dln.")]
+            dln = [f"{k[4:]}: 100" for k in off if k.startswith("dln.")]
+            example = " ".join(top + ([f"dln='{{{', '.join(dln)}}}'"] if dln else []))
+            out[fig] = (f"results/figures/{fig}.png needs {' and '.join(off)} > 0, but this config "
+                        f"sets {'them' if len(off) > 1 else 'it'} to 0, so its runs record nothing "
+                        f"to draw. Set {'them' if len(off) > 1 else 'it'} in your config file or "
+                        f"on the command line, e.g. `--config {example}`; runs trained without "
+                        "are retrained, since their settings change.")
+    return out
 
 
 def family_runs(cfg: dict, family: str, variants, lrs) -> list[tuple]:
@@ -233,9 +270,10 @@ def family_runs(cfg: dict, family: str, variants, lrs) -> list[tuple]:
 
 def sweep_runs(cfg: dict) -> list[tuple]:
     """Every run the whole workflow trains, once each: the two sweeps (variants x lrs x seeds
-    of the top level and of ``dln``) and every run a figure needs."""
+    of the top level and of ``dln``) and every run a figure it can draw needs."""
     runs = family_runs(cfg, "net", cfg["variants"], cfg["lrs"])
     runs += family_runs(cfg, "dln", cfg["dln"]["variants"], cfg["dln"]["lrs"])
-    runs += [r for groups, _ in figure_specs(cfg).values() for fam, v, lrs in groups
-             for r in family_runs(cfg, fam, v, lrs)]
+    blocked = figure_blockers(cfg)
+    runs += [r for fig, (groups, _) in figure_specs(cfg).items() if fig not in blocked
+             for fam, v, lrs in groups for r in family_runs(cfg, fam, v, lrs)]
     return list(dict.fromkeys(runs))

@@ -26,12 +26,15 @@ from bnopt.measure import matmul_precision
 KEY = ["dataset", "model", "variant"]
 
 
-def step_counts(steps: int, measure_every: int, eval_every: int) -> dict:
-    """How many steps of a run are measured (``step % measure_every == 0``) and how many
-    evaluations it runs (every ``eval_every`` steps from 0, and one at the end)."""
+def step_counts(steps: int, measure_every: int, eval_every: int, hessian_every: int = 0) -> dict:
+    """How many steps of a run are measured (``step % measure_every == 0``), how many measure
+    curvature (``step % hessian_every == 0``) and how many evaluations it runs (every
+    ``eval_every`` steps from 0, and one at the end)."""
     measured = math.ceil(steps / measure_every) if measure_every else 0
+    curvature = math.ceil(steps / hessian_every) if hessian_every else 0
     evals = len(set(range(0, steps, eval_every)) | {steps})
-    return {"steps": steps, "measured_steps": measured, "evals": evals}
+    return {"steps": steps, "measured_steps": measured, "curvature_steps": curvature,
+            "evals": evals}
 
 
 def sweep_plan(cfg: dict) -> pd.DataFrame:
@@ -43,7 +46,8 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
         key = (dataset, model, variant)
         if key not in rows:
             s = train_settings(cfg, model)
-            rows[key] = {"runs": 0, **step_counts(s["steps"], s["measure_every"], s["eval_every"]),
+            rows[key] = {"runs": 0, **step_counts(s["steps"], s["measure_every"], s["eval_every"],
+                                                  s["hessian_every"]),
                          "eval_images": TRAIN_SIZES[dataset] + TEST_SIZES[dataset]}
         rows[key]["runs"] += 1
     index = pd.MultiIndex.from_tuples(list(rows), names=KEY)
@@ -51,14 +55,17 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
 
 
 def projected_seconds(plan: pd.DataFrame, costs: dict) -> pd.Series:
-    """Device seconds of each plan row: runs x (plain steps x train_s + measured steps x
-    measured_s + evals x eval_s), with ``costs[(dataset, model, variant)]`` a dict of those
-    three per-step costs in seconds."""
+    """Device seconds of each plan row: runs x (steps x train_s + measured steps x (measured_s
+    - train_s) + curvature steps x (curvature_s - train_s) + evals x eval_s), with
+    ``costs[(dataset, model, variant)]`` a dict of those per-step costs in seconds
+    (``curvature_s`` only where the plan has curvature steps)."""
     out = {}
     for key, row in plan.iterrows():
         c = costs[key]
-        per_run = ((row["steps"] - row["measured_steps"]) * c["train_s"]
-                   + row["measured_steps"] * c["measured_s"] + row["evals"] * c["eval_s"])
+        curvature = row.get("curvature_steps", 0)
+        per_run = (row["steps"] * c["train_s"] + row["measured_steps"] * (c["measured_s"] - c["train_s"])
+                   + (curvature * (c["curvature_s"] - c["train_s"]) if curvature else 0.0)
+                   + row["evals"] * c["eval_s"])
         out[key] = row["runs"] * per_run
     return pd.Series(out, name="seconds").rename_axis(KEY)
 
@@ -77,7 +84,10 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     ``2 * steps`` steps (every step measured, or none), divided by ``steps``: the run's setup,
     warm-up and its evaluations at start and end cancel (the timing runs use a small random
     split, so those evaluations are short). A measured step includes everything training does
-    for one: probes, ICS, activation statistics, snapshots. An evaluation (training and test
+    for one: probes, ICS, activation statistics, snapshots. Where the config measures curvature
+    (``hessian_every`` > 0), ``curvature_s`` is a step with a curvature measurement (and no
+    other), timed the same way; Lanczos stops at its tolerance, so on these random data it
+    estimates rather than bounds the cost (at most ``hessian_iters`` products). An evaluation (training and test
     split, eval mode) is timed on up to two eval batches and scaled to the full splits."""
     from bnopt.train import DTYPES, RunConfig, evaluate, resolve_device, run_model, train_run
 
@@ -92,15 +102,17 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     base = RunConfig(dataset=dataset, model=model, variant=variant, lr=lr, seed=0,
                      **{**settings, "probe_multipliers": tuple(settings["probe_multipliers"])})
 
-    def wall(n: int, measure_every: int) -> float:
+    def wall(n: int, measure_every: int, hessian_every: int) -> float:
         cfg_n = dataclasses.replace(base, steps=n, log_every=n, eval_every=n,
-                                    measure_every=measure_every)
+                                    measure_every=measure_every, hessian_every=hessian_every)
         return train_run(cfg_n, small, progress=False).meta["wall_seconds"]
 
     out = {}
-    for name, every in (("train_s", 0), ("measured_s", 1)):
-        wall(steps, every)  # warm-up: kernels, allocator, cuDNN autotuning
-        out[name] = (wall(2 * steps, every) - wall(steps, every)) / steps
+    kinds = [("train_s", 0, 0), ("measured_s", 1, 0)]
+    kinds += [("curvature_s", 0, 1)] if settings["hessian_every"] else []
+    for name, every, hessian in kinds:
+        wall(steps, every, hessian)  # warm-up: kernels, allocator, cuDNN autotuning
+        out[name] = (wall(2 * steps, every, hessian) - wall(steps, every, hessian)) / steps
 
     dev, dtype = resolve_device(device), DTYPES[base.dtype]
     n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)

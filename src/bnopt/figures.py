@@ -488,6 +488,67 @@ def fig13_lp_dln(meta_paths, out_path, lr) -> None:
                    title="Figure 13: l_p normalisations in the deep linear network", log_all=True)
 
 
+def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
+    """Figure 16 (ours): curvature of the training loss, standard vs BN, network (at ``lr``) and
+    DLN (at ``dln_lr``): the top Hessian eigenvalue lambda_max and the batch sharpness
+    g^T H g / g^T g along the step's gradient, with the paper's effective beta on the same
+    axes and the edge of stability 2/lr; mean over seeds with bands, log scale."""
+    metas = _read_metas(meta_paths)
+    families = [(f, [m for m in metas if (m["model"] == "dln") == (f == "dln")], rate)
+                for f, rate in (("net", lr), ("dln", dln_lr))]
+    families = [(f, ms, rate) for f, ms, rate in families if ms]
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, axes = plt.subplots(len(BN_PAIR), len(families), figsize=(6.4 * len(families), 8.4),
+                             squeeze=False, sharex="col", sharey="col")
+    styles = (("lambda_max", "top Hessian eigenvalue lambda_max", "-"),
+              ("batch_sharpness", "batch sharpness g'Hg / g'g", "--"),
+              ("beta_max", "effective beta (paper, Fig. 4c)", ":"))
+    for j, (fam, ms, rate) in enumerate(families):
+        paths = [m["_path"] for m in ms]
+        hess = load_table(paths, "hessian")
+        if hess.empty:
+            raise ValueError(f"the {_name(ms)} runs measured no curvature (hessian_every = 0"
+                             f"{' in dln' if fam == 'dln' else ''}): set it > 0 and rerun their "
+                             "training (README, 'Curvature').")
+        beta = landscape_summary(load_table(paths, "probes"), ("variant", "seed", "step"))
+        both = hess.melt(id_vars=["variant", "seed", "step"],
+                         value_vars=["lambda_max", "batch_sharpness"], var_name="quantity")
+        both = pd.concat([both, beta.assign(quantity="beta_max", value=beta.beta_max)[
+            ["variant", "seed", "step", "quantity", "value"]]], ignore_index=True)
+        nseeds = len({m["seed"] for m in ms})
+        band = t_interval if nseeds >= 3 else ("pi", 100)
+        for i, v in enumerate(BN_PAIR):
+            ax = axes[i, j]
+            d = both[both.variant == v]  # all values: the seed mean may still be > 0
+            for q, label, ls in styles:
+                dq = d[d.quantity == q]
+                if len(dq):
+                    sns.lineplot(data=dq, x="step", y="value", estimator="mean", errorbar=band,
+                                 color=PALETTE[v], ls=ls, ax=ax, label=label,
+                                 marker="o" if q != "beta_max" else None, markersize=3)
+            handles = ax.get_legend_handles_labels()[0] if ax.get_legend() else []
+            handles.append(_stability_line(ax, rate, float(ms[0].get("momentum", 0.0))))
+            ax.legend(handles=handles, fontsize=7.5, loc="best")
+            ax.set_yscale("log", nonpositive="mask")
+            neg = d[(d.quantity == "batch_sharpness") & (d.value <= 0)]
+            if len(neg):  # negative curvature along g: the log scale cannot show it
+                n_all = int((d.quantity == "batch_sharpness").sum())
+                ax.text(0.98, 0.02, f"batch sharpness <= 0 at {len(neg)} of {n_all} (seed, step):"
+                        "\nnot on the log scale (seed means <= 0 leave gaps)",
+                        transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5,
+                        color="0.25")
+            ax.set_title(f"{_name(ms)}: {LABELS[v]}, lr {rate:g}", fontsize=10)
+            ax.set_ylabel("curvature (log scale)" if j == 0 else "")
+            _annotate_runs(ax, ms, rate, [v])
+        axes[-1, j].set_xlabel("training step")
+    nseeds = len({m["seed"] for m in metas})
+    fig.suptitle("Figure 16: curvature of the training loss (training-mode BN, each step's batch): "
+                 "top Hessian eigenvalue (Lanczos)\nand batch sharpness along the gradient, with "
+                 f"the paper's effective beta; {band_label(nseeds)}; dashed black: 2/lr",
+                 fontsize=11)
+    _save(fig, out_path)
+
+
 FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
            "fig2_noisy_bn": fig2_noisy_bn, "fig3_ics": fig3_ics, "fig3_ics_dln": fig3_ics_dln,
            "fig4_landscape": fig4_landscape, "fig5_lp": fig5_lp,
@@ -495,4 +556,4 @@ FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
            "fig8_activation_shift": fig8_activation_shift, "fig9_dln_activations": fig9_dln_activations,
            "fig10_dln_landscape": fig10_dln_landscape,
            "fig11_gradient_vs_step": fig11_gradient_vs_step, "fig12_lp_vgg": fig12_lp_vgg,
-           "fig13_lp_dln": fig13_lp_dln}
+           "fig13_lp_dln": fig13_lp_dln, "fig16_curvature": fig16_curvature}

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, grad, grad_and_value, jvp, vmap
 
 from bnopt.models import reuse_noise
 
@@ -164,6 +164,99 @@ def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params
         after = {n: p.detach() for n, p in model.named_parameters()}
         l2, cos = gradient_ics(loss_fn, before, after, groups, weights, grad)
     return probes, l2, cos
+
+
+def hvp(loss_fn: LossFn, params: Params, v: Params) -> tuple[Params, Params]:
+    """(grad L(params), H v): the gradient and the Hessian-vector product at ``params``,
+    forward-mode differentiation of the reverse-mode gradient (torch.func, no graph kept)."""
+    return jvp(grad(loss_fn), (params,), (v,))
+
+
+def lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor,
+                iters: int, tol: float) -> dict:
+    """The largest *algebraic* eigenvalue of a symmetric operator by Lanczos with full
+    reorthogonalisation, from the Krylov space of ``start``.
+
+    Stops after ``iters`` products or once the top Ritz pair (theta, u) has a relative residual
+    ||A u - theta u|| / |theta| <= ``tol`` (estimated as |beta_k s_k|, exact for full
+    reorthogonalisation), or when the Krylov space is exhausted (invariant subspace). Returns
+    ``lambda_max`` (theta, a device scalar), ``rayleigh`` (alpha_1 = start^T A start /
+    start^T start), ``iterations`` (products used, int) and ``residual`` (relative, float).
+
+    Unlike power iteration, which finds the eigenvalue of largest *magnitude* (a negative one
+    where the Hessian's negative curvature dominates), the top Ritz value converges to the
+    largest algebraic eigenvalue. Because the Krylov space contains ``start``, theta is never
+    below the Rayleigh quotient alpha_1. The small tridiagonal eigenproblem is solved on the host
+    in float64: one host sync per iteration (curvature steps are rare; see README)."""
+    q = start / torch.linalg.vector_norm(start)
+    basis, alphas, betas = [q], [], []
+    q_prev, beta_prev = torch.zeros_like(q), torch.zeros((), dtype=q.dtype, device=q.device)
+    theta = rayleigh = None
+    residual, k = float("nan"), 0
+    for k in range(1, iters + 1):
+        w = matvec(q)
+        alpha = torch.dot(w, q)
+        if rayleigh is None:
+            rayleigh = alpha
+        w = w - alpha * q - beta_prev * q_prev
+        Q = torch.stack(basis)  # full reorthogonalisation, twice ("twice is enough")
+        w = w - Q.T @ (Q @ w)
+        w = w - Q.T @ (Q @ w)
+        beta = torch.linalg.vector_norm(w)
+        alphas.append(alpha)
+        betas.append(beta)
+        ab = torch.stack(alphas + betas).double().cpu()  # the host sync
+        a, b = ab[:k], ab[k:]
+        if not torch.isfinite(ab).all():  # a diverged run: nothing to measure
+            nan = torch.full((), float("nan"), dtype=q.dtype, device=q.device)
+            return {"lambda_max": nan, "rayleigh": nan if rayleigh is None else rayleigh,
+                    "iterations": k, "residual": float("nan")}
+        T = torch.diag(a) + torch.diag(b[:-1], 1) + torch.diag(b[:-1], -1)
+        evals, evecs = torch.linalg.eigh(T)
+        theta_h, s_last = float(evals[-1]), float(evecs[-1, -1])
+        residual = abs(float(b[-1]) * s_last) / max(abs(theta_h), 1e-300)
+        theta = torch.as_tensor(theta_h, dtype=q.dtype, device=q.device)
+        # an invariant subspace (beta ~ 0, relative to the operator's scale) ends the space
+        if residual <= tol or float(b[-1]) <= 1e-12 * max(float(a.abs().max()), 1e-300):
+            break
+        q_prev, beta_prev, q = q, beta, w / beta
+        basis.append(q)
+    return {"lambda_max": theta, "rayleigh": rayleigh, "iterations": k, "residual": residual}
+
+
+def curvature(loss_fn: LossFn, params: Params, grad: Params, iters: int = 20,
+              tol: float = 1e-3) -> dict:
+    """Curvature of ``loss_fn`` at ``params``: the top Hessian eigenvalue ``lambda_max`` (Lanczos
+    on Hessian-vector products, started from ``grad``) and ``batch_sharpness`` = g^T H g / g^T g
+    along ``grad`` (Lanczos's first coefficient, so it costs no extra product), plus
+    ``iterations`` and ``residual`` (see :func:`lanczos_top`). Starting from the gradient needs
+    no random numbers and guarantees lambda_max >= batch_sharpness; a top eigenvector exactly
+    orthogonal to every Krylov vector of g would go unseen (``residual`` cannot tell)."""
+    names = list(params)
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        parts = dict(zip(names, (t.view(s) for t, s in zip(v.split(sizes), shapes))))
+        _, hv = hvp(loss_fn, params, parts)
+        return torch.cat([hv[n].reshape(-1) for n in names])
+
+    g = torch.cat([grad[n].reshape(-1) for n in names])
+    out = lanczos_top(matvec, g, iters, tol)
+    return {"lambda_max": out["lambda_max"], "batch_sharpness": out["rayleigh"],
+            "iterations": out["iterations"], "residual": out["residual"]}
+
+
+def measure_curvature(model: nn.Module, criterion, x, y, before: Params, grad: Params,
+                      iters: int, tol: float) -> dict:
+    """:func:`curvature` of the step's training loss (training-mode BN on the step's batch,
+    noisy BN with the step's own noise) at the step's parameters ``before``, along its gradient
+    ``grad``, in IEEE arithmetic, with no side effects (:func:`probing`)."""
+    def loss_fn(p):
+        return criterion(functional_call(model, p, (x,)), y)
+
+    with probing(model), ieee_fp32():
+        return curvature(loss_fn, before, grad, iters, tol)
 
 
 def activation_summary(z: torch.Tensor, quantiles: torch.Tensor | None = None) -> torch.Tensor:

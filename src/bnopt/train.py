@@ -29,7 +29,8 @@ from bnopt.config import VMAP_CHANNELS_LAST
 from bnopt.data import Dataset, DeviceData
 from bnopt.measure import (DEFAULT_MULTIPLIERS, PRECISIONS, QUANTILES, activation_summary,
                            channel_moments, histogram, ieee_fp32, layer_parameters,
-                           matmul_precision, measure_step, moment_shift, total_norm)
+                           matmul_precision, measure_curvature, measure_step, moment_shift,
+                           total_norm)
 from bnopt.models import NOISY_BN_DEFAULTS, build_model, set_noise_generator
 
 STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
@@ -40,10 +41,11 @@ QUANTILE_COLUMNS = [f"q{round(q * 100):02d}" for q in QUANTILES]
 ACTIVATION_COLUMNS = ["step", "layer", "mean", "std", *QUANTILE_COLUMNS, "mean_shift", "var_shift"]
 HISTOGRAM_COLUMNS = ["step", "layer", "bin", "left", "right", "count"]
 INIT_DISTANCE_COLUMNS = ["step", "layer", "distance", "init_norm"]
+HESSIAN_COLUMNS = ["step", "lambda_max", "batch_sharpness", "iterations", "residual"]
 # Every per-run table, by file stem: steps.parquet, eval.parquet, ...
 TABLES = {"steps": STEP_COLUMNS, "eval": EVAL_COLUMNS, "probes": PROBE_COLUMNS,
           "ics": ICS_COLUMNS, "activations": ACTIVATION_COLUMNS, "histograms": HISTOGRAM_COLUMNS,
-          "init_distance": INIT_DISTANCE_COLUMNS}
+          "init_distance": INIT_DISTANCE_COLUMNS, "hessian": HESSIAN_COLUMNS}
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,10 @@ class RunConfig:
     dtype: str = "float32"        # parameters, activations and data: 'float32' or 'float64'
     channels_last: bool = False   # NHWC memory format for conv nets
     vmap_probes: bool = False     # all probe points in one torch.func.vmap pass
+    # curvature (README, "Curvature"): every hessian_every steps (0: never)
+    hessian_every: int = 0
+    hessian_iters: int = 20       # Lanczos iterations (Hessian-vector products) at most
+    hessian_tol: float = 1e-3     # stop once the top Ritz pair's relative residual is below
 
     def fingerprint(self) -> dict:
         """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""
@@ -243,7 +249,8 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     host_t = np.zeros(cfg.steps)
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
     # measured rows: (step, device tensor) pairs, converted once at the end
-    rec: dict[str, list] = {k: [] for k in ("eval", "init", "probes", "ics", "acts", "shift", "hist")}
+    rec: dict[str, list] = {k: [] for k in ("eval", "init", "probes", "ics", "acts", "shift", "hist",
+                                            "hessian")}
     pending_moments = None  # per-unit moments of the previous measured step, for the shift
 
     def run_eval(step: int):
@@ -303,10 +310,12 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         if step in eval_steps:
             run_eval(step)
         measured = cfg.measure_every > 0 and step % cfg.measure_every == 0
+        curvature = cfg.hessian_every > 0 and step % cfg.hessian_every == 0
         preacts = [] if (measured or pending_moments is not None) else None
         x, y = next(batches)
-        # measured steps and the step after one (the moment shift) run in IEEE arithmetic
-        with ieee_fp32() if preacts is not None else contextlib.nullcontext():
+        # measured and curvature steps, and the step after a measured one (the moment shift),
+        # run in IEEE arithmetic
+        with ieee_fp32() if (preacts is not None or curvature) else contextlib.nullcontext():
             out = model(x, preacts=preacts)
             loss = criterion(out, y)
             opt.zero_grad(set_to_none=True)
@@ -326,7 +335,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
                     if cfg.hist_every > 0 and step % cfg.hist_every == 0:
                         rec["hist"].append((step, torch.stack([histogram(z) for z in preacts])))
                     pending_moments = moments
-            if measured:
+            if measured or curvature:
                 before = {n: p.detach().clone() for n, p in named.items()}
                 grad = {n: p.grad.detach().clone() for n, p in named.items()}
         opt.step()
@@ -336,6 +345,13 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
             rec["probes"].append((step, torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)))
             g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in weight_names])
             rec["ics"].append((step, torch.stack([l2, cos, g_norms], 1)))
+        if curvature:
+            c = measure_curvature(model, criterion, x, y, before, grad, cfg.hessian_iters,
+                                  cfg.hessian_tol)
+            rec["hessian"].append((step, torch.cat([
+                torch.stack([c["lambda_max"], c["batch_sharpness"]]).to(torch.float64),
+                torch.tensor([c["iterations"], c["residual"]], dtype=torch.float64, device=device)])))
+        if measured or curvature:
             del before, grad
         host_t[step] = time.perf_counter() - t0
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
@@ -370,6 +386,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         "init_distance": _layer_rows(rec["init"], done, INIT_DISTANCE_COLUMNS),
         "ics": _layer_rows(rec["ics"], done - 1, ICS_COLUMNS),
         "histograms": _histogram_rows(rec["hist"], done - 1),
+        "hessian": _rows(rec["hessian"], done - 1, HESSIAN_COLUMNS).astype({"iterations": "int64"}),
     }
     probes = _layer_rows(rec["probes"], done - 1, ["step", "point", "loss", "grad_change", "beta"])
     k = probes["point"].to_numpy() - 1

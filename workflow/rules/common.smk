@@ -19,6 +19,7 @@ from bnopt.config import (
     ConfigError,
     check_config,
     family_runs,
+    figure_blockers,
     figure_specs,
     run_dir,
     sweep_runs,
@@ -72,6 +73,10 @@ def data_params(wildcards):
 # Each figure: the runs it needs as (family, variants, lrs) groups, and its plotting arguments.
 FIGURE_SPECS = figure_specs(config)
 assert set(FIGURE_SPECS) == set(FIGURES), "every figure function needs a spec, and vice versa"
+# Figures this config cannot draw (a measurement they need is off), with the fix; `all` skips
+# them and asking for one fails before any job runs.
+BLOCKED = figure_blockers(config)
+DRAWABLE = [f for f in FIGURES if f not in BLOCKED]
 
 
 # The code that draws figures and tables: they rebuild when it changes (training does not; use
@@ -81,7 +86,15 @@ TABLE_CODE = [str(_PKG / "aggregate.py")]
 FIGURE_CODE = [str(_PKG / "figures.py"), str(_PKG / "aggregate.py")]
 
 
-def figure_inputs(groups):
+def figure_inputs(figure, groups):
+    """The run.json of every run ``figure`` needs; for a blocked figure, an input function
+    that stops the DAG with the reason."""
+    if figure in BLOCKED:
+
+        def blocked(wildcards):
+            raise WorkflowError(f"Config error: {BLOCKED[figure]}")
+
+        return blocked
     return [m for family, variants, lrs in groups for m in run_metas(variants, lrs, family)]
 
 

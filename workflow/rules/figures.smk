@@ -7,7 +7,7 @@ for _fig, (_groups, _kwargs) in FIGURE_SPECS.items():
             _fig
         localrule: True
         input:
-            runs=figure_inputs(_groups),
+            runs=figure_inputs(_fig, _groups),
             code=FIGURE_CODE,
         output:
             report(

@@ -10,6 +10,7 @@ rule train:
         activations=f"{RUN}/activations.parquet",
         histograms=f"{RUN}/histograms.parquet",
         init_distance=f"{RUN}/init_distance.parquet",
+        hessian=f"{RUN}/hessian.parquet",
         meta=f"{RUN}/run.json",
     params:
         train=train_params,
