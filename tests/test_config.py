@@ -50,7 +50,7 @@ def test_defaults_are_filled():
     ({"seeds": ["0", "x"]}, ["seeds[1] = 'x'", "expected integer"]),
     ({"seeds": ["1.5"]}, ["seeds[0] = '1.5'", "expected integer"]),
     ({"steps": "many"}, ["steps = 'many'", "expected integer"]),
-    ({"variants": ["standard", "groupnorm"]}, ["variants[1] = 'groupnorm'", "noisy_batchnorm"]),
+    ({"variants": ["standard", "instancenorm"]}, ["variants[1] = 'instancenorm'", "groupnorm"]),
     ({"dataset": "imagenet"}, ["dataset = 'imagenet'", "cifar10", "fashion_mnist"]),
     ({"model": "resnet18"}, ["model = 'resnet18'", "simple_cnn"]),
     ({"momentum": 1.0}, ["momentum = 1.0", "must be < 1"]),
@@ -87,3 +87,34 @@ def test_run_paths_are_canonical():
     assert lr_str("0.1") == "0.1" and lr_str(1e-6) == "1e-06" and lr_str(0.5) == "0.5"
     assert run_dir("cifar10", "vgg", "batchnorm", "0.10", "2") == \
         "results/runs/cifar10/vgg/batchnorm/lr0.1/seed2"
+
+
+def test_run_settings_are_listed_once_with_the_schema_s_defaults():
+    """TRAIN_KEYS are RunConfig's fields; each is a schema key whose default is RunConfig's."""
+    import dataclasses
+
+    from bnopt.config import DLN_KEYS, RUN_IDENTITY, TRAIN_KEYS, RunConfig, load_schema
+    from bnopt.models import NOISY_BN_DEFAULTS
+
+    props = load_schema()["properties"]
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    assert set(TRAIN_KEYS) | set(RUN_IDENTITY) == set(fields)
+    for key in TRAIN_KEYS:
+        assert key in props, f"{key} is a RunConfig field but not a config key"
+        f = fields[key]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if "default" in props[key]:
+            want = props[key]["default"]
+            assert (list(default) if isinstance(default, tuple) else default) == want, key
+    assert fields["noisy_bn"].default_factory() == NOISY_BN_DEFAULTS
+    assert set(DLN_KEYS) <= set(TRAIN_KEYS) and set(DLN_KEYS) <= set(props["dln"]["properties"])
+    # the shipped config.yaml leaves noisy_bn to the one default
+    assert check_config(yaml.safe_load((ROOT / "config.yaml").read_text()))["noisy_bn"] == NOISY_BN_DEFAULTS
+
+
+def test_an_unknown_run_setting_is_an_error_not_dropped():
+    from bnopt.config import RunConfig
+
+    with pytest.raises(ValueError, match="unknown run setting 'measure_evry'"):
+        RunConfig.from_dict({"dataset": "digits", "model": "vgg", "variant": "standard",
+                             "lr": 0.1, "seed": 0, "measure_evry": 5})

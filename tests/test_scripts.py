@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from bnopt.figures import FIGURES
-from bnopt.models import NOISY_BN_DEFAULTS
+from bnopt.models import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
 from bnopt.train import TABLES
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
@@ -33,7 +33,7 @@ def prepare(tmp_path, dataset, source):
 
 def train(tmp_path, data, dataset, model, variant, lr, params):
     d = tmp_path / "runs" / model / variant
-    out = NS(**{("evals" if n == "eval" else n): str(d / f"{n}.parquet") for n in TABLES},
+    out = NS(**{n: str(d / f"{n}.parquet") for n in TABLES},
              meta=str(d / "run.json"))
     script("train.py")(NS(wildcards=NS(dataset=dataset, model=model, variant=variant, lr=lr,
                                        seed="0"),
@@ -46,20 +46,19 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
     data = prepare(tmp_path, "synthetic", {"data_root": None})
     dln_data = prepare(tmp_path, "dln", {"data_seed": 0})
     metas = [train(tmp_path, data, "synthetic", "vgg", v, "0.05", TRAIN)
-             for v in ("standard", "batchnorm", "noisy_batchnorm", "l1", "l2", "linf")]
-    dln = [train(tmp_path, dln_data, "dln", "dln", v, "1e-05", DLN_TRAIN)
-           for v in ("standard", "batchnorm", "l1", "l2", "linf")]
+             for v in VARIANTS]
+    dln = [train(tmp_path, dln_data, "dln", "dln", v, "1e-05", DLN_TRAIN) for v in DLN_VARIANTS]
     tables = NS(csv=str(tmp_path / "summary.csv"), steps=str(tmp_path / "steps.parquet"),
                 evals=str(tmp_path / "eval.parquet"))
     script("summarize.py")(NS(input=NS(runs=metas + dln), output=tables))
     summary = pd.read_csv(tables.csv)
-    assert len(summary) == 11 and (summary["steps_completed"] == 12).all()
+    assert len(summary) == 9 + 8 and (summary["steps_completed"] == 12).all()
     assert not list(tmp_path.rglob("checkpoint.pt"))  # finished runs delete their checkpoints
     assert summary[["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "lambda_max",
                     "batch_sharpness"]].notna().all().all()
     assert (summary.lambda_max >= summary.batch_sharpness * (1 - 1e-6)).all()
     steps = pd.read_parquet(tables.steps)
-    assert len(steps) == 11 * 12
+    assert len(steps) == 17 * 12
     assert list(steps.columns[:5]) == ["dataset", "model", "variant", "lr", "seed"]
     layers = {"fig1_activations": [3, 11], "fig2_noisy_bn": [2, 9, 13],
               "fig8_activation_shift": [2, 9, 13]}
@@ -74,6 +73,8 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
               "fig9_dln_activations": (dln, {"lr": 1e-5, "layers": [1, 11, 24]}),
               "fig10_dln_landscape": (dln, {"lr": 1e-5}),
               "fig13_lp_dln": (dln, {"lr": 1e-5}),
+              "fig14_normalisers_vgg": (metas, {"lr": 0.05}),
+              "fig15_normalisers_dln": (dln, {"lr": 1e-5}),
               "fig16_curvature": (metas + dln, {"lr": 0.05, "dln_lr": 1e-5}),
               **{f: (metas, {"lr": 0.05, "layers": ls}) for f, ls in layers.items()}}
     assert set(kwargs) == set(FIGURES)

@@ -27,8 +27,9 @@ def test_default_config_resolves_the_whole_dag(tmp_path):
     assert r.returncode == 0, r.stderr
     jobs = job_counts(r.stdout)
     # network sweep (3 variants x 3 lrs x 3 seeds) + l1/l2/linf at figure_lr for Figures 5, 6,
-    # 12 + DLN sweep (5 variants x 2 lrs x 3 seeds)
-    assert jobs["train"] == 3 * 3 * 3 + 3 * 3 + 5 * 2 * 3
+    # 12 + DLN sweep (5 variants x 2 lrs x 3 seeds) + LayerNorm, GroupNorm, weight norm at
+    # figure_lr (network) and dln.figure_lr (DLN) for Figures 14 and 15
+    assert jobs["train"] == 3 * 3 * 3 + 3 * 3 + 5 * 2 * 3 + 3 * 3 + 3 * 3
     # the cost projection counts exactly the runs snakemake schedules
     assert sweep_plan(check_config(BASE))["runs"].sum() == jobs["train"]
     assert jobs["prepare_data"] == 2 and jobs["summary"] == 1
@@ -65,8 +66,9 @@ def test_command_line_overrides_coerce_and_errors_name_the_key(tmp_path):
                         "dataset=digits"], tmp_path)
     assert ok.returncode == 0, ok.stderr
     # the sweep (3 variants x lr 0.1 x 2 seeds) + standard/BN runs at fig1's 0.5 and fig3's 0.01
-    # + l1/l2/linf at lr 0.1 (2 seeds) + the DLN (5 variants x 2 lrs x 3 seeds)
-    assert job_counts(ok.stdout)["train"] == 3 * 1 * 2 + 2 * 2 * 2 + 3 * 2 + 5 * 2 * 3
+    # + l1/l2/linf and LN/GN/WN at lr 0.1 (2 seeds) + the DLN (5 variants x 2 lrs x 3 seeds,
+    # LN/GN/WN at dln.figure_lr)
+    assert job_counts(ok.stdout)["train"] == 3 * 1 * 2 + 2 * 2 * 2 + 6 * 2 + 5 * 2 * 3 + 3 * 3
     bad = run_snakemake(["-n", "--cores", "1", "--config", "dataset=fashion_mnist",
                          "data_root=/data/fm", "seeds=[0,1]"], tmp_path)
     assert bad.returncode != 0
@@ -103,8 +105,8 @@ def test_tiny_end_to_end_run(tmp_path):
     r = run_snakemake(["--cores", "2", "--config", *cfg], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
-    # 3 variants x 2 lrs, l1/l2/linf at 0.05 for the l_p figures, 5 DLN variants
-    assert len(summary) == 3 * 2 + 3 + 5
+    # 3 variants x 2 lrs, l1/l2/linf and LN/GN/WN at 0.05 for Figures 5, 6, 12, 14, 8 DLN variants
+    assert len(summary) == 3 * 2 + 6 + 8
     assert (summary[summary.model == "dln"].steps_completed == 12).all()
     # lr 1e4 blows the standard network up: recorded as diverged, and the sweep still finished
     row = summary[(summary.variant == "standard") & (summary.lr == 10000.0)].iloc[0]

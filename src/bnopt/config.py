@@ -6,14 +6,17 @@ key, what is allowed, and how to fix it. Runs when Snakemake parses the workflow
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jsonschema
 import yaml
 
 from bnopt.data import TRAIN_SIZES, dataset_present, missing_data_message
-from bnopt.models import NUM_LAYERS
+from bnopt.measure import DEFAULT_MULTIPLIERS
+from bnopt.models import NOISY_BN_DEFAULTS, NUM_LAYERS, variants_in
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -129,8 +132,9 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     for k, sub in schema["properties"].items():
         if k not in cfg and "default" in sub:
             cfg[k] = copy.deepcopy(sub["default"])
-    for key in ("noisy_bn", "dln"):  # a partial mapping keeps the other defaults
-        cfg[key] = {**schema["properties"][key]["default"], **cfg[key]}
+    # a partial mapping keeps the other defaults
+    cfg["noisy_bn"] = {**NOISY_BN_DEFAULTS, **cfg.get("noisy_bn", {})}
+    cfg["dln"] = {**schema["properties"]["dln"]["default"], **cfg["dln"]}
 
     name, root = cfg["dataset"], cfg.get("data_root")
     if root is not None and not dataset_present(name, root):
@@ -162,13 +166,65 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     return cfg
 
 
-# Every key of the config that changes what a training run computes (a RunConfig field).
-TRAIN_KEYS = (
-    "steps", "batch_size", "momentum", "weight_decay", "width", "init", "augment", "eval_every",
-    "eval_batch_size", "log_every", "device", "noisy_bn", "measure_every", "probe_multipliers",
-    "hist_every", "checkpoint_every", "keep_checkpoints", "precision", "dtype", "channels_last",
-    "vmap_probes", "hessian_every", "hessian_iters", "hessian_tol",
-)
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that decides what one training run computes. The config keys of the same
+    names (``TRAIN_KEYS``) are derived from these fields, and a test checks that their schema
+    defaults equal the defaults here."""
+    dataset: str
+    model: str
+    variant: str
+    lr: float
+    seed: int
+    steps: int = 15_000
+    batch_size: int = 128
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    width: float = 1.0
+    init: str = "kaiming"
+    augment: bool = False
+    eval_every: int = 500
+    eval_batch_size: int = 1000
+    log_every: int = 100
+    device: str = "auto"
+    noisy_bn: dict = field(default_factory=lambda: dict(NOISY_BN_DEFAULTS))
+    measure_every: int = 100
+    probe_multipliers: tuple = DEFAULT_MULTIPLIERS
+    hist_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: bool = False
+    # speed and precision (see README, "Precision and speed")
+    precision: str = "fp32"       # float32 convs/matmuls of unmeasured steps: 'fp32' or 'tf32'
+    dtype: str = "float32"        # parameters, activations and data: 'float32' or 'float64'
+    channels_last: bool = False   # NHWC memory format for conv nets
+    vmap_probes: bool = False     # all probe points in one torch.func.vmap pass
+    # curvature (README, "Curvature"): every hessian_every steps (0: never)
+    hessian_every: int = 0
+    hessian_iters: int = 20       # Lanczos iterations (Hessian-vector products) at most
+    hessian_tol: float = 1e-3     # stop once the top Ritz pair's relative residual is below
+
+    def fingerprint(self) -> dict:
+        """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""
+        d = dataclasses.asdict(self)
+        for k in ("checkpoint_every", "keep_checkpoints", "log_every", "device"):
+            d.pop(k)
+        d["probe_multipliers"] = [float(m) for m in d["probe_multipliers"]]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        """A RunConfig from a mapping of its fields; an unknown key is an error, not ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"unknown run setting{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown))}; a run has {', '.join(sorted(names))}")
+        return cls(**d)
+
+
+# What names a run (its folder); every other RunConfig field is a config key of the same name.
+RUN_IDENTITY = ("dataset", "model", "variant", "lr", "seed")
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_IDENTITY)
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
 DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
             "hessian_every", "probe_multipliers", "dtype", "vmap_probes")
@@ -191,16 +247,21 @@ def lr_str(lr) -> str:
     return repr(float(lr))
 
 
+# One training run's folder; also the Snakemake wildcard pattern of the train rule (common.smk).
+RUN_DIR = "results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}"
+
+
 def run_dir(dataset: str, model: str, variant: str, lr, seed) -> str:
-    return f"results/runs/{dataset}/{model}/{variant}/lr{lr_str(lr)}/seed{int(seed)}"
+    return RUN_DIR.format(dataset=dataset, model=model, variant=variant, lr=lr_str(lr),
+                          seed=int(seed))
 
 
 def figure_specs(cfg: dict) -> dict:
     """Each figure: the runs it needs as (family, variants, lrs) groups, family 'net' (the
     configured dataset and model) or 'dln', and the keyword arguments of its plot."""
     dln = cfg["dln"]
-    bn, every = ["standard", "batchnorm"], ["standard", "batchnorm", "noisy_batchnorm"]
-    lp = ["standard", "batchnorm", "l1", "l2", "linf"]
+    bn, every, lp = variants_in("bn"), variants_in("noisy"), variants_in("lp")
+    norms = variants_in("normalisers")
     lr, dlr = cfg["figure_lr"], dln["figure_lr"]
     return {
         "fig1_accuracy": ([("net", bn, cfg["fig1_lrs"])], {"lrs": cfg["fig1_lrs"]}),
@@ -219,6 +280,8 @@ def figure_specs(cfg: dict) -> dict:
         "fig11_gradient_vs_step": ([("net", bn, [lr])], {"lr": lr}),
         "fig12_lp_vgg": ([("net", lp, [lr])], {"lr": lr}),
         "fig13_lp_dln": ([("dln", lp, [dlr])], {"lr": dlr}),
+        "fig14_normalisers_vgg": ([("net", norms, [lr])], {"lr": lr}),
+        "fig15_normalisers_dln": ([("dln", norms, [dlr])], {"lr": dlr}),
         "fig16_curvature": ([("net", bn, [lr]), ("dln", bn, [dlr])], {"lr": lr, "dln_lr": dlr}),
     }
 
@@ -235,6 +298,8 @@ FIGURE_NEEDS = {
     "fig10_dln_landscape": [("dln", "measure_every")],
     "fig11_gradient_vs_step": [("net", "measure_every")], "fig12_lp_vgg": [("net", "measure_every")],
     "fig13_lp_dln": [("dln", "measure_every")],
+    "fig14_normalisers_vgg": [("net", "measure_every")],
+    "fig15_normalisers_dln": [("dln", "measure_every")],
     "fig16_curvature": [("net", "hessian_every"), ("dln", "hessian_every")],
 }
 

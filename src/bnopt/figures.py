@@ -22,14 +22,15 @@ import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bnopt.aggregate import landscape_summary, load_table, read_meta  # noqa: E402
+from bnopt.models import NORMALISERS, variants_in  # noqa: E402
 
-LABELS = {"standard": "Standard", "batchnorm": "Standard + BatchNorm",
-          "noisy_batchnorm": "Standard + \"Noisy\" BatchNorm", "l1": "Standard + l1 norm",
-          "l2": "Standard + l2 norm", "linf": "Standard + l-inf norm"}
-PALETTE = {"standard": "#1f77b4", "batchnorm": "#d62728", "noisy_batchnorm": "#2ca02c",
-           "l1": "#9467bd", "l2": "#8c564b", "linf": "#e377c2"}
-BN_PAIR = ["standard", "batchnorm"]
-LP_VARIANTS = ["standard", "batchnorm", "l1", "l2", "linf"]
+# labels, colours and the variants each family of figures compares: from the registry
+LABELS = {v: n.label for v, n in NORMALISERS.items()}
+PALETTE = {v: n.colour for v, n in NORMALISERS.items()}
+BN_PAIR = variants_in("bn")
+NOISY_VARIANTS = variants_in("noisy")
+LP_VARIANTS = variants_in("lp")
+NORMALISER_VARIANTS = variants_in("normalisers")
 MAX_POINTS = 300  # per run and curve, so 15k-step runs plot quickly
 
 
@@ -227,7 +228,7 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
     ``layers``' pre-activations in each (noisy BN's include its noise)."""
     metas = _read_metas(meta_paths)
     _check_layers(metas, layers)
-    variants = [v for v in ("standard", "batchnorm", "noisy_batchnorm")
+    variants = [v for v in NOISY_VARIANTS
                 if any(m["variant"] == v for m in metas)]
     steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
     sns.set_theme(style="whitegrid", context="notebook")
@@ -357,7 +358,7 @@ def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
     between consecutive steps (averaged over units), standard / BN / noisy BN."""
     metas = _read_metas(meta_paths)
     _check_layers(metas, layers)
-    variants = ["standard", "batchnorm", "noisy_batchnorm"]
+    variants = NOISY_VARIANTS
     acts = load_table(meta_paths, "activations").dropna(subset=["mean_shift"])
     sns.set_theme(style="whitegrid", context="notebook")
     fig, axes = plt.subplots(2, len(layers), figsize=(5 * len(layers), 7.2), squeeze=False,
@@ -488,6 +489,20 @@ def fig13_lp_dln(meta_paths, out_path, lr) -> None:
                    title="Figure 13: l_p normalisations in the deep linear network", log_all=True)
 
 
+def fig14_normalisers_vgg(meta_paths, out_path, lr) -> None:
+    """Figure 14 (ours): Figure 12 for the normalisers that replaced BN in practice: standard,
+    BN, LayerNorm, GroupNorm and weight normalisation (network)."""
+    fig4_landscape(meta_paths, out_path, lr, NORMALISER_VARIANTS, top="accuracy",
+                   title="Figure 14: LayerNorm, GroupNorm and weight normalisation")
+
+
+def fig15_normalisers_dln(meta_paths, out_path, lr) -> None:
+    """Figure 15 (ours): Figure 14 for the deep linear network, with training loss."""
+    fig4_landscape(meta_paths, out_path, lr, NORMALISER_VARIANTS, top="loss",
+                   title="Figure 15: LayerNorm, GroupNorm and weight normalisation in the DLN",
+                   log_all=True)
+
+
 def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
     """Figure 16 (ours): curvature of the training loss, standard vs BN, network (at ``lr``) and
     DLN (at ``dln_lr``): the top Hessian eigenvalue lambda_max and the batch sharpness
@@ -556,4 +571,5 @@ FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
            "fig8_activation_shift": fig8_activation_shift, "fig9_dln_activations": fig9_dln_activations,
            "fig10_dln_landscape": fig10_dln_landscape,
            "fig11_gradient_vs_step": fig11_gradient_vs_step, "fig12_lp_vgg": fig12_lp_vgg,
-           "fig13_lp_dln": fig13_lp_dln, "fig16_curvature": fig16_curvature}
+           "fig13_lp_dln": fig13_lp_dln, "fig14_normalisers_vgg": fig14_normalisers_vgg,
+           "fig15_normalisers_dln": fig15_normalisers_dln, "fig16_curvature": fig16_curvature}

@@ -140,11 +140,12 @@ def gradient_ics(loss_fn: LossFn, before: Params, after: Params, layers: list[li
 
 def layer_parameters(model: nn.Module) -> tuple[list[list[str]], list[str]]:
     """For a :class:`bnopt.models.Net`: the parameter names of each layer 1..L (weight, bias,
-    normalisation scale/shift) and the name of each layer's weight W_i."""
+    normalisation scale/shift; g and v for weight normalisation) and the name of each layer's
+    weight W_i (v for weight normalisation: see :meth:`bnopt.models.Net.weight_names`)."""
     names = [n for n, _ in model.named_parameters()]
     n_layers = len(model.layers)
     groups = [[n for n in names if n.startswith(f"layers.{i}.")] for i in range(n_layers)]
-    return groups, [f"layers.{i}.weight_layer.weight" for i in range(n_layers)]
+    return groups, model.weight_names()
 
 
 def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params,

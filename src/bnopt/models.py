@@ -6,20 +6,23 @@ Every network is a flat sequence of *weight layers* numbered 1..L from the input
     x_i = pool_i(relu(z_i))            (no ReLU on the last layer, which gives the logits)
 
 and that numbering is the one used in every output table and figure. ``norm_i`` is the identity
-(``standard``), BatchNorm (``batchnorm``) or BatchNorm followed by the time-varying noise of the
-paper's Algorithm 1 (``noisy_batchnorm``). The last layer is never normalised.
+(``standard``), BatchNorm (``batchnorm``), BatchNorm followed by the time-varying noise of the
+paper's Algorithm 1 (``noisy_batchnorm``), an l_p normalisation (``l1``, ``l2``, ``linf``),
+LayerNorm or GroupNorm; ``weightnorm`` reparametrises W_i instead. The last layer is never
+normalised. Every variant is one entry of :data:`NORMALISERS`, from which the variant list, the
+figure labels and colours and the figures' variant groups derive.
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-VARIANTS = ("standard", "batchnorm", "noisy_batchnorm", "l1", "l2", "linf")
 MODELS = ("vgg", "simple_cnn", "dln")
 INITS = ("glorot", "kaiming")
 DLN_DEPTH = 25
@@ -49,11 +52,15 @@ class NoisyBatchNorm(nn.Module):
     the global RNG stream.
     """
 
-    def __init__(self, num_features: int, conv: bool, n_mu: float = 0.5, n_sigma: float = 1.25,
-                 r_mu: float = 0.1, r_sigma: float = 0.1):
+    def __init__(self, num_features: int, conv: bool, **noise: float):
         super().__init__()
         self.bn = nn.BatchNorm2d(num_features) if conv else nn.BatchNorm1d(num_features)
-        self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = n_mu, n_sigma, r_mu, r_sigma
+        unknown = set(noise) - set(NOISY_BN_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown noisy_bn constants {sorted(unknown)}; the constants are "
+                             f"{', '.join(NOISY_BN_DEFAULTS)}")
+        noise = {**NOISY_BN_DEFAULTS, **noise}
+        self.n_mu, self.n_sigma, self.r_mu, self.r_sigma = (noise[k] for k in NOISY_BN_DEFAULTS)
         self.generator: torch.Generator | None = None
         self.reuse = False
         self._noise: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -175,24 +182,130 @@ class Net(nn.Module):
             out.append(LayerInfo(i, "conv" if conv else "linear",
                                  w.in_channels if conv else w.in_features,
                                  w.out_channels if conv else w.out_features,
-                                 not isinstance(layer.norm, nn.Identity)))
+                                 not isinstance(layer.norm, nn.Identity)
+                                 or nn.utils.parametrize.is_parametrized(w)))
+        return out
+
+    def weight_names(self) -> list[str]:
+        """Parameter names of W_1..W_L, the tensors the per-layer measurements refer to: the
+        weight, or v for a weight-normalised layer (w = g v / ||v||): the tensor of W's shape
+        that the optimiser updates."""
+        names = dict(self.named_parameters())
+        out = []
+        for i in range(len(self.layers)):
+            plain = f"layers.{i}.weight_layer.weight"
+            out.append(plain if plain in names
+                       else f"layers.{i}.weight_layer.parametrizations.weight.original1")
         return out
 
     def weight_parameters(self) -> list[nn.Parameter]:
-        """W_1..W_L (the weight tensors the paper's per-layer measurements refer to)."""
-        return [layer.weight_layer.weight for layer in self.layers]
+        """W_1..W_L as parameters (see :meth:`weight_names`)."""
+        names = dict(self.named_parameters())
+        return [names[n] for n in self.weight_names()]
 
 
-def _norm(variant: str, features: int, conv: bool, noisy_bn: dict) -> nn.Module:
-    if variant == "standard":
-        return nn.Identity()
-    if variant == "batchnorm":
-        return nn.BatchNorm2d(features) if conv else nn.BatchNorm1d(features)
-    if variant == "noisy_batchnorm":
-        return NoisyBatchNorm(features, conv, **{**NOISY_BN_DEFAULTS, **(noisy_bn or {})})
-    if variant in ("l1", "l2", "linf"):
-        return LpNorm(features, {"l1": 1, "l2": 2, "linf": float("inf")}[variant], conv)
-    raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+GN_GROUPS = 32       # GroupNorm's group count (Wu & He 2018) where the layer is wide enough
+GN_MIN_VALUES = 4    # ... and fewer groups where a group would hold fewer values than this
+
+
+def group_count(channels: int, positions: int = 1) -> int:
+    """GroupNorm's groups for a layer of ``channels`` units over ``positions`` spatial positions
+    (1 for a linear layer): the largest divisor of ``channels`` that is at most GN_GROUPS and
+    leaves each group at least GN_MIN_VALUES values per sample. A narrower layer (small
+    ``width``, 1x1 maps, the DLN's 10 units) gets fewer, larger groups, down to one (LayerNorm):
+    a group of 2 values would normalise them to +-1 whatever they are."""
+    ok = [g for g in range(1, min(GN_GROUPS, channels) + 1)
+          if channels % g == 0 and (channels // g) * positions >= GN_MIN_VALUES]
+    return max(ok, default=1)
+
+
+@dataclass(frozen=True)
+class Normaliser:
+    """One model variant: how it normalises a layer, and how figures show it.
+
+    ``norm(features, conv, positions, noisy_bn)`` returns the module applied to W_i x
+    (``positions``: spatial positions of a conv layer's output, 1 for a linear layer);
+    ``reparam``, if set, wraps the weight layer itself (weight normalisation). ``groups`` names
+    the figure families that compare it (see :func:`variants_in`); ``dln``: whether the deep
+    linear network may use it."""
+    label: str
+    colour: str
+    norm: Callable[..., nn.Module]
+    groups: tuple[str, ...]
+    dln: bool = True
+    reparam: Callable[[nn.Module], nn.Module] | None = None
+
+
+def _bn(features, conv, positions, noisy_bn):
+    return nn.BatchNorm2d(features) if conv else nn.BatchNorm1d(features)
+
+
+def _lp(p):
+    return lambda features, conv, positions, noisy_bn: LpNorm(features, p, conv)
+
+
+class WeightNorm(nn.Module):
+    """w = g v / ||v|| per output unit (Salimans & Kingma 2016), as a parametrisation of a
+    weight with its output units in dim 0. The formula of ``nn.utils.parametrizations.
+    weight_norm``, written with plain ops: its fused kernel has no forward-mode derivative, which
+    the curvature measurement (Hessian-vector products) needs."""
+
+    def forward(self, g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        dims = tuple(range(1, v.dim()))
+        return g * v / torch.linalg.vector_norm(v, dim=dims, keepdim=True)
+
+    def right_inverse(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.linalg.vector_norm(w, dim=tuple(range(1, w.dim())), keepdim=True), w
+
+
+def _weight_norm(layer: nn.Module) -> nn.Module:
+    """Weight-normalise ``layer`` through PyTorch's parametrisation machinery: its parameters
+    become g (``...parametrizations.weight.original0``, shape (out, 1, ...)) and v
+    (``original1``, W's shape; W_i for the per-layer measurements), with g = ||v|| at init so
+    the initial weights equal the standard net's."""
+    nn.utils.parametrize.register_parametrization(layer, "weight", WeightNorm(), unsafe=True)
+    return layer
+
+
+_IDENTITY = lambda features, conv, positions, noisy_bn: nn.Identity()  # noqa: E731
+# Figure groups: "bn" standard vs BN (Figures 1, 3, 4, 9-11, 16), "noisy" adds noisy BN (2, 8),
+# "lp" the l_p normalisations (5, 6, 12, 13), "normalisers" the ones that replaced BN (14, 15).
+NORMALISERS: dict[str, Normaliser] = {
+    "standard": Normaliser("Standard", "#1f77b4", _IDENTITY, ("bn", "noisy", "lp", "normalisers")),
+    "batchnorm": Normaliser("Standard + BatchNorm", "#d62728", _bn,
+                            ("bn", "noisy", "lp", "normalisers")),
+    "noisy_batchnorm": Normaliser(
+        "Standard + \"Noisy\" BatchNorm", "#2ca02c",
+        lambda features, conv, positions, noisy_bn: NoisyBatchNorm(features, conv, **(noisy_bn or {})),
+        ("noisy",), dln=False),
+    "l1": Normaliser("Standard + l1 norm", "#9467bd", _lp(1), ("lp",)),
+    "l2": Normaliser("Standard + l2 norm", "#8c564b", _lp(2), ("lp",)),
+    "linf": Normaliser("Standard + l-inf norm", "#e377c2", _lp(float("inf")), ("lp",)),
+    # per sample over all of the layer's units (channels and positions), per-channel affine
+    "layernorm": Normaliser("Standard + LayerNorm", "#ff7f0e",
+                            lambda features, conv, positions, noisy_bn: nn.GroupNorm(1, features),
+                            ("normalisers",)),
+    "groupnorm": Normaliser(
+        "Standard + GroupNorm", "#17becf",
+        lambda features, conv, positions, noisy_bn: nn.GroupNorm(group_count(features, positions),
+                                                                 features),
+        ("normalisers",)),
+    "weightnorm": Normaliser("Standard + weight norm", "#7f7f7f", _IDENTITY, ("normalisers",),
+                             reparam=_weight_norm),
+}
+VARIANTS = tuple(NORMALISERS)
+DLN_VARIANTS = tuple(v for v, n in NORMALISERS.items() if n.dln)
+
+
+def variants_in(group: str) -> list[str]:
+    """The variants a figure family compares, in registry order (standard first)."""
+    return [v for v, n in NORMALISERS.items() if group in n.groups]
+
+
+def _norm(variant: str, features: int, conv: bool, noisy_bn: dict, positions: int = 1) -> nn.Module:
+    if variant not in NORMALISERS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    return NORMALISERS[variant].norm(features, conv, positions, noisy_bn)
 
 
 def build_model(model: str, variant: str, in_channels: int, image_size: int, num_classes: int,
@@ -228,7 +341,8 @@ def build_model(model: str, variant: str, in_channels: int, image_size: int, num
                 size //= 2
             continue
         out = scale(item)
-        layers.append(Layer(nn.Conv2d(c, out, 3, padding=1), _norm(variant, out, True, noisy_bn),
+        layers.append(Layer(nn.Conv2d(c, out, 3, padding=1),
+                            _norm(variant, out, True, noisy_bn, size * size),
                             relu=True, pool=False, flatten=False))
         c = out
     features = c * size * size
@@ -239,7 +353,7 @@ def build_model(model: str, variant: str, in_channels: int, image_size: int, num
         features = out
     layers.append(Layer(nn.Linear(features, num_classes), nn.Identity(), relu=False, pool=False,
                         flatten=not hidden))
-    return _init(Net(layers), init)
+    return _reparametrise(_init(Net(layers), init), variant)
 
 
 def _deep_linear(variant: str, dim_in: int, dim_out: int, noisy_bn, init: str) -> Net:
@@ -250,7 +364,17 @@ def _deep_linear(variant: str, dim_in: int, dim_out: int, noisy_bn, init: str) -
     layers = [Layer(nn.Linear(dim_in, dim_in, bias=False),
                     _norm(variant, dim_in, False, noisy_bn) if i < DLN_DEPTH - 1 else nn.Identity(),
                     relu=False, pool=False, flatten=(i == 0)) for i in range(DLN_DEPTH)]
-    return _init(Net(layers), init)
+    return _reparametrise(_init(Net(layers), init), variant)
+
+
+def _reparametrise(net: Net, variant: str) -> Net:
+    """Apply the variant's weight reparametrisation (after init) to every layer but the last,
+    which, as in every variant, is left unnormalised."""
+    wrap = NORMALISERS[variant].reparam
+    if wrap is not None:
+        for layer in net.layers[:-1]:
+            layer.weight_layer = wrap(layer.weight_layer)
+    return net
 
 
 def _init(net: Net, init: str) -> Net:

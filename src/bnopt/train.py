@@ -17,7 +17,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,13 +25,13 @@ import torch
 import torch.nn.functional as F
 
 from bnopt.aggregate import training_outcome
-from bnopt.config import VMAP_CHANNELS_LAST
+from bnopt.config import VMAP_CHANNELS_LAST, RunConfig  # noqa: F401 (RunConfig: re-exported)
 from bnopt.data import Dataset, DeviceData
-from bnopt.measure import (DEFAULT_MULTIPLIERS, PRECISIONS, QUANTILES, activation_summary,
+from bnopt.measure import (PRECISIONS, QUANTILES, activation_summary,
                            channel_moments, histogram, ieee_fp32, layer_parameters,
                            matmul_precision, measure_curvature, measure_step, moment_shift,
                            total_norm)
-from bnopt.models import NOISY_BN_DEFAULTS, build_model, set_noise_generator
+from bnopt.models import build_model, set_noise_generator
 
 STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
 EVAL_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
@@ -46,54 +46,6 @@ HESSIAN_COLUMNS = ["step", "lambda_max", "batch_sharpness", "iterations", "resid
 TABLES = {"steps": STEP_COLUMNS, "eval": EVAL_COLUMNS, "probes": PROBE_COLUMNS,
           "ics": ICS_COLUMNS, "activations": ACTIVATION_COLUMNS, "histograms": HISTOGRAM_COLUMNS,
           "init_distance": INIT_DISTANCE_COLUMNS, "hessian": HESSIAN_COLUMNS}
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    dataset: str
-    model: str
-    variant: str
-    lr: float
-    seed: int
-    steps: int = 15_000
-    batch_size: int = 128
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    width: float = 1.0
-    init: str = "kaiming"
-    augment: bool = False
-    eval_every: int = 500
-    eval_batch_size: int = 1000
-    log_every: int = 100
-    device: str = "auto"
-    noisy_bn: dict = field(default_factory=lambda: dict(NOISY_BN_DEFAULTS))
-    measure_every: int = 0
-    probe_multipliers: tuple = DEFAULT_MULTIPLIERS
-    hist_every: int = 1000
-    checkpoint_every: int = 0
-    keep_checkpoints: bool = False
-    # speed and precision (see README, "Precision and speed")
-    precision: str = "fp32"       # float32 convs/matmuls of unmeasured steps: 'fp32' or 'tf32'
-    dtype: str = "float32"        # parameters, activations and data: 'float32' or 'float64'
-    channels_last: bool = False   # NHWC memory format for conv nets
-    vmap_probes: bool = False     # all probe points in one torch.func.vmap pass
-    # curvature (README, "Curvature"): every hessian_every steps (0: never)
-    hessian_every: int = 0
-    hessian_iters: int = 20       # Lanczos iterations (Hessian-vector products) at most
-    hessian_tol: float = 1e-3     # stop once the top Ritz pair's relative residual is below
-
-    def fingerprint(self) -> dict:
-        """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""
-        d = dataclasses.asdict(self)
-        for k in ("checkpoint_every", "keep_checkpoints", "log_every", "device"):
-            d.pop(k)
-        d["probe_multipliers"] = [float(m) for m in d["probe_multipliers"]]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -218,7 +170,7 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
 
 def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | None,
                checkpoint_path) -> RunResult:
-    if cfg.checkpoint_every and cfg.checkpoint_every % cfg.log_every:
+    if checkpoint_path is not None and cfg.checkpoint_every and cfg.checkpoint_every % cfg.log_every:
         raise ValueError(f"checkpoint_every = {cfg.checkpoint_every} must be a multiple of "
                          f"log_every = {cfg.log_every} (checkpoints are taken at host syncs)")
     device = resolve_device(cfg.device)

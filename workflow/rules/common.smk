@@ -4,7 +4,6 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The science lives in the bnopt package under src/; make it importable here and in rule scripts
 # (which inherit this process's environment) whether or not it was pip-installed. This sets
@@ -16,6 +15,7 @@ os.environ.update(
 )
 
 from bnopt.config import (
+    RUN_DIR,
     ConfigError,
     check_config,
     family_runs,
@@ -28,14 +28,16 @@ from bnopt.config import (
 from bnopt.figures import FIGURES
 from bnopt.models import MODELS, VARIANTS
 from bnopt.data import DATASETS
+from bnopt.train import TABLES
 
+# check_config coerces command-line strings, validates against the schema, fills defaults and
+# checks what the schema cannot; the config every rule sees is its result.
 try:
     _checked = check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
 except ConfigError as e:
     raise WorkflowError(f"Config error: {e}") from None
 config.clear()
 config.update(_checked)
-validate(config, "../schemas/config.schema.yaml")
 
 
 wildcard_constraints:
@@ -48,8 +50,8 @@ wildcard_constraints:
 
 DLN = config["dln"]
 
-# One training run's folder (wildcards) and its files.
-RUN = "results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}"
+# One training run's folder (wildcards) and its files (train.smk: one per TABLES entry).
+RUN = RUN_DIR
 
 
 def run_metas(variants, lrs, family="net"):

@@ -3,14 +3,7 @@ rule train:
     input:
         data="results/data/{dataset}.pt",
     output:
-        steps=f"{RUN}/steps.parquet",
-        evals=f"{RUN}/eval.parquet",
-        probes=f"{RUN}/probes.parquet",
-        ics=f"{RUN}/ics.parquet",
-        activations=f"{RUN}/activations.parquet",
-        histograms=f"{RUN}/histograms.parquet",
-        init_distance=f"{RUN}/init_distance.parquet",
-        hessian=f"{RUN}/hessian.parquet",
+        **{name: f"{RUN}/{name}.parquet" for name in TABLES},
         meta=f"{RUN}/run.json",
     params:
         train=train_params,

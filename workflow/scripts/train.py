@@ -40,7 +40,7 @@ def main(sm):
     if warning:
         print(f"WARNING: {warning}; comparisons with this run are against a network that did "
               "not train (README, 'Outputs').", flush=True)
-    paths = {name: getattr(sm.output, "evals" if name == "eval" else name) for name in TABLES}
+    paths = {name: getattr(sm.output, name) for name in TABLES}
     write_run(result, paths, sm.output.meta)
     if not cfg.keep_checkpoints:
         checkpoint.unlink(missing_ok=True)
