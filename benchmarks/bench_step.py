@@ -10,7 +10,8 @@
 
 Default: the paper's VGG (width 1, 32x32x3 inputs, batch 128, BatchNorm) on random uint8 images
 resident on the device. A *measured* step is a training step plus every probe point (the default
-8) and ICS for every layer, exactly as training does it (:func:`bnopt.measure.measure_step`);
+8) and ICS for every layer, through the function training calls
+(:func:`bnopt.train.measure_after_step`);
 the *naive* one deep-copies the model for each point and layer, as the earlier attempts did
 (:mod:`bnopt.reference`). Times are means over ``--steps`` after ``--warmup``, with a device
 sync around each timed block. The last line is one JSON object.
@@ -40,12 +41,11 @@ import torch.nn as nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from bnopt.measure import (DEFAULT_MULTIPLIERS, ieee_fp32, matmul_precision,  # noqa: E402
-                           measure_curvature, measure_step)
+from bnopt.measure import DEFAULT_MULTIPLIERS, ieee_fp32, matmul_precision  # noqa: E402
 from bnopt.data import DLN_DIM  # noqa: E402
 from bnopt.models import build_model, set_noise_generator  # noqa: E402
 from bnopt.reference import _copy, naive_measure_step  # noqa: E402
-from bnopt.train import criterion  # noqa: E402
+from bnopt.train import criterion, measure_after_step  # noqa: E402
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
@@ -233,11 +233,11 @@ def bench(a, device: torch.device) -> dict:
         opt.step()
         return x, y, before, grad
 
-    def measured_step():
-        measure_step(model, criterion, *ieee_step(), steps_sizes, a.vmap_probes)
+    def measured_step():  # what training does after the step, through the same function
+        measure_after_step(model, *ieee_step(), steps_sizes, a.vmap_probes)
 
     def curvature_step():
-        return measure_curvature(model, criterion, *ieee_step(), a.hessian_iters, 0.0)
+        return measure_after_step(model, *ieee_step(), hessian=(a.hessian_iters, 0.0))
 
     def naive_step():
         x, y = batch()

@@ -168,6 +168,113 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
         return _train_run(cfg, dataset, progress, threads, checkpoint_path)
 
 
+def measure_after_step(model, x, y, before: dict, grad: dict, step_sizes=None,
+                       vmap_probes: bool = False, hessian: tuple | None = None) -> dict:
+    """What a measured step records once the optimizer has stepped, from the step's batch,
+    parameters ``before`` and gradient ``grad``: with ``step_sizes``, the probe rows (K, 3:
+    loss, gradient change, beta) and ICS rows (L, 3: l2, cos, |G|); with ``hessian`` =
+    (iterations, tolerance), the curvature row (4: lambda_max, batch sharpness, iterations,
+    residual). Keys are the :class:`Recorder` kinds. Training and ``benchmarks/bench_step.py``
+    both call this."""
+    out = {}
+    if step_sizes is not None:
+        pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes, vmap_probes)
+        out["probes"] = torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)
+        g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in model.weight_names()])
+        out["ics"] = torch.stack([l2, cos, g_norms], 1)
+    if hessian is not None:
+        c = measure_curvature(model, criterion, x, y, before, grad, *hessian)
+        out["hessian"] = torch.cat([
+            torch.stack([c["lambda_max"], c["batch_sharpness"]]).to(torch.float64),
+            torch.tensor([c["iterations"], c["residual"]], dtype=torch.float64,
+                         device=c["lambda_max"].device)])
+    return out
+
+
+class Recorder:
+    """Everything a run records, kept on the device until the end: the per-step buffer (loss,
+    accuracy, gradient and parameter norms), host wall-clock per step, measured rows as
+    (step, device tensor) pairs per kind, the per-unit moments of the last measured step (for
+    the moment shift) and the initial weights (for the init distance). ``state_dict`` /
+    ``load_state_dict`` carry it through a checkpoint; ``tables`` turns it into the run's
+    tables (see ``TABLES``)."""
+
+    KINDS = ("eval", "init", "probes", "ics", "acts", "shift", "hist", "hessian")
+
+    def __init__(self, steps: int, device, dtype, w_init: list[torch.Tensor]):
+        self.buf = torch.full((steps, 4), float("nan"), device=device, dtype=dtype)
+        self.host_t = np.zeros(steps)
+        self.rows: dict[str, list] = {k: [] for k in self.KINDS}
+        self.pending_moments: list | None = None
+        self.w_init = w_init
+        self.quantiles = torch.tensor(QUANTILES, device=device)  # once: a copy in the loop syncs
+
+    def add(self, kind: str, step: int, values: torch.Tensor) -> None:
+        self.rows[kind].append((step, values))
+
+    def step(self, step: int, loss, out, y, params) -> None:
+        """The per-step row: the step's loss and accuracy, |gradient|, |parameters| (before the
+        update)."""
+        self.buf[step] = torch.stack([loss.detach(), accuracy(out, y),
+                                      total_norm(p.grad for p in params if p.grad is not None),
+                                      total_norm(params)])
+
+    def activations(self, step: int, preacts: list, measured: bool, histograms: bool) -> None:
+        """Moment shift from the previous measured step; at a measured step, statistics (and
+        histograms) of its pre-activations, and its moments for the next step's shift."""
+        moments = [channel_moments(z) for z in preacts]
+        if self.pending_moments is not None:
+            self.add("shift", step - 1, torch.stack(
+                [moment_shift(a, b) for a, b in zip(self.pending_moments, moments)]))
+            self.pending_moments = None
+        if measured:
+            self.add("acts", step, torch.stack([activation_summary(z, self.quantiles) for z in preacts]))
+            if histograms:
+                self.add("hist", step, torch.stack([histogram(z) for z in preacts]))
+            self.pending_moments = moments
+
+    def state_dict(self, upto: int) -> dict:
+        return {"buf": self.buf[:upto], "host_t": self.host_t[:upto].copy(), "rows": self.rows,
+                "pending_moments": self.pending_moments, "w_init": self.w_init}
+
+    def load_state_dict(self, state: dict) -> int:
+        """Restore from :meth:`state_dict`; returns the number of steps it holds."""
+        device = self.buf.device
+        start = len(state["host_t"])
+        self.buf[:start] = state["buf"].to(device)
+        self.host_t[:start] = state["host_t"]
+        self.rows = _to(state["rows"], device)
+        self.pending_moments = _to(state["pending_moments"], device)
+        self.w_init = _to(state["w_init"], device)
+        return start
+
+    def tables(self, done: int, lr: float, multipliers) -> dict[str, pd.DataFrame]:
+        """The run's tables (``TABLES``) from its first ``done`` steps."""
+        rows, rec = self.buf[:done].float().cpu().numpy(), self.rows  # float32 columns, any dtype
+        tables = {
+            "steps": pd.DataFrame({
+                "step": np.arange(done, dtype=np.int64), "loss": rows[:, 0], "accuracy": rows[:, 1],
+                "grad_norm": rows[:, 2], "param_norm": rows[:, 3],
+                "lr": np.full(done, lr), "elapsed_s": self.host_t[:done]}),
+            "eval": _rows(rec["eval"], done, EVAL_COLUMNS),
+            "init_distance": _layer_rows(rec["init"], done, INIT_DISTANCE_COLUMNS),
+            "ics": _layer_rows(rec["ics"], done - 1, ICS_COLUMNS),
+            "histograms": _histogram_rows(rec["hist"], done - 1),
+            "hessian": _rows(rec["hessian"], done - 1, HESSIAN_COLUMNS).astype({"iterations": "int64"}),
+        }
+        probes = _layer_rows(rec["probes"], done - 1, ["step", "point", "loss", "grad_change", "beta"])
+        k = probes["point"].to_numpy() - 1
+        mult = np.asarray(multipliers, dtype=np.float64)
+        probes.insert(2, "multiplier", mult[k] if len(k) else np.zeros(0))
+        probes.insert(3, "step_size", mult[k] * lr if len(k) else np.zeros(0))
+        probes["point"] -= 1
+        tables["probes"] = probes
+        acts = _layer_rows(rec["acts"], done - 1, ACTIVATION_COLUMNS[:-2])
+        shift = _layer_rows(rec["shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
+        tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left")
+        return {k: tables[k][cols] for k, cols in TABLES.items()}
+
+
 def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | None,
                checkpoint_path) -> RunResult:
     if checkpoint_path is not None and cfg.checkpoint_every and cfg.checkpoint_every % cfg.log_every:
@@ -188,67 +295,37 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     batches = data.train_batches(cfg.batch_size, data_gen, cfg.augment)
-
-    n_layers = len(model.layers)
     _, weight_names = layer_parameters(model)
-    w_init = [named[w].detach().clone() for w in weight_names]
-    # constants the measured steps need, on the device once (a copy in the loop is a CUDA sync)
+    rec = Recorder(cfg.steps, device, dtype, [named[w].detach().clone() for w in weight_names])
+    # on the device once (a copy in the loop is a CUDA sync)
     step_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
                               device=device)
-    quantiles = torch.tensor(QUANTILES, device=device)
-
-    buf = torch.full((cfg.steps, 4), float("nan"), device=device, dtype=dtype)  # loss, acc, |g|, |w|
-    host_t = np.zeros(cfg.steps)
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
-    # measured rows: (step, device tensor) pairs, converted once at the end
-    rec: dict[str, list] = {k: [] for k in ("eval", "init", "probes", "ics", "acts", "shift", "hist",
-                                            "hessian")}
-    pending_moments = None  # per-unit moments of the previous measured step, for the shift
 
     def run_eval(step: int):
         tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
         vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
-        rec["eval"].append((step, torch.stack([tl, ta, vl, va])))
+        rec.add("eval", step, torch.stack([tl, ta, vl, va]))
         with torch.no_grad():
-            rec["init"].append((step, torch.stack(
+            rec.add("init", step, torch.stack(
                 [torch.stack([torch.linalg.vector_norm(named[w] - w0), torch.linalg.vector_norm(w0)])
-                 for w, w0 in zip(weight_names, w_init)])))
+                 for w, w0 in zip(weight_names, rec.w_init)]))
 
+    # the complete state of the loop, for resumable checkpoints
+    state = {"model": model, "optimizer": opt, "noise_rng": noise_gen, "batches": batches}
     start, elapsed_before = 0, 0.0
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        try:
-            ck = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-        except Exception as e:  # unreadable (another torch version, damaged disk): start over
-            print(f"ignoring unreadable {checkpoint_path}: {e}", file=sys.stderr, flush=True)
-            ck = {"config": None}
-        if ck["config"] == cfg.fingerprint():
-            model.load_state_dict(ck["model"])
-            opt.load_state_dict(_to(ck["optimizer"], device))
-            noise_gen.set_state(ck["noise_rng"])
-            batches.load_state_dict(ck["batches"])
-            torch.set_rng_state(ck["torch_rng"])
-            start, elapsed_before = ck["next_step"], ck["elapsed"]
-            buf[:start] = ck["buf"].to(device)
-            host_t[:start] = ck["host_t"]
-            rec = _to(ck["rec"], device)
-            pending_moments = _to(ck["pending_moments"], device)
-            w_init = _to(ck["w_init"], device)
-            print(f"resumed from {checkpoint_path} at step {start}", file=sys.stderr, flush=True)
-        else:
-            print(f"ignoring {checkpoint_path}: it was written with another configuration",
-                  file=sys.stderr, flush=True)
+        start, elapsed_before = _resume(checkpoint_path, cfg, state, rec, device)
 
     def save_checkpoint(next_step: int):
         from bnopt.io import atomic_path
 
-        state = {"config": cfg.fingerprint(), "next_step": next_step,
-                 "elapsed": float(host_t[next_step - 1]), "model": model.state_dict(),
-                 "optimizer": opt.state_dict(), "noise_rng": noise_gen.get_state(),
-                 "batches": batches.state_dict(), "torch_rng": torch.get_rng_state(),
-                 "buf": buf[:next_step], "host_t": host_t[:next_step].copy(), "rec": rec,
-                 "pending_moments": pending_moments, "w_init": w_init}
+        ck = {"config": cfg.fingerprint(), "next_step": next_step,
+              "elapsed": float(rec.host_t[next_step - 1]), "torch_rng": torch.get_rng_state(),
+              "record": rec.state_dict(next_step),
+              **{k: (v.get_state() if k == "noise_rng" else v.state_dict()) for k, v in state.items()}}
         with atomic_path(checkpoint_path) as tmp:
-            torch.save(_to(state, "cpu"), tmp)
+            torch.save(_to(ck, "cpu"), tmp)
 
     bar = None
     if progress:
@@ -263,7 +340,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
             run_eval(step)
         measured = cfg.measure_every > 0 and step % cfg.measure_every == 0
         curvature = cfg.hessian_every > 0 and step % cfg.hessian_every == 0
-        preacts = [] if (measured or pending_moments is not None) else None
+        preacts = [] if (measured or rec.pending_moments is not None) else None
         x, y = next(batches)
         # measured and curvature steps, and the step after a measured one (the moment shift),
         # run in IEEE arithmetic
@@ -273,46 +350,28 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
             opt.zero_grad(set_to_none=True)
             loss.backward()
         with torch.no_grad():
-            buf[step] = torch.stack([loss.detach(), accuracy(out, y),
-                                     total_norm(p.grad for p in params if p.grad is not None),
-                                     total_norm(params)])
+            rec.step(step, loss, out, y, params)
             if preacts is not None:
-                moments = [channel_moments(z) for z in preacts]
-                if pending_moments is not None:
-                    rec["shift"].append((step - 1, torch.stack(
-                        [moment_shift(a, b) for a, b in zip(pending_moments, moments)])))
-                    pending_moments = None
-                if measured:
-                    rec["acts"].append((step, torch.stack([activation_summary(z, quantiles) for z in preacts])))
-                    if cfg.hist_every > 0 and step % cfg.hist_every == 0:
-                        rec["hist"].append((step, torch.stack([histogram(z) for z in preacts])))
-                    pending_moments = moments
-            if measured or curvature:
+                rec.activations(step, preacts, measured,
+                                cfg.hist_every > 0 and step % cfg.hist_every == 0)
+            if measured or curvature:  # the step's parameters and gradient: two flat copies
                 before = {n: p.detach().clone() for n, p in named.items()}
                 grad = {n: p.grad.detach().clone() for n, p in named.items()}
         opt.step()
-        if measured:
-            pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes,
-                                       cfg.vmap_probes)
-            rec["probes"].append((step, torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)))
-            g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in weight_names])
-            rec["ics"].append((step, torch.stack([l2, cos, g_norms], 1)))
-        if curvature:
-            c = measure_curvature(model, criterion, x, y, before, grad, cfg.hessian_iters,
-                                  cfg.hessian_tol)
-            rec["hessian"].append((step, torch.cat([
-                torch.stack([c["lambda_max"], c["batch_sharpness"]]).to(torch.float64),
-                torch.tensor([c["iterations"], c["residual"]], dtype=torch.float64, device=device)])))
         if measured or curvature:
+            for kind, values in measure_after_step(
+                    model, x, y, before, grad, step_sizes if measured else None, cfg.vmap_probes,
+                    (cfg.hessian_iters, cfg.hessian_tol) if curvature else None).items():
+                rec.add(kind, step, values)
             del before, grad
-        host_t[step] = time.perf_counter() - t0
+        rec.host_t[step] = time.perf_counter() - t0
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            block = buf[flushed:step + 1, 0].cpu()  # the one host sync per log_every steps
+            block = rec.buf[flushed:step + 1, 0].cpu()  # the one host sync per log_every steps
             bad = (~torch.isfinite(block)).nonzero()
             if len(bad):
                 done, diverged = flushed + int(bad[0]), True
             if bar is not None:
-                span = host_t[step] - (host_t[flushed - 1] if flushed else 0)
+                span = rec.host_t[step] - (rec.host_t[flushed - 1] if flushed else 0)
                 bar.set_postfix(loss=f"{float(block[-1]):.4f}",
                                 steps_s=f"{(step + 1 - flushed) / max(span, 1e-9):.1f}", refresh=False)
                 bar.update(step + 1 - flushed)
@@ -328,47 +387,54 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     if bar is not None:
         bar.close()
 
-    rows = buf[:done].float().cpu().numpy()  # the documented float32 columns, whatever dtype
-    tables = {
-        "steps": pd.DataFrame({
-            "step": np.arange(done, dtype=np.int64), "loss": rows[:, 0], "accuracy": rows[:, 1],
-            "grad_norm": rows[:, 2], "param_norm": rows[:, 3],
-            "lr": np.full(done, cfg.lr), "elapsed_s": host_t[:done]}),
-        "eval": _rows(rec["eval"], done, EVAL_COLUMNS),
-        "init_distance": _layer_rows(rec["init"], done, INIT_DISTANCE_COLUMNS),
-        "ics": _layer_rows(rec["ics"], done - 1, ICS_COLUMNS),
-        "histograms": _histogram_rows(rec["hist"], done - 1),
-        "hessian": _rows(rec["hessian"], done - 1, HESSIAN_COLUMNS).astype({"iterations": "int64"}),
-    }
-    probes = _layer_rows(rec["probes"], done - 1, ["step", "point", "loss", "grad_change", "beta"])
-    k = probes["point"].to_numpy() - 1
-    mult = np.asarray(cfg.probe_multipliers, dtype=np.float64)
-    probes.insert(2, "multiplier", mult[k] if len(k) else np.zeros(0))
-    probes.insert(3, "step_size", mult[k] * cfg.lr if len(k) else np.zeros(0))
-    probes["point"] -= 1
-    tables["probes"] = probes
-    acts = _layer_rows(rec["acts"], done - 1, ACTIVATION_COLUMNS[:-2])
-    shift = _layer_rows(rec["shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
-    tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left")
-    tables = {k: tables[k][cols] for k, cols in TABLES.items()}
+    tables = rec.tables(done, cfg.lr, cfg.probe_multipliers)
+    return RunResult(tables, _meta(cfg, model, dataset, device, tables, done, diverged, wall))
 
+
+def _meta(cfg: RunConfig, model, dataset: Dataset, device, tables: dict, done: int,
+          diverged: bool, wall: float) -> dict:
+    """run.json: the run's settings, how it ended, and where it ran."""
     final = tables["eval"].iloc[-1] if len(tables["eval"]) and not diverged else None
-    meta = {
+    steps = tables["steps"]
+    return {
         **dataclasses.asdict(cfg),
         "probe_multipliers": list(cfg.probe_multipliers),
-        "num_layers": n_layers,
+        "num_layers": len(model.layers),
         "steps_completed": int(done),
         "diverged": bool(diverged),
         "wall_seconds": wall,
         "final_train_loss": float(final["train_loss"]) if final is not None else math.nan,
         "final_train_acc": float(final["train_acc"]) if final is not None else math.nan,
         "final_test_acc": float(final["test_acc"]) if final is not None else math.nan,
-        **training_outcome(rows[:, 0], rows[:, 1], dataset.num_classes, diverged),
-        "num_parameters": sum(p.numel() for p in params),
+        **training_outcome(steps["loss"].to_numpy(), steps["accuracy"].to_numpy(),
+                           dataset.num_classes, diverged),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_version": torch.__version__,
     }
-    return RunResult(tables, meta)
+
+
+def _resume(path, cfg: RunConfig, state: dict, rec: Recorder, device) -> tuple[int, float]:
+    """Load the checkpoint at ``path`` into ``state`` (model, optimizer, noise generator, batch
+    order) and ``rec`` if it was written with ``cfg``; returns (next step, elapsed seconds), or
+    (0, 0.0) to start over."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # unreadable (another torch version, damaged disk): start over
+        print(f"ignoring unreadable {path}: {e}", file=sys.stderr, flush=True)
+        return 0, 0.0
+    if ck.get("config") != cfg.fingerprint():
+        print(f"ignoring {path}: it was written with another configuration",
+              file=sys.stderr, flush=True)
+        return 0, 0.0
+    state["model"].load_state_dict(ck["model"])
+    state["optimizer"].load_state_dict(_to(ck["optimizer"], device))
+    state["noise_rng"].set_state(ck["noise_rng"])
+    state["batches"].load_state_dict(ck["batches"])
+    torch.set_rng_state(ck["torch_rng"])
+    start = rec.load_state_dict(ck["record"])
+    print(f"resumed from {path} at step {start}", file=sys.stderr, flush=True)
+    return start, ck["elapsed"]
 
 
 def _rows(recs, last_step: int, columns) -> pd.DataFrame:
