@@ -188,7 +188,9 @@ def lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Ten
     where the Hessian's negative curvature dominates), the top Ritz value converges to the
     largest algebraic eigenvalue. Because the Krylov space contains ``start``, theta is never
     below the Rayleigh quotient alpha_1. The small tridiagonal eigenproblem is solved on the host
-    in float64: one host sync per iteration (curvature steps are rare; see README)."""
+    in float64: one host sync per iteration (curvature steps are rare; see README). Not scipy's
+    ``eigsh``: it works on host arrays, so on a GPU it would copy the whole parameter vector to
+    the host and back at every product; here the Krylov vectors stay on the device."""
     q = start / torch.linalg.vector_norm(start)
     basis, alphas, betas = [q], [], []
     q_prev, beta_prev = torch.zeros_like(q), torch.zeros((), dtype=q.dtype, device=q.device)
