@@ -10,6 +10,7 @@ closed-form test case. Nothing here calls ``.item()``: results stay on the devic
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 import torch
@@ -190,40 +191,40 @@ def lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Ten
     below the Rayleigh quotient alpha_1. The small tridiagonal eigenproblem is solved on the host
     in float64: one host sync per iteration (curvature steps are rare; see README). Not scipy's
     ``eigsh``: it works on host arrays, so on a GPU it would copy the whole parameter vector to
-    the host and back at every product; here the Krylov vectors stay on the device."""
+    the host and back at every product; here the Krylov vectors stay on the device, in one
+    preallocated (iters, n) block: memory for ``iters`` copies of the parameters."""
     q = start / torch.linalg.vector_norm(start)
-    basis, alphas, betas = [q], [], []
+    basis = q.new_empty((iters, q.numel()))  # the Krylov vectors, filled row by row
+    basis[0] = q
+    alphas, betas = [], []  # host floats
     q_prev, beta_prev = torch.zeros_like(q), torch.zeros((), dtype=q.dtype, device=q.device)
-    theta = rayleigh = None
-    residual, k = float("nan"), 0
+    rayleigh, theta_h, residual, k = None, float("nan"), float("nan"), 0
     for k in range(1, iters + 1):
         w = matvec(q)
         alpha = torch.dot(w, q)
         if rayleigh is None:
             rayleigh = alpha
         w = w - alpha * q - beta_prev * q_prev
-        Q = torch.stack(basis)  # full reorthogonalisation, twice ("twice is enough")
+        Q = basis[:k]  # full reorthogonalisation, twice ("twice is enough")
         w = w - Q.T @ (Q @ w)
         w = w - Q.T @ (Q @ w)
         beta = torch.linalg.vector_norm(w)
-        alphas.append(alpha)
-        betas.append(beta)
-        ab = torch.stack(alphas + betas).double().cpu()  # the host sync
-        a, b = ab[:k], ab[k:]
-        if not torch.isfinite(ab).all():  # a diverged run: nothing to measure
-            nan = torch.full((), float("nan"), dtype=q.dtype, device=q.device)
-            return {"lambda_max": nan, "rayleigh": nan if rayleigh is None else rayleigh,
-                    "iterations": k, "residual": float("nan")}
-        T = torch.diag(a) + torch.diag(b[:-1], 1) + torch.diag(b[:-1], -1)
-        evals, evecs = torch.linalg.eigh(T)
+        a_k, b_k = torch.stack([alpha, beta]).double().cpu().tolist()  # the host sync
+        if not (math.isfinite(a_k) and math.isfinite(b_k)):  # a diverged run: nothing to measure
+            theta_h, residual = float("nan"), float("nan")
+            break
+        alphas.append(a_k)
+        betas.append(b_k)
+        a, b = torch.tensor(alphas, dtype=torch.float64), torch.tensor(betas[:-1], dtype=torch.float64)
+        evals, evecs = torch.linalg.eigh(torch.diag(a) + torch.diag(b, 1) + torch.diag(b, -1))
         theta_h, s_last = float(evals[-1]), float(evecs[-1, -1])
-        residual = abs(float(b[-1]) * s_last) / max(abs(theta_h), 1e-300)
-        theta = torch.as_tensor(theta_h, dtype=q.dtype, device=q.device)
+        residual = abs(b_k * s_last) / max(abs(theta_h), 1e-300)
         # an invariant subspace (beta ~ 0, relative to the operator's scale) ends the space
-        if residual <= tol or float(b[-1]) <= 1e-12 * max(float(a.abs().max()), 1e-300):
+        if residual <= tol or b_k <= 1e-12 * max(max(map(abs, alphas)), 1e-300) or k == iters:
             break
         q_prev, beta_prev, q = q, beta, w / beta
-        basis.append(q)
+        basis[k] = q
+    theta = torch.tensor(theta_h, dtype=q.dtype, device=q.device)
     return {"lambda_max": theta, "rayleigh": rayleigh, "iterations": k, "residual": residual}
 
 
