@@ -64,10 +64,14 @@ def band_label(nseeds: int) -> str:
     return "mean and range of 2 seeds" if nseeds == 2 else "1 seed"
 
 
+def _band(nseeds: int):
+    """seaborn's errorbar for a mean over ``nseeds`` seeds (see band_label)."""
+    return t_interval if nseeds >= 3 else ("pi", 100)
+
+
 def _lineplot(ax, df, y, variants, **kw):
-    band = t_interval if df["seed"].nunique() >= 3 else ("pi", 100)
     sns.lineplot(data=df, x="step", y=y, hue="variant", hue_order=variants, palette=PALETTE,
-                 estimator="mean", errorbar=band, ax=ax, **kw)
+                 estimator="mean", errorbar=_band(df["seed"].nunique()), ax=ax, **kw)
 
 
 def _run_notes(metas: list[dict], lr: float, variants: list[str]) -> str:
@@ -530,8 +534,7 @@ def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
                          value_vars=["lambda_max", "batch_sharpness"], var_name="quantity")
         both = pd.concat([both, beta.assign(quantity="beta_max", value=beta.beta_max)[
             ["variant", "seed", "step", "quantity", "value"]]], ignore_index=True)
-        nseeds = len({m["seed"] for m in ms})
-        band = t_interval if nseeds >= 3 else ("pi", 100)
+        band = _band(len({m["seed"] for m in ms}))
         for i, v in enumerate(BN_PAIR):
             ax = axes[i, j]
             d = both[both.variant == v]  # all values: the seed mean may still be > 0
