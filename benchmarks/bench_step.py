@@ -6,6 +6,7 @@
     python benchmarks/bench_step.py --device cuda --precision tf32 --channels-last --json
     python benchmarks/bench_step.py --device cuda --profile   # where a measured step's time goes
     python benchmarks/bench_step.py --device cuda --project config.yaml   # whole sweep, GPU-min
+    python benchmarks/bench_step.py --project CONFIG --compare results/runs  # against real runs
     python benchmarks/bench_step.py --device cpu --hessian-iters 20 --no-naive --json  # curvature
 
 Default: the paper's VGG (width 1, 32x32x3 inputs, batch 128, BatchNorm) on random uint8 images
@@ -17,13 +18,17 @@ the *naive* one deep-copies the model for each point and layer, as the earlier a
 sync around each timed block. The last line is one JSON object.
 
 Options mirror the config keys: ``--precision tf32`` lets unmeasured steps use TF32 (measured
-ones stay IEEE fp32, as in training), ``--dtype``, ``--channels-last``, ``--vmap-probes``.
+ones stay IEEE fp32, as in training), ``--dtype``, ``--channels-last``, ``--vmap-probes``,
+``--cudnn-benchmark`` (off here unless given; the config's default is on).
 ``--compile`` times the train step under ``torch.compile`` (not used by training).
 ``--hessian-iters N`` also times a curvature step as training does it
 (:func:`bnopt.measure.measure_curvature`) with exactly N Lanczos iterations (tolerance 0), and
 reports the cost of one Hessian-vector product in training steps.
 ``--project CONFIG`` instead times every (dataset, model, variant) of that config's sweep with
-the real training loop (:mod:`bnopt.cost`) and projects the whole sweep's device time.
+the real training loop (:mod:`bnopt.cost`) on the device each runs on (the DLN: ``dln.device``),
+adds each job's start-up (a fresh Python importing torch), and projects the whole sweep:
+GPU-minutes, CPU job-minutes, and its wall time on one GPU and ``--cores`` CPU cores;
+``--compare results/runs`` sets it beside what real runs took.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from bnopt.measure import DEFAULT_MULTIPLIERS, ieee_fp32, matmul_precision  # no
 from bnopt.data import DLN_DIM  # noqa: E402
 from bnopt.models import build_model, set_noise_generator  # noqa: E402
 from bnopt.reference import _copy, naive_measure_step  # noqa: E402
-from bnopt.train import criterion, measure_after_step  # noqa: E402
+from bnopt.train import criterion, cudnn_autotune, measure_after_step  # noqa: E402
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
@@ -91,6 +96,8 @@ def main(argv=None):
                     help="float32 matmul/conv precision of train steps (measured: always fp32)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="cuDNN times its conv algorithms (config cudnn_benchmark; GPU only)")
     ap.add_argument("--vmap-probes", action="store_true", help="probe points in one vmap pass")
     ap.add_argument("--compile", action="store_true", help="torch.compile the train step's model")
     ap.add_argument("--hessian-iters", type=int, default=0, metavar="N",
@@ -99,8 +106,16 @@ def main(argv=None):
                     help="print torch.profiler's top operators of one measured step")
     ap.add_argument("--project", metavar="CONFIG",
                     help="project the device time of CONFIG's whole sweep (GPU-minutes)")
-    ap.add_argument("--project-steps", type=int, default=4,
-                    help="steps per timing run of --project (runs of N and 2N are differenced)")
+    ap.add_argument("--project-steps", type=int, default=1,
+                    help="--project: fewest steps N of a timing run (runs of N and 2N are differenced)")
+    ap.add_argument("--project-seconds", type=float, default=0.5,
+                    help="--project: N grows until the 2N-run outlasts the N-run by this much")
+    ap.add_argument("--project-repeats", type=int, default=3,
+                    help="--project: the fastest of this many runs of each length per cost")
+    ap.add_argument("--cores", type=int, help="--project: CPU cores of the sweep's machine "
+                    "(default: this one's), for the CPU jobs' share of the wall time")
+    ap.add_argument("--compare", metavar="RUNS",
+                    help="--project: also show what the real runs under RUNS (results/runs) took")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     ap.add_argument("--json", action="store_true", help="print the JSON summary line")
     a = ap.parse_args(argv)
@@ -110,43 +125,85 @@ def main(argv=None):
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but no CUDA device is visible")
     if a.project:
-        return project(a.project, a.device, a.project_steps, a.json)
-    with matmul_precision(a.precision):
+        return project(a.project, a.device, a.project_steps, a.json, a.project_seconds,
+                       a.project_repeats, a.cores, a.compare)
+    with matmul_precision(a.precision), cudnn_autotune(a.cudnn_benchmark):
         return bench(a, device)
 
 
-def project(config_path: str, device: str, steps: int, as_json: bool) -> dict:
-    """Time each (dataset, model, variant) of the config's sweep and project the total."""
+def project(config_path: str, device: str, steps: int, as_json: bool, min_seconds: float = 0.5,
+            repeats: int = 3, cores: int | None = None, compare: str | None = None) -> dict:
+    """Time each (dataset, model, variant) of the config's sweep on its device (``device``
+    where the config says auto) and project the total; with ``compare``, set the projection
+    per run beside what the real runs under that folder took."""
+    import os
+
     import yaml
 
     from bnopt.config import check_config
-    from bnopt.cost import measure_costs, projected_seconds, sweep_plan
+    from bnopt.cost import (measure_costs, observed_seconds, projected_seconds, sweep_minutes,
+                            sweep_plan)
 
     with open(config_path) as f:
         cfg = check_config(yaml.safe_load(f))
     plan = sweep_plan(cfg)
+    plan["device"] = plan["device"].replace("auto", device)
     costs = {}
     for key in plan.index:
-        costs[key] = measure_costs(cfg, *key, device=device, steps=steps)
-        print(f"{'/'.join(key):32s} " + "  ".join(f"{k} {v:.4g}" for k, v in costs[key].items()),
-              file=sys.stderr, flush=True)
+        costs[key] = measure_costs(cfg, *key, device=device, steps=steps, min_seconds=min_seconds,
+                                   repeats=repeats)
+        print(f"{'/'.join(key):32s} {plan.loc[key, 'device']:4s} "
+              + "  ".join(f"{k} {v:.4g}" for k, v in costs[key].items()), file=sys.stderr, flush=True)
+    startup = job_startup_seconds(repeats)
+    for key in plan.index:
+        costs[key]["startup_s"] = startup
     seconds = projected_seconds(plan, costs)
     table = plan.join(pd.DataFrame.from_dict(costs, orient="index").rename_axis(plan.index.names))
     table["minutes"] = seconds / 60
     table["pflop"] = [sweep_row_flops(cfg, key, row) / 1e15 for key, row in plan.iterrows()]
     print(table.to_string(), file=sys.stderr)
     pflop = float(table["pflop"].sum())
+    cores = cores or os.cpu_count()
+    totals = sweep_minutes(seconds, plan["device"], cores, cfg["threads"])
     res = {"config": config_path, "device": _device_name(torch.device(device)),
-           "torch": torch.__version__,
-           "runs": int(plan["runs"].sum()), "projected_minutes": float(seconds.sum() / 60),
+           "torch": torch.__version__, "runs": int(plan["runs"].sum()),
+           "device_minutes": float(seconds.sum() / 60), **totals, "cores": cores,
            "pflop": pflop, "achieved_tflops": pflop * 1e3 / float(seconds.sum()),
            "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
-           "costs_s": {"/".join(k): v for k, v in costs.items()}}
-    print(f"projected device time of the whole sweep: {res['projected_minutes']:.1f} minutes",
-          file=sys.stderr)
+           "costs_s": {"/".join(k): v for k, v in costs.items()},
+           "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
+    print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, {totals['cpu_job_minutes']:.1f} "
+          f"CPU job-minutes ({totals['cpu_slots']} at once on {cores} cores); the sweep "
+          f"{res['projected_minutes']:.1f} minutes", file=sys.stderr)
+    if compare:
+        seen = observed_seconds(compare)
+        # per run: the training loop as run.json's wall_seconds counts it, and the whole job
+        both = (seconds / plan["runs"]).rename("projected_job_s").to_frame().join(seen, how="inner")
+        both.insert(0, "projected_s", both["projected_job_s"] - startup)
+        both["observed_over_projected"] = both["observed_s"] / both["projected_s"]
+        both["job_over_projected"] = both["job_s"] / both["projected_job_s"]
+        print(both.to_string(), file=sys.stderr)
+        res["compare"] = {"/".join(k): {c: (v.item() if hasattr(v, "item") else v)
+                                        for c, v in row.items()} for k, row in both.iterrows()}
     if as_json:
         print(json.dumps(res))
     return res
+
+
+def job_startup_seconds(repeats: int = 3) -> float:
+    """Seconds a training job spends before its first step that the loop's timing misses: a
+    fresh Python importing torch and the training code (the fastest of ``repeats``)."""
+    import os
+    import subprocess
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import bnopt.train"], check=True, env=env)
+        times.append(time.perf_counter() - t)
+    return min(times)
 
 
 def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
@@ -286,6 +343,7 @@ def bench(a, device: torch.device) -> dict:
         "model": a.model, "variant": a.variant, "width": a.width, "image_size": a.image_size,
         "batch_size": a.batch_size, "num_parameters": sum(p.numel() for p in model.parameters()),
         "precision": a.precision, "dtype": a.dtype, "channels_last": a.channels_last,
+        "cudnn_benchmark": a.cudnn_benchmark,
         "vmap_probes": a.vmap_probes, "compile": a.compile,
         "train_step_s": train_s, "measured_step_s": measured_s,
         "passes_per_measured_step": passes, "naive_measured_step_s": naive_s,

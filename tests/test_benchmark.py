@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
 from conftest import ROOT
@@ -41,10 +42,27 @@ def test_bench_projects_a_sweep(tmp_path):
     # tests/test_cost.py; here the projection of the other 34 runs
     cfg.write_text(yaml.safe_dump({**base, **quick, "hessian_every": 0,
                                    "dln": {**base["dln"], **quick["dln"], "hessian_every": 0}}))
+    runs = tmp_path / "results/runs"  # one finished run to compare the projection with
+    run = runs / "digits/vgg/batchnorm/lr0.1/seed0"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"dataset": "digits", "model": "vgg", "variant": "batchnorm", '
+                                  '"wall_seconds": 30.0, "device_name": "cpu"}')
+    # one short timing run per cost (the stable defaults time longer: BENCHMARKS.md)
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_step.py"), "--project",
-                        str(cfg), "--device", "cpu", "--project-steps", "1", "--json"],
-                       capture_output=True, text=True, timeout=300)
+                        str(cfg), "--device", "cpu", "--project-steps", "1", "--project-seconds",
+                        "0", "--project-repeats", "1", "--cores", "2", "--compare", str(runs),
+                        "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert res["runs"] == 34 and res["projected_minutes"] > 0 and res["pflop"] > 0
+    assert res["runs"] == 34 and res["pflop"] > 0
     assert set(res["minutes_by_variant"]) >= {"digits/vgg/batchnorm", "dln/dln/l1"}
+    # all on the CPU: no GPU-minutes, and the jobs share the 2 cores (1 thread each)
+    assert res["gpu_minutes"] == 0 and res["cpu_job_minutes"] == res["device_minutes"] > 0
+    assert res["projected_minutes"] == res["cpu_job_minutes"] / 2
+    seen = res["compare"]["digits/vgg/batchnorm"]
+    assert seen["observed_s"] == 30.0 and seen["observed_runs"] == 1
+    assert seen["observed_over_projected"] == 30.0 / seen["projected_s"]
+    startup = res["costs_s"]["digits/vgg/batchnorm"]["startup_s"]  # a fresh Python importing torch
+    assert startup > 0 and seen["projected_job_s"] - seen["projected_s"] == pytest.approx(startup)
+    per_run = res["minutes_by_variant"]["digits/vgg/batchnorm"] * 60 / 2  # 2 seeds
+    assert abs(seen["projected_job_s"] - per_run) < 0.1

@@ -118,3 +118,15 @@ def test_an_unknown_run_setting_is_an_error_not_dropped():
     with pytest.raises(ValueError, match="unknown run setting 'measure_evry'"):
         RunConfig.from_dict({"dataset": "digits", "model": "vgg", "variant": "standard",
                              "lr": 0.1, "seed": 0, "measure_evry": 5})
+
+
+def test_the_dln_trains_on_its_own_device():
+    """dln.device (default cpu) places DLN runs; auto follows the top-level device."""
+    from bnopt.config import train_settings
+
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg = check_config({**base, "device": "cuda"})
+    assert train_settings(cfg, "dln")["device"] == "cpu"
+    assert train_settings(cfg, "vgg")["device"] == "cuda"
+    follow = check_config({**base, "device": "cuda", "dln": {"device": "auto"}})
+    assert train_settings(follow, "dln")["device"] == "cuda"

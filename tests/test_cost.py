@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from bnopt.config import check_config
-from bnopt.cost import measure_costs, projected_seconds, step_counts, sweep_plan
+from bnopt.cost import (measure_costs, observed_seconds, per_step_seconds, projected_seconds,
+                        step_counts, sweep_minutes, sweep_plan)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = check_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
@@ -39,6 +40,8 @@ def test_default_sweep_plan_by_hand():
     assert (vgg["steps"], vgg["measured_steps"], vgg["evals"], vgg["eval_images"]) == (15000, 150, 31, 60000)
     dln = plan.loc[("dln", "dln", "l1")]
     assert (dln["steps"], dln["measured_steps"], dln["evals"]) == (10000, 100, 21)
+    # the DLN trains on the CPU (dln.device), the VGG where the config's device says
+    assert (vgg["device"], dln["device"]) == ("auto", "cpu")
 
 
 def test_projection_arithmetic():
@@ -56,6 +59,9 @@ def test_projection_arithmetic():
     costs[("d", "m", "a")]["curvature_s"] = 31.0
     sec = projected_seconds(plan, costs)
     assert sec[("d", "m", "a")] == 3 * (90 * 1.0 + 10 * 20.0 + 4 * 30.0 + 5 * 4.0)
+    # a job's start-up, once per run
+    costs[("d", "m", "b")]["startup_s"] = 6.0
+    assert projected_seconds(plan, costs)[("d", "m", "b")] == 2 * (10 * 0.5 + 2 * 1.0 + 6.0)
 
 
 @pytest.mark.parametrize("key", [("digits", "vgg", "batchnorm"), ("dln", "dln", "l1")])
@@ -66,3 +72,69 @@ def test_measured_costs_on_the_cpu(key):
     assert c["measured_s"] > 3 * c["train_s"], c
     # the quick preset measures curvature: up to hessian_iters Hessian-vector products
     assert c["curvature_s"] > 2 * c["train_s"], c
+
+
+def test_sweep_minutes_by_hand():
+    seconds = pd.Series([600.0, 1200.0, 3000.0])
+    devices = pd.Series(["cuda", "cuda", "cpu"])
+    # 30 GPU-minutes; 50 CPU job-minutes of 2 threads each on the 16 - 1 cores the GPU job
+    # leaves: 7 at once, 50 / 7 = 7.1 minutes, inside the GPU's 30
+    assert sweep_minutes(seconds, devices, cores=16, threads=2) == {
+        "gpu_minutes": 30.0, "cpu_job_minutes": 50.0, "cpu_slots": 7, "projected_minutes": 30.0}
+    # on 2 cores with no GPU job: the CPU is the sweep's wall time
+    cpu = sweep_minutes(seconds, pd.Series(["cpu"] * 3), cores=2)
+    assert cpu["gpu_minutes"] == 0 and cpu["cpu_slots"] == 2 and cpu["projected_minutes"] == 40.0
+
+
+def _linear_wall(setup, per_step, noise=()):
+    """wall(n) = setup + n * per_step, plus the next of ``noise`` (then 0) on each call."""
+    calls, extra = [], iter(noise)
+
+    def wall(n):
+        calls.append(n)
+        return setup + n * per_step + next(extra, 0.0)
+    return wall, calls
+
+
+def test_per_step_seconds_recovers_a_linear_cost():
+    wall, calls = _linear_wall(setup=0.3, per_step=0.01)
+    sec, n = per_step_seconds(wall, steps=2, min_seconds=0.25, repeats=3)
+    assert sec == pytest.approx(0.01)
+    assert n * 0.01 >= 0.25 and calls[0] == 2  # grown until the difference is 0.25 s; warm-up first
+    # 0.05 s of other load swamps a difference of 2 steps (0.02 s): the old way (2 and 4
+    # steps, once) makes the cost negative; growing n to 32 and taking the fastest of three
+    # runs of each length, one of them slowed by the same load, gives it exactly
+    noise = [0, 0, 0.05, 0, 0, 0, 0, 0, 0.05, 0, 0]  # calls: warm-up, (4, 2), (32, 16), (64, 32) x 3
+    wall, _ = _linear_wall(0.3, 0.01, noise)
+    assert per_step_seconds(wall, 2)[0] == pytest.approx(-0.015)
+    wall, calls = _linear_wall(0.3, 0.01, noise)
+    assert per_step_seconds(wall, 2, 0.25, repeats=3) == (pytest.approx(0.01), 32)
+    assert calls == [2, 4, 2, 32, 16, 64, 32, 64, 32, 64, 32]
+
+
+def test_observed_seconds_reads_real_runs(tmp_path):
+    for variant, seed, wall in [("batchnorm", 0, 10.0), ("batchnorm", 1, 14.0), ("l1", 0, 3.0)]:
+        run = tmp_path / f"runs/dln/dln/{variant}/lr1e-05/seed{seed}"
+        run.mkdir(parents=True)
+        (run / "run.json").write_text(f'{{"dataset": "dln", "model": "dln", "variant": "{variant}",'
+                                      f' "wall_seconds": {wall}, "device_name": "cpu"}}')
+    # Snakemake's benchmark of one job (the train rule's `benchmark:` file), start-up included
+    bench = tmp_path / "benchmarks/train/dln/dln/batchnorm/lr1e-05_seed0.tsv"
+    bench.parent.mkdir(parents=True)
+    bench.write_text("s\th:m:s\tmax_rss\n13.5\t0:00:13\t900\n")
+    seen = observed_seconds(tmp_path / "runs")
+    assert seen.loc[("dln", "dln", "batchnorm"), "job_s"] == 13.5  # the one job that has one
+    assert math.isnan(seen.loc[("dln", "dln", "l1"), "job_s"])
+    assert seen.loc[("dln", "dln", "batchnorm"), "observed_s"] == 12.0
+    assert seen.loc[("dln", "dln", "batchnorm"), "observed_runs"] == 2
+    assert seen.loc[("dln", "dln", "l1"), "observed_s"] == 3.0
+    with pytest.raises(FileNotFoundError, match="train some runs first"):
+        observed_seconds(tmp_path / "nothing")
+
+
+def test_a_dln_row_is_timed_on_the_cpu_whatever_the_sweep_device():
+    """dln.device: cpu keeps the DLN off the GPU in the projection as in training: asking for
+    cuda here (no GPU on CI) still times it, on the CPU."""
+    on_gpu = {**QUICK, "device": "cuda"}
+    c = measure_costs(on_gpu, "dln", "dln", "standard", device="cuda", steps=1)
+    assert all(math.isfinite(v) and v > 0 for v in c.values()), c

@@ -47,3 +47,16 @@ def test_lease_is_freed_when_its_process_is_killed(tmp_path):
     lease = lease_gpu(tmp_path, ["0"], timeout_s=5, poll_s=0.05)
     assert lease.device_id == "0"
     lease.release()
+
+
+def test_jobs_per_gpu_spread_over_devices_before_sharing_one(tmp_path):
+    leases = [lease_gpu(tmp_path, ["0", "1"], slots=2) for _ in range(4)]
+    assert [(le.device_id, le.lock_path.name) for le in leases] == [
+        ("0", "gpu-0.lock"), ("1", "gpu-1.lock"), ("0", "gpu-0.1.lock"), ("1", "gpu-1.1.lock")]
+    with pytest.raises(RuntimeError, match=r"times jobs_per_gpu \(2\)"):
+        lease_gpu(tmp_path, ["0", "1"], timeout_s=0.2, poll_s=0.05, slots=2)
+    leases[2].release()  # a freed slot is taken again
+    again = lease_gpu(tmp_path, ["0", "1"], slots=2)
+    assert (again.device_id, again.device) == ("0", "cuda:0")
+    for le in [*leases[:2], leases[3], again]:
+        le.release()

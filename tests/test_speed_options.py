@@ -93,9 +93,12 @@ def test_float64_run_keeps_float64_throughout(synthetic):
     assert not np.array_equal(r.steps["loss"], r32.steps["loss"])
 
 
-def test_measured_passes_run_in_ieee_fp32_under_tf32(synthetic, monkeypatch):
-    """With precision tf32 only unmeasured training steps and evaluations may use TF32: a
-    measured step (its own pass, probes, ICS) and the step after it (moment shift) are IEEE."""
+@pytest.mark.parametrize("precision, eval_precision", [("tf32", "fp32"), ("fp32", "tf32")])
+def test_measured_passes_run_in_ieee_fp32_under_tf32(synthetic, monkeypatch, precision,
+                                                     eval_precision):
+    """precision tf32 lets only unmeasured training steps use TF32: a measured step (its own
+    pass, probes, ICS) and the step after it (moment shift) are IEEE. Evaluations follow
+    eval_precision, whatever the training steps do."""
     seen = []
 
     def recording(out, y, reduction="mean"):
@@ -105,17 +108,35 @@ def test_measured_passes_run_in_ieee_fp32_under_tf32(synthetic, monkeypatch):
 
     monkeypatch.setattr(train_mod, "criterion", recording)
     cfg = RunConfig(**{**TINY, "steps": 10, "measure_every": 5, "hist_every": 5, "eval_every": 100,
-                       "log_every": 5, "precision": "tf32", "dtype": "float32"})
+                       "log_every": 5, "precision": precision, "eval_precision": eval_precision,
+                       "dtype": "float32"})
     before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     train_run(cfg, synthetic, progress=False)
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
     tf32 = [s for s in seen if s[:2] == (True, True)]
     ieee = [s for s in seen if s[:2] == (False, False)]
     assert len(tf32) + len(ieee) == len(seen)
+    steps = [s for s in seen if s[2] == "mean"]
     # steps 2, 3, 4, 7, 8, 9 are neither measured (0, 5) nor right after one (1, 6)
-    assert sum(s[2] == "mean" for s in tf32) == 6
-    assert all(s[2] == "mean" for s in ieee)  # no evaluation in IEEE ...
-    assert sum(s[2] == "sum" for s in tf32) > 0  # ... they follow the precision
+    assert sum(s[:2] == (True, True) for s in steps) == (6 if precision == "tf32" else 0)
+    evals = [s for s in seen if s[2] == "sum"]  # at steps 0 and 10, training and test split
+    assert len(evals) >= 4 and all(s[:2] == ((eval_precision == "tf32"),) * 2 for s in evals)
+
+
+def test_gpu_only_speed_options_leave_a_cpu_run_bitwise_the_same(synthetic):
+    """eval_precision and cudnn_benchmark only touch CUDA backends: on the CPU a run with both
+    off is the same, bit for bit, as one with both on, and the global flags are restored."""
+    cfg = RunConfig(**{**TINY, "steps": 8, "measure_every": 4, "hist_every": 4, "eval_every": 4,
+                       "log_every": 4, "dtype": "float32"})
+    flag = torch.backends.cudnn.benchmark
+    on = train_run(dataclasses.replace(cfg, eval_precision="tf32", cudnn_benchmark=not flag),
+                   synthetic, progress=False)
+    assert torch.backends.cudnn.benchmark is flag
+    off = train_run(dataclasses.replace(cfg, eval_precision="fp32", cudnn_benchmark=flag),
+                    synthetic, progress=False)
+    for name in ("steps", "eval", "probes", "ics"):
+        a, b = on.tables[name].drop(columns="elapsed_s", errors="ignore"), off.tables[name]
+        pd.testing.assert_frame_equal(a, b.drop(columns="elapsed_s", errors="ignore"))
 
 
 def test_precision_names_are_checked():

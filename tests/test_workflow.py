@@ -61,6 +61,21 @@ def test_a_figure_trains_only_the_runs_it_needs(tmp_path):
     assert "noisy_batchnorm" not in r.stdout
 
 
+def test_gpu_jobs_are_the_conv_nets_and_dln_jobs_run_beside_them(tmp_path):
+    """dln.device: cpu (the default): DLN jobs hold no GPU, so `--resources gpu=1` serialises
+    only the conv nets; with dln.device auto they follow the top-level device again."""
+    def gpus_by_model(extra=()):
+        r = run_snakemake(["results/figures/fig5_lp.png", "-n", "--cores", "1", "--resources",
+                           "gpu=1", *extra], tmp_path)
+        assert r.returncode == 0, r.stderr
+        jobs = re.findall(r"rule train:.*?model=(\w+),.*?resources: [^\n]*gpu=(\d)", r.stdout, re.S)
+        assert len(jobs) == 2 * 5 * 3  # standard, BN, l1, l2, linf x 3 seeds; network and DLN
+        return {model: {g for m, g in jobs if m == model} for model, _ in jobs}
+
+    assert gpus_by_model() == {"vgg": {"1"}, "dln": {"0"}}
+    assert gpus_by_model(["--config", "dln={device: auto}"]) == {"vgg": {"1"}, "dln": {"1"}}
+
+
 def test_command_line_overrides_coerce_and_errors_name_the_key(tmp_path):
     ok = run_snakemake(["-n", "--cores", "1", "--config", "seeds=[0,1]", "lrs=[0.1]",
                         "dataset=digits"], tmp_path)

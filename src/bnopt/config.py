@@ -195,6 +195,8 @@ class RunConfig:
     keep_checkpoints: bool = False
     # speed and precision (see README, "Precision and speed")
     precision: str = "fp32"       # float32 convs/matmuls of unmeasured steps: 'fp32' or 'tf32'
+    eval_precision: str = "tf32"  # ... of evaluations (they do not feed back into training)
+    cudnn_benchmark: bool = True  # cuDNN picks convolution algorithms by timing them
     dtype: str = "float32"        # parameters, activations and data: 'float32' or 'float64'
     channels_last: bool = False   # NHWC memory format for conv nets
     vmap_probes: bool = False     # all probe points in one torch.func.vmap pass
@@ -227,7 +229,7 @@ RUN_IDENTITY = ("dataset", "model", "variant", "lr", "seed")
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_IDENTITY)
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
 DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
-            "hessian_every", "probe_multipliers", "dtype", "vmap_probes")
+            "hessian_every", "probe_multipliers", "dtype", "vmap_probes", "device")
 
 
 def train_settings(cfg: dict, model: str) -> dict:
@@ -236,6 +238,8 @@ def train_settings(cfg: dict, model: str) -> dict:
     settings = {k: cfg[k] for k in TRAIN_KEYS}
     if model == "dln":
         settings.update({k: cfg["dln"][k] for k in DLN_KEYS})
+        if settings["device"] == "auto":  # dln.device auto: the top-level device
+            settings["device"] = cfg["device"]
         n = TRAIN_SIZES["dln"]
         settings.update(batch_size=n, eval_batch_size=n, momentum=0.0, weight_decay=0.0,
                         augment=False, width=1.0, channels_last=False)  # no conv maps

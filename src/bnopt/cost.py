@@ -4,17 +4,22 @@ time projected from per-step costs measured with the real training loop.
     plan = sweep_plan(cfg)                        # one row per (dataset, model, variant)
     costs = {key: measure_costs(cfg, *key) for key in plan.index}   # seconds, on a device
     projected_seconds(plan, costs)                # per row; .sum() for the sweep
+    sweep_minutes(seconds, devices, cores=16)     # GPU-minutes, CPU job-minutes, wall estimate
 
 :func:`measure_costs` times :func:`bnopt.train.train_run` itself (not a model of it) on random
 data of the dataset's shape: the steady-state cost of a plain step, of a measured step, and of
-one evaluation, with setup and warm-up cancelled by differencing runs of two lengths.
+one evaluation, with setup and warm-up cancelled by differencing runs of two lengths
+(:func:`per_step_seconds`: long enough to time, fastest of repeats).
+:func:`observed_seconds` reads what real runs took, to check a projection against them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -40,7 +45,8 @@ def step_counts(steps: int, measure_every: int, eval_every: int, hessian_every: 
 def sweep_plan(cfg: dict) -> pd.DataFrame:
     """One row per (dataset, model, variant) of the runs the whole workflow trains (see
     :func:`bnopt.config.sweep_runs`), with the number of runs and, per run, the steps, measured
-    steps, evaluations and images per evaluation (training plus test set)."""
+    steps, evaluations, images per evaluation (training plus test set) and the configured
+    device (``auto``, ``cpu`` or ``cuda``)."""
     rows = {}
     for dataset, model, variant, _lr, _seed in sweep_runs(cfg):
         key = (dataset, model, variant)
@@ -48,7 +54,8 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
             s = train_settings(cfg, model)
             rows[key] = {"runs": 0, **step_counts(s["steps"], s["measure_every"], s["eval_every"],
                                                   s["hessian_every"]),
-                         "eval_images": TRAIN_SIZES[dataset] + TEST_SIZES[dataset]}
+                         "eval_images": TRAIN_SIZES[dataset] + TEST_SIZES[dataset],
+                         "device": s["device"]}
         rows[key]["runs"] += 1
     index = pd.MultiIndex.from_tuples(list(rows), names=KEY)
     return pd.DataFrame(list(rows.values()), index=index)
@@ -56,18 +63,80 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
 
 def projected_seconds(plan: pd.DataFrame, costs: dict) -> pd.Series:
     """Device seconds of each plan row: runs x (steps x train_s + measured steps x (measured_s
-    - train_s) + curvature steps x (curvature_s - train_s) + evals x eval_s), with
+    - train_s) + curvature steps x (curvature_s - train_s) + evals x eval_s + startup_s), with
     ``costs[(dataset, model, variant)]`` a dict of those per-step costs in seconds
-    (``curvature_s`` only where the plan has curvature steps)."""
+    (``curvature_s`` only where the plan has curvature steps; ``startup_s``, a job's start-up
+    before its first step, 0 where absent)."""
     out = {}
     for key, row in plan.iterrows():
         c = costs[key]
         curvature = row.get("curvature_steps", 0)
         per_run = (row["steps"] * c["train_s"] + row["measured_steps"] * (c["measured_s"] - c["train_s"])
                    + (curvature * (c["curvature_s"] - c["train_s"]) if curvature else 0.0)
-                   + row["evals"] * c["eval_s"])
+                   + row["evals"] * c["eval_s"] + c.get("startup_s", 0.0))
         out[key] = row["runs"] * per_run
     return pd.Series(out, name="seconds").rename_axis(KEY)
+
+
+def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: int = 1) -> dict:
+    """Totals of a projection whose rows (``seconds``) run on ``devices`` ('cuda' or 'cpu', same
+    index): GPU-minutes (one GPU, one training job at a time), CPU job-minutes, and the sweep's
+    wall-clock estimate on a machine with one GPU and ``cores`` CPU cores. CPU jobs of
+    ``threads`` threads each run beside the GPU job on the cores it leaves (one core drives the
+    GPU), assumed to scale perfectly: an estimate, not a measurement."""
+    gpu = float(seconds[devices == "cuda"].sum()) / 60
+    cpu = float(seconds[devices == "cpu"].sum()) / 60
+    slots = max(1, (cores - (1 if gpu else 0)) // threads)
+    return {"gpu_minutes": gpu, "cpu_job_minutes": cpu, "cpu_slots": slots,
+            "projected_minutes": max(gpu, cpu / slots)}
+
+
+def per_step_seconds(wall, steps: int, min_seconds: float = 0.0, repeats: int = 1,
+                     max_steps: int = 1 << 14) -> tuple[float, int]:
+    """Steady-state seconds per step from ``wall(n)``, the wall time of a run of n steps:
+    (fastest of ``repeats`` runs of 2n steps - fastest of ``repeats`` runs of n steps) / n,
+    after one warm-up run. Other load on the machine only ever slows a run down, so the fastest
+    run is the least disturbed one (timeit's rule). n starts at ``steps`` and grows until the
+    2n-run outlasts the n-run by ``min_seconds`` (a difference of a few milliseconds is timer
+    and scheduler noise). Returns (seconds per step, n)."""
+    wall(steps)  # warm-up: kernels, allocator, cuDNN autotuning
+    n = steps
+    while True:
+        long, short = [wall(2 * n)], [wall(n)]
+        d = long[0] - short[0]
+        if d >= min_seconds or min_seconds <= 0 or n >= max_steps:
+            break
+        grow = 8.0 if d <= 0 else min(8.0, max(2.0, 1.2 * min_seconds / d))
+        n = min(max_steps, math.ceil(n * grow))
+    for _ in range(repeats - 1):
+        long.append(wall(2 * n))
+        short.append(wall(n))
+    return (min(long) - min(short)) / n, n
+
+
+def observed_seconds(runs_root) -> pd.DataFrame:
+    """What real runs under ``runs_root`` (results/runs) took, per (dataset, model, variant):
+    the number of runs, the mean of their ``wall_seconds`` (the training loop, evaluations
+    included, as :func:`projected_seconds` counts it) from each run.json, and the mean of the
+    whole jobs' seconds (start-up and writing included) from Snakemake's benchmark files
+    (``results/benchmarks/train/...tsv``, beside ``runs_root``), NaN where there are none."""
+    runs_root = Path(runs_root)
+    rows = []
+    for path in sorted(runs_root.glob("*/*/*/lr*/seed*/run.json")):
+        meta = json.loads(path.read_text())
+        lr_dir, seed_dir = path.parts[-3], path.parts[-2]
+        bench = (runs_root.parent / "benchmarks/train" / Path(*path.parts[-6:-3])
+                 / f"{lr_dir}_{seed_dir}.tsv")
+        job_s = float(pd.read_csv(bench, sep="\t")["s"].iloc[0]) if bench.exists() else math.nan
+        rows.append({**{k: meta[k] for k in KEY}, "wall_seconds": meta["wall_seconds"],
+                     "job_s": job_s, "device_name": meta["device_name"]})
+    if not rows:
+        raise FileNotFoundError(f"no run.json under {runs_root}/<dataset>/<model>/<variant>/"
+                                "lr*/seed*: train some runs first, or name the runs folder")
+    df = pd.DataFrame(rows)
+    return df.groupby(KEY).agg(observed_runs=("wall_seconds", "size"),
+                               observed_s=("wall_seconds", "mean"), job_s=("job_s", "mean"),
+                               device_name=("device_name", "first"))
 
 
 def _sync(device: torch.device) -> None:
@@ -76,23 +145,31 @@ def _sync(device: torch.device) -> None:
 
 
 def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str = "auto",
-                  steps: int = 4, lr: float | None = None) -> dict:
+                  steps: int = 4, lr: float | None = None, min_seconds: float = 0.0,
+                  repeats: int = 1) -> dict:
     """Seconds per plain step, per measured step and per evaluation of a (dataset, model,
-    variant) run under the checked config ``cfg``, on ``device``.
+    variant) run under the checked config ``cfg``, on the run's configured device (``device``
+    where the config says ``auto``).
 
-    The step costs are differences of two :func:`~bnopt.train.train_run` calls of ``steps`` and
-    ``2 * steps`` steps (every step measured, or none), divided by ``steps``: the run's setup,
-    warm-up and its evaluations at start and end cancel (the timing runs use a small random
-    split, so those evaluations are short). A measured step includes everything training does
-    for one: probes, ICS, activation statistics, snapshots. Where the config measures curvature
-    (``hessian_every`` > 0), ``curvature_s`` is a step with a curvature measurement (and no
-    other), timed the same way; Lanczos stops at its tolerance, so on these random data it
-    estimates rather than bounds the cost (at most ``hessian_iters`` products). An evaluation (training and test
-    split, eval mode) is timed on up to two eval batches and scaled to the full splits."""
-    from bnopt.train import DTYPES, RunConfig, evaluate, resolve_device, run_model, train_run
+    The step costs are differences of two :func:`~bnopt.train.train_run` calls of n and 2n
+    steps (every step measured, or none), divided by n (:func:`per_step_seconds`: n from
+    ``steps`` up until the difference lasts ``min_seconds``, fastest of ``repeats``): the run's
+    setup, warm-up and its evaluations at start and end cancel (the timing runs use a small
+    random split, so those evaluations are short). A measured step includes everything
+    training does for one: probes, ICS, activation statistics, snapshots. Where the config
+    measures curvature (``hessian_every`` > 0), ``curvature_s`` is a step with a curvature
+    measurement (and no other), timed the same way; Lanczos stops at its tolerance, so on these
+    random data it estimates rather than bounds the cost (at most ``hessian_iters`` products).
+    An evaluation (training and test split, eval mode, in the run's ``eval_precision``) is
+    timed on up to two eval batches, repeated to last ``min_seconds`` (fastest of
+    ``repeats``), and scaled to the full splits.
+    Everything runs with the config's ``threads`` CPU threads, as its jobs do."""
+    from bnopt.train import (DTYPES, RunConfig, cudnn_autotune, evaluate, resolve_device,
+                             run_model, train_run)
 
-    settings = {**train_settings(cfg, model), "device": device, "checkpoint_every": 0,
-                "hist_every": 0}
+    settings = train_settings(cfg, model)
+    settings.update(device=device if settings["device"] == "auto" else settings["device"],
+                    checkpoint_every=0, hist_every=0)
     batch = settings["batch_size"]
     full_batch = batch >= TRAIN_SIZES[dataset]  # the DLN: gradient descent on the whole split
     size = None if model == "dln" else cfg["image_size"]
@@ -105,30 +182,33 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     def wall(n: int, measure_every: int, hessian_every: int) -> float:
         cfg_n = dataclasses.replace(base, steps=n, log_every=n, eval_every=n,
                                     measure_every=measure_every, hessian_every=hessian_every)
-        return train_run(cfg_n, small, progress=False).meta["wall_seconds"]
+        return train_run(cfg_n, small, progress=False, threads=cfg["threads"]).meta["wall_seconds"]
 
     out = {}
     kinds = [("train_s", 0, 0), ("measured_s", 1, 0)]
     kinds += [("curvature_s", 0, 1)] if settings["hessian_every"] else []
     for name, every, hessian in kinds:
-        wall(steps, every, hessian)  # warm-up: kernels, allocator, cuDNN autotuning
-        out[name] = (wall(2 * steps, every, hessian) - wall(steps, every, hessian)) / steps
+        out[name], _ = per_step_seconds(lambda n: wall(n, every, hessian), steps, min_seconds,
+                                        repeats)
 
-    dev, dtype = resolve_device(device), DTYPES[base.dtype]
+    dev, dtype = resolve_device(base.device), DTYPES[base.dtype]
     n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)
     data = fake_dataset(dataset, n_train=n_eval, n_test=1, image_size=size)
     dd = DeviceData(data, dev, dtype, base.channels_last)
     net = run_model(base, data, dev)
 
-    def timed_eval() -> float:  # as training does it, in the run's precision
+    def timed_eval(times: int = 1) -> float:  # as training does it, in the run's precision
         _sync(dev)
         t = time.perf_counter()
-        with matmul_precision(base.precision):
-            evaluate(net, dd, dd.x_train, dd.y_train, base.eval_batch_size)
+        with matmul_precision(base.eval_precision):
+            for _ in range(times):
+                evaluate(net, dd, dd.x_train, dd.y_train, base.eval_batch_size)
         _sync(dev)
-        return time.perf_counter() - t
+        return (time.perf_counter() - t) / times
 
-    timed_eval()  # warm-up
-    images = TRAIN_SIZES[dataset] + TEST_SIZES[dataset]
-    out["eval_s"] = timed_eval() * images / n_eval
+    with cudnn_autotune(base.cudnn_benchmark):
+        first = timed_eval()  # warm-up; then enough passes to last min_seconds
+        times = max(1, math.ceil(min_seconds / max(first, 1e-6)))
+        images = TRAIN_SIZES[dataset] + TEST_SIZES[dataset]
+        out["eval_s"] = min(timed_eval(times) for _ in range(repeats)) * images / n_eval
     return out

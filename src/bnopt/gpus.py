@@ -4,7 +4,10 @@ Snakemake counts GPUs (``resources: gpu=1`` against ``--resources gpu=N``) but d
 *which* GPU a job should use (snakemake issue 281). So a job leases one: it takes an exclusive
 ``flock`` on ``{lock_dir}/gpu-{id}.lock`` for the first free device among those visible to it,
 and keeps the file open for the life of the process. The kernel drops the lock when the process
-ends, however it ends (SIGKILL included), so a crashed job never strands a GPU.
+ends, however it ends (SIGKILL included), so a crashed job never strands a GPU. With ``slots``
+> 1 (config ``jobs_per_gpu``) each device has that many locks (``gpu-{id}.lock``,
+``gpu-{id}.1.lock``, ...), taken slot by slot across the devices, so jobs spread over the GPUs
+before any two share one.
 
 Visible devices honour an existing ``CUDA_VISIBLE_DEVICES``: its entries (indices or UUIDs) name
 the lock files, and the job uses ``cuda:<position>`` within that list. Nothing rewrites the
@@ -70,9 +73,10 @@ def _try_lock(path: Path):
 
 
 def lease_gpu(lock_dir: str | os.PathLike, devices: list[str] | None = None,
-              timeout_s: float = 600.0, poll_s: float = 1.0) -> Lease:
-    """Lease the first free device of ``devices`` (default: :func:`visible_devices`), waiting
-    up to ``timeout_s`` for one to free up. The lease lasts until the process exits."""
+              timeout_s: float = 600.0, poll_s: float = 1.0, slots: int = 1) -> Lease:
+    """Lease the first free device of ``devices`` (default: :func:`visible_devices`), each
+    shared by at most ``slots`` jobs, waiting up to ``timeout_s`` for one to free up. The lease
+    lasts until the process exits."""
     devices = visible_devices() if devices is None else devices
     if not devices:
         raise RuntimeError("no GPU is visible to this job (CUDA_VISIBLE_DEVICES is empty or no "
@@ -81,18 +85,21 @@ def lease_gpu(lock_dir: str | os.PathLike, devices: list[str] | None = None,
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline, last_note = time.monotonic() + timeout_s, 0.0
     while True:
-        for index, dev in enumerate(devices):
-            path = lock_dir / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', dev)}.lock"
-            f = _try_lock(path)
-            if f is not None:
-                _HELD.append(f)
-                return Lease(index, dev, path, f)
+        for slot in range(slots):
+            for index, dev in enumerate(devices):
+                name = re.sub(r'[^A-Za-z0-9_.-]', '_', dev) + (f".{slot}" if slot else "")
+                path = lock_dir / f"gpu-{name}.lock"
+                f = _try_lock(path)
+                if f is not None:
+                    _HELD.append(f)
+                    return Lease(index, dev, path, f)
         now = time.monotonic()
         if now >= deadline:
             raise RuntimeError(
-                f"all {len(devices)} visible GPUs ({', '.join(devices)}) stayed leased by other "
-                f"jobs for {timeout_s:.0f} s (locks in {lock_dir}). Run snakemake with "
-                f"--resources gpu=N where N is at most the number of GPUs.")
+                f"all {len(devices)} visible GPUs ({', '.join(devices)}) stayed leased by "
+                f"{slots} other job{'s' if slots > 1 else ''} each for {timeout_s:.0f} s (locks "
+                f"in {lock_dir}). Run snakemake with --resources gpu=N where N is at most the "
+                f"number of GPUs times jobs_per_gpu ({slots}).")
         if now - last_note > 60:
             print(f"waiting for a free GPU among {', '.join(devices)}...", file=sys.stderr,
                   flush=True)

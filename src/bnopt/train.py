@@ -154,18 +154,33 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     the CPU), wall-clock columns aside. The caller removes the checkpoint once outputs exist.
 
     Precision: with ``cfg.precision='tf32'`` unmeasured steps may use TF32 tensor cores for
-    convolutions and matrix products, and so may evaluations; measured steps (their own forward
-    and backward, every probe and ICS pass) and the step after each (for the moment shift)
-    always run in IEEE arithmetic of ``cfg.dtype``.
+    convolutions and matrix products; evaluations use ``cfg.eval_precision``; measured steps
+    (their own forward and backward, every probe and ICS pass), curvature steps and the step
+    after each measured one (for the moment shift) always run in IEEE arithmetic of
+    ``cfg.dtype``. TF32 exists only on GPUs: on the CPU every setting computes the same bits.
     """
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"precision = {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
     if cfg.dtype not in DTYPES:
         raise ValueError(f"dtype = {cfg.dtype!r}: choose one of {', '.join(DTYPES)}")
+    if cfg.eval_precision not in PRECISIONS:
+        raise ValueError(f"eval_precision = {cfg.eval_precision!r}: choose one of {', '.join(PRECISIONS)}")
     if cfg.vmap_probes and cfg.channels_last:
         raise ValueError(VMAP_CHANNELS_LAST)
-    with matmul_precision(cfg.precision):
+    with matmul_precision(cfg.precision), cudnn_autotune(cfg.cudnn_benchmark):
         return _train_run(cfg, dataset, progress, threads, checkpoint_path)
+
+
+@contextlib.contextmanager
+def cudnn_autotune(on: bool):
+    """``torch.backends.cudnn.benchmark`` inside this block: cuDNN times its convolution
+    algorithms for each new shape and keeps the fastest. Restores the previous setting."""
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
 
 
 def measure_after_step(model, x, y, before: dict, grad: dict, step_sizes=None,
@@ -303,8 +318,9 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
 
     def run_eval(step: int):
-        tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
-        vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
+        with matmul_precision(cfg.eval_precision):
+            tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
+            vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
         rec.add("eval", step, torch.stack([tl, ta, vl, va]))
         with torch.no_grad():
             rec.add("init", step, torch.stack(

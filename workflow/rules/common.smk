@@ -65,6 +65,11 @@ def train_params(wildcards):
     return train_settings(config, wildcards.model)
 
 
+def gpu_slots(wildcards):
+    """GPUs a training job holds: none where its run trains on the CPU."""
+    return 0 if train_settings(config, wildcards.model)["device"] == "cpu" else 1
+
+
 def data_params(wildcards):
     """What the prepared data depends on: where a copy lives, or the seed that draws it."""
     if wildcards.dataset == "dln":

@@ -8,12 +8,17 @@ rule train:
     params:
         train=train_params,
         gpu_lock_dir=config["gpu_lock_dir"],
+        jobs_per_gpu=config["jobs_per_gpu"],
     log:
         "results/logs/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.log",
+    benchmark:
+        # the whole job, end to end (wall s, memory): to check a projection against (BENCHMARKS.md)
+        "results/benchmarks/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.tsv"
     threads: config["threads"]
     resources:
-        # a CPU run holds no GPU, so `--resources gpu=1` (profiles/default) does not serialise it
-        gpu=0 if config["device"] == "cpu" else 1,
+        # a CPU run (device: cpu, and the DLN's dln.device: cpu) holds no GPU, so
+        # `--resources gpu=1` (profiles/default) does not serialise it behind the GPU jobs
+        gpu=gpu_slots,
     conda:
         "../../envs/bnopt.yaml"
     script:

@@ -19,7 +19,7 @@ def main(sm):
                                "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
     if resolve_device(cfg.device).type == "cuda":
         # snakemake counts GPUs but does not assign them: lease a distinct one for this job
-        lease = lease_gpu(sm.params.gpu_lock_dir)
+        lease = lease_gpu(sm.params.gpu_lock_dir, slots=sm.params.jobs_per_gpu)
         print(f"leased GPU {lease.device_id} as {lease.device} ({lease.lock_path})", flush=True)
         cfg = dataclasses.replace(cfg, device=lease.device)
     print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
