@@ -62,18 +62,40 @@ def _run(argv, cwd, timeout=300):
                           env={**os.environ, "PYTHONPATH": str(cwd / "src")})
 
 
-@pytest.mark.parametrize("command", SNAKEMAKE)
-def test_readme_snakemake_command_dry_runs_as_written(command, project):
+def _dry_run_argv(command: str) -> list[str]:
     """The command exactly as written, with -n inserted right after `snakemake` (an option
     appended at the end could be eaten by --config/--resources, which take every later word)."""
     argv = shlex.split(command)
     if "--report" in argv:
         # a report needs finished runs: check that the command line parses and resolves the DAG
         argv = [a for a in argv if a != "--report" and not a.endswith(".html")]
-    r = _run([sys.executable, "-m", "snakemake", "-n", *argv[1:]], project)
+    return [sys.executable, "-m", "snakemake", "-n", *argv[1:]]
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory):
+    """Every README snakemake command dry-run, each in its own copy of the project, as many at
+    once as there are CPU cores (each is one single-threaded Snakemake parse)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i_command):
+        i, command = i_command
+        root = tmp_path_factory.mktemp(f"dry{i}")
+        for name in PROJECT:
+            src = ROOT / name
+            (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+        return command, _run(_dry_run_argv(command), root)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        return dict(pool.map(one, enumerate(SNAKEMAKE)))
+
+
+@pytest.mark.parametrize("command", SNAKEMAKE)
+def test_readme_snakemake_command_dry_runs_as_written(command, dry_runs):
+    r = dry_runs[command]
     out = r.stdout + r.stderr
     assert r.returncode == 0, f"{command}\n{out[-3000:]}"
-    if "--unlock" not in argv:
+    if "--unlock" not in command:
         assert "Job stats:" in out or "Nothing to be done" in out, out[-2000:]
 
 
