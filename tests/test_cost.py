@@ -114,15 +114,15 @@ def test_per_step_seconds_recovers_a_linear_cost():
 
 def test_observed_seconds_reads_real_runs(tmp_path):
     for variant, seed, wall in [("batchnorm", 0, 10.0), ("batchnorm", 1, 14.0), ("l1", 0, 3.0)]:
-        run = tmp_path / f"runs/dln/dln/{variant}/lr1e-05/seed{seed}"
+        run = tmp_path / f"results/runs/dln/dln/{variant}/lr1e-05/seed{seed}"
         run.mkdir(parents=True)
         (run / "run.json").write_text(f'{{"dataset": "dln", "model": "dln", "variant": "{variant}",'
                                       f' "wall_seconds": {wall}, "device_name": "cpu"}}')
     # Snakemake's benchmark of one job (the train rule's `benchmark:` file), start-up included
-    bench = tmp_path / "benchmarks/train/dln/dln/batchnorm/lr1e-05_seed0.tsv"
+    bench = tmp_path / "results/benchmarks/train/dln/dln/batchnorm/lr1e-05_seed0.tsv"
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\tmax_rss\n13.5\t0:00:13\t900\n")
-    seen = observed_seconds(tmp_path / "runs")
+    seen = observed_seconds(tmp_path / "results/runs")
     assert seen.loc[("dln", "dln", "batchnorm"), "job_s"] == 13.5  # the one job that has one
     assert math.isnan(seen.loc[("dln", "dln", "l1"), "job_s"])
     assert seen.loc[("dln", "dln", "batchnorm"), "observed_s"] == 12.0

@@ -253,6 +253,8 @@ def lr_str(lr) -> str:
 
 # One training run's folder; also the Snakemake wildcard pattern of the train rule (common.smk).
 RUN_DIR = "results/runs/{dataset}/{model}/{variant}/lr{lr}/seed{seed}"
+# Snakemake's benchmark of one training job, the whole job (train.smk's `benchmark:`)
+JOB_BENCHMARK = "results/benchmarks/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.tsv"
 
 
 def run_dir(dataset: str, model: str, variant: str, lr, seed) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bnopt.config import sweep_runs, train_settings
+from bnopt.config import JOB_BENCHMARK, sweep_runs, train_settings
 from bnopt.data import TEST_SIZES, TRAIN_SIZES, DeviceData, fake_dataset
 from bnopt.measure import matmul_precision
 
@@ -121,12 +121,13 @@ def observed_seconds(runs_root) -> pd.DataFrame:
     whole jobs' seconds (start-up and writing included) from Snakemake's benchmark files
     (``results/benchmarks/train/...tsv``, beside ``runs_root``), NaN where there are none."""
     runs_root = Path(runs_root)
+    workdir = runs_root.resolve().parents[1]  # runs_root is <workdir>/results/runs
     rows = []
     for path in sorted(runs_root.glob("*/*/*/lr*/seed*/run.json")):
         meta = json.loads(path.read_text())
-        lr_dir, seed_dir = path.parts[-3], path.parts[-2]
-        bench = (runs_root.parent / "benchmarks/train" / Path(*path.parts[-6:-3])
-                 / f"{lr_dir}_{seed_dir}.tsv")
+        dataset, model, variant, lr_dir, seed_dir = path.parts[-6:-1]
+        bench = workdir / JOB_BENCHMARK.format(dataset=dataset, model=model, variant=variant,
+                                               lr=lr_dir[2:], seed=seed_dir[4:])
         job_s = float(pd.read_csv(bench, sep="\t")["s"].iloc[0]) if bench.exists() else math.nan
         rows.append({**{k: meta[k] for k in KEY}, "wall_seconds": meta["wall_seconds"],
                      "job_s": job_s, "device_name": meta["device_name"]})

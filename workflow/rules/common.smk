@@ -15,6 +15,7 @@ os.environ.update(
 )
 
 from bnopt.config import (
+    JOB_BENCHMARK,
     RUN_DIR,
     ConfigError,
     check_config,

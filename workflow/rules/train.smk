@@ -13,7 +13,7 @@ rule train:
         "results/logs/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.log",
     benchmark:
         # the whole job, end to end (wall s, memory): to check a projection against (BENCHMARKS.md)
-        "results/benchmarks/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.tsv"
+        JOB_BENCHMARK
     threads: config["threads"]
     resources:
         # a CPU run (device: cpu, and the DLN's dln.device: cpu) holds no GPU, so
