@@ -58,7 +58,9 @@ def test_defaults_are_filled():
     ({"noisy_bn": {"n_sigma": 0.5}}, ["noisy_bn.n_sigma = 0.5", ">= 1"]),
     ({"noisy_bn": {"mu": 0.5}}, ["unknown config key 'mu' in noisy_bn"]),
     ({"dataset": "digits", "batch_size": 4096}, ["batch_size = 4096", "digits", "1437"]),
-    ({"model": "simple_cnn"}, ["fig1_layers = [3, 11]", "simple_cnn has layers 1..5"]),
+    ({"model": "simple_cnn", "fig1_layers": [3, 11]},
+     ["fig1_layers = [3, 11]", "simple_cnn has layers 1..5"]),
+    ({"model": "simple_cnn", "fig6_layer": "6"}, ["fig6_layer = 6", "simple_cnn has layers 1..5"]),
     ({"measure_every": 30, "hist_every": 100}, ["hist_every = 100", "multiple of measure_every"]),
     ({"probe_multipliers": ["0.5", "0"]}, ["probe_multipliers[1] = 0.0", "must be > 0"]),
     ({"dln": {"fig3_layers": ["9", "30"]}}, ["dln.fig3_layers = [9, 30]", "dln has layers 1..25"]),
@@ -130,3 +132,18 @@ def test_the_dln_trains_on_its_own_device():
     assert train_settings(cfg, "vgg")["device"] == "cuda"
     follow = check_config({**base, "device": "cuda", "dln": {"device": "auto"}})
     assert train_settings(follow, "dln")["device"] == "cuda"
+
+
+def test_figure_layers_follow_the_model_unless_set():
+    """Unset layer keys: the paper's layers for the VGG, the same number spread over layers
+    2..L-1 for another model; a layer the user sets is kept (and checked)."""
+    from bnopt.config import PAPER_LAYERS, figure_layers
+
+    vgg = check_config(BASE)
+    assert {k: vgg[k] for k in PAPER_LAYERS} == PAPER_LAYERS
+    cnn = check_config(with_(model="simple_cnn"))  # 5 layers: spread over 2..4
+    assert (cnn["fig1_layers"], cnn["fig2_layers"], cnn["fig3_layers"], cnn["fig8_layers"],
+            cnn["fig6_layer"]) == ([2, 4], [2, 3, 4], [2, 4], [2, 3, 4], 3)
+    assert figure_layers("dln", "fig2_layers") == [2, 13, 24]  # 25 layers: 2, 13, 24
+    assert check_config(with_(model="simple_cnn", fig3_layers=["3", "5"]))["fig3_layers"] == [3, 5]
+    assert check_config(with_(model="simple_cnn", fig6_layer="null"))["fig6_layer"] == 3

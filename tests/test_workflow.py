@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bnopt.claims import checks
 from bnopt.config import check_config
 from bnopt.cost import sweep_plan
 from bnopt.figures import FIGURES
@@ -33,6 +34,7 @@ def test_default_config_resolves_the_whole_dag(tmp_path):
     # the cost projection counts exactly the runs snakemake schedules
     assert sweep_plan(check_config(BASE))["runs"].sum() == jobs["train"]
     assert jobs["prepare_data"] == 2 and jobs["summary"] == 1
+    assert jobs["scorecard"] == 1 and jobs["fig0_scorecard"] == 1  # the verdict first
     for fig in FIGURES:  # curvature is off by default (hessian_every: 0), so no Figure 16
         assert jobs.get(fig, 0) == (0 if fig == "fig16_curvature" else 1), fig
 
@@ -59,6 +61,18 @@ def test_a_figure_trains_only_the_runs_it_needs(tmp_path):
     assert r.returncode == 0, r.stderr
     assert job_counts(r.stdout)["train"] == 2 * 2 * 3  # standard + BN, lr 0.1 and 0.5, 3 seeds
     assert "noisy_batchnorm" not in r.stdout
+
+
+def test_the_scorecard_trains_only_the_runs_its_checks_compare(tmp_path):
+    r = run_snakemake(["results/figures/fig0_scorecard.png", "-n", "--cores", "1"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    # standard + BN at fig1's and fig3's lrs (0.1, 0.5, 0.01), noisy BN, l1/l2/linf and
+    # LN/GN/WN at 0.1; the DLN's standard + BN at 1e-6 and 1e-7, the others at 1e-6; 3 seeds
+    assert job_counts(r.stdout)["train"] == 3 * (2 * 3 + 1 + 3 + 3) + 3 * (2 * 2 + 3 + 3)
+    # a model other than the VGG gets figure layers of its own: no layer key to set
+    r = run_snakemake(["results/tables/claims.csv", "-n", "--cores", "1", "--config",
+                       "model=simple_cnn"], tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
 
 
 def test_gpu_jobs_are_the_conv_nets_and_dln_jobs_run_beside_them(tmp_path):
@@ -108,6 +122,11 @@ def test_lint_is_clean(tmp_path):
     assert "Lints for" not in r.stdout + r.stderr, r.stdout + r.stderr
 
 
+def _as_config(args: list[str]) -> dict:
+    """--config key=value words as the mapping Snakemake makes of them (values parsed as YAML)."""
+    return {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args)}
+
+
 @pytest.mark.slow
 def test_tiny_end_to_end_run(tmp_path):
     cfg = ["dataset=synthetic", "width=0.125", "steps=16", "batch_size=64", "eval_every=8",
@@ -130,8 +149,19 @@ def test_tiny_end_to_end_run(tmp_path):
     # the end of the run names every run that diverged or never learned (16 steps: most)
     assert "standard lr=10000 seed=0 (synthetic/vgg) diverged at step" in r.stderr
     assert r.stderr.count(" never learned: ") == summary.never_learned.sum() > 0
-    for fig in FIGURES:
+    for fig in [*FIGURES, "fig0_scorecard"]:
         assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 10_000, fig
+    # the scorecard judges every check; with one seed only "BN trains where the standard net
+    # does not" is decided (at lr 1e4 the BN net fails too), and the checks against the
+    # diverged standard net at lr 1e4 say so
+    claims = pd.read_csv(tmp_path / "results/tables/claims.csv")
+    assert len(claims) == len(checks(check_config({**BASE, **_as_config(cfg)})))
+    decided = claims[claims.verdict.isin(["holds", "does not hold"])]
+    assert list(decided.quantity) == ["trained"] and decided.lr.iloc[0] == 10000.0
+    assert set(claims.verdict) <= {"inconclusive", "not measured", "does not hold"}
+    diverged = claims[(claims.lr == 10000.0) & (claims.quantity == "final_test_acc")]
+    assert diverged.why.str.contains("standard diverged").all() and len(diverged) == 1
+    assert "| claim | check |" in (tmp_path / "results/tables/claims.md").read_text()
     log = (tmp_path / "results/logs/train/synthetic/vgg/batchnorm/lr0.05_seed0.log").read_text()
     assert "16/16" in log and "loss=" in log
     again = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)
@@ -157,6 +187,7 @@ def test_tiny_end_to_end_run(tmp_path):
     assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
     html = (tmp_path / "report.html").read_text(errors="replace")
     assert "fig4_landscape.png" in html and "summary.csv" in html
+    assert "fig0_scorecard.png" in html and "claims.csv" in html
     assert "effective" in html  # from the Figure 4 caption
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 IDENTITY = ["dataset", "model", "variant", "lr", "seed"]
 MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos", "lambda_max",
@@ -67,6 +68,30 @@ def outcome_text(meta: dict) -> str | None:
                    f"the step-0 loss {meta['initial_loss']:.4g}")
         return f"{name} never learned: {why}"
     return None
+
+
+def seed_interval(values) -> tuple[float, float]:
+    """The band of a mean over seeds, the one rule every figure and the scorecard use: with 3 or
+    more finite values the 95% confidence interval of the mean from Student's t (mean +-
+    t(0.975, n-1) * standard error; a bootstrap understates it at n = 3); with 2, where
+    t(0.975, 1) = 12.7 makes that interval uninformative, their range; with 1, the value itself
+    (no spread); with none, NaN."""
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan
+    if len(x) <= 2:
+        return float(x.min()), float(x.max())
+    m = float(x.mean())
+    h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
+    return m - h, m + h
+
+
+def band_label(nseeds: int) -> str:
+    """What :func:`seed_interval` gives for ``nseeds`` seeds, in words (figure titles, tables)."""
+    if nseeds >= 3:
+        return f"mean of {nseeds} seeds, 95% t-CI"
+    return "mean and range of 2 seeds" if nseeds == 2 else "1 seed"
 
 
 def read_meta(meta_path: str | os.PathLike) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,29 @@ VMAP_CHANNELS_LAST = (
     "cannot batch BatchNorm over channels-last tensors on CUDA ('NYI: Tensor.clone(memory_format) "
     "inside vmap'), so the first measured step would crash on a GPU. Set vmap_probes: false or "
     "channels_last: false (README, 'Precision and speed').")
+
+
+# The layers the paper's figures show for its VGG (Figures 1(c), 2, 3(a), 8, 6); for another
+# model, a key left unset (or null) spreads the same number of layers over its depth.
+PAPER_LAYERS = {"fig1_layers": [3, 11], "fig2_layers": [2, 9, 13], "fig3_layers": [5, 10],
+                "fig8_layers": [2, 9, 13], "fig6_layer": 11}
+
+
+def figure_layers(model: str, key: str) -> list[int] | int:
+    """The default of a figure-layer key (``PAPER_LAYERS``) for ``model``: the paper's choice
+    for the VGG; otherwise as many layers as the paper shows, evenly spread over layers
+    2..L-1 (layer 1's ICS is 0 by definition, layer L gives the logits), rounded half up."""
+    paper = PAPER_LAYERS[key]
+    if model == "vgg":
+        return copy.deepcopy(paper)
+    n = NUM_LAYERS[model]
+    k = len(paper) if isinstance(paper, list) else 1
+    if k == 1:
+        spread = [math.floor((2 + n - 1) / 2 + 0.5)]
+    else:
+        spread = [math.floor(2 + i * (n - 3) / (k - 1) + 0.5) for i in range(k)]
+    spread = list(dict.fromkeys(spread))
+    return spread if isinstance(paper, list) else spread[0]
 
 
 def load_schema(path: str | os.PathLike = SCHEMA_PATH) -> dict:
@@ -132,6 +156,9 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     for k, sub in schema["properties"].items():
         if k not in cfg and "default" in sub:
             cfg[k] = copy.deepcopy(sub["default"])
+    for key in PAPER_LAYERS:  # unset: the model's own (the paper's for the VGG)
+        if cfg.get(key) is None:
+            cfg[key] = figure_layers(cfg["model"], key)
     # a partial mapping keeps the other defaults
     cfg["noisy_bn"] = {**NOISY_BN_DEFAULTS, **cfg.get("noisy_bn", {})}
     cfg["dln"] = {**schema["properties"]["dln"]["default"], **cfg["dln"]}
@@ -142,8 +169,7 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     if cfg["batch_size"] > TRAIN_SIZES[name]:
         raise ConfigError(f"batch_size = {cfg['batch_size']} is larger than the {name} training set "
                           f"({TRAIN_SIZES[name]} samples); choose batch_size <= {TRAIN_SIZES[name]}.")
-    layer_keys = [(cfg, k, cfg["model"]) for k in
-                  ("fig1_layers", "fig2_layers", "fig3_layers", "fig8_layers", "fig6_layer")]
+    layer_keys = [(cfg, k, cfg["model"]) for k in PAPER_LAYERS]
     layer_keys += [(cfg["dln"], k, "dln") for k in ("fig3_layers", "fig9_layers")]
     for section, key, model in layer_keys:
         n, val = NUM_LAYERS[model], section[key]

@@ -1,10 +1,8 @@
 """The paper's comparison figures, drawn with seaborn from the runs' Parquet tables.
 
-Every curve is the mean over seeds. With 3 or more seeds the band is the 95% confidence
-interval of the mean from Student's t (mean +- t(0.975, n-1) * standard error; with so few seeds
-a bootstrap would understate it); with 2 seeds, where t(0.975, 1) = 12.7 makes that interval
-uninformative, the band is the range of the two seeds. Titles say which.
-"Train accuracy" is the accuracy
+Every curve is the mean over seeds, with the band of :func:`bnopt.aggregate.seed_interval` (the
+95% t-interval of the mean with 3 or more seeds, the range with 2); titles say which. The
+scorecard (:mod:`bnopt.claims`) uses the same rule. "Train accuracy" is the accuracy
 on each step's training batch in training mode (batch statistics, and noise for noisy BN), as
 the model sees it while it learns, smoothed with a centred rolling mean over ``steps / 100``
 steps. "Test accuracy" is measured in eval mode (BN running statistics) on the full test split.
@@ -19,9 +17,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
-from scipy import stats  # noqa: E402
 
-from bnopt.aggregate import landscape_summary, load_table, read_meta  # noqa: E402
+from bnopt.aggregate import (band_label, landscape_summary, load_table, read_meta,  # noqa: E402
+                             seed_interval)
 from bnopt.models import NORMALISERS, variants_in  # noqa: E402
 
 # labels, colours and the variants each family of figures compares: from the registry
@@ -47,31 +45,9 @@ def smooth_downsample(df: pd.DataFrame, column: str, keys: list[str]) -> pd.Data
     return pd.concat(out, ignore_index=True)
 
 
-def t_interval(values) -> tuple[float, float]:
-    """95% confidence interval of the mean of ``values`` (Student's t; a point for n < 2)."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x)]
-    m = x.mean() if len(x) else np.nan
-    if len(x) < 2:
-        return m, m
-    h = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return m - h, m + h
-
-
-def band_label(nseeds: int) -> str:
-    if nseeds >= 3:
-        return f"mean of {nseeds} seeds, 95% t-CI"
-    return "mean and range of 2 seeds" if nseeds == 2 else "1 seed"
-
-
-def _band(nseeds: int):
-    """seaborn's errorbar for a mean over ``nseeds`` seeds (see band_label)."""
-    return t_interval if nseeds >= 3 else ("pi", 100)
-
-
 def _lineplot(ax, df, y, variants, **kw):
     sns.lineplot(data=df, x="step", y=y, hue="variant", hue_order=variants, palette=PALETTE,
-                 estimator="mean", errorbar=_band(df["seed"].nunique()), ax=ax, **kw)
+                 estimator="mean", errorbar=seed_interval, ax=ax, **kw)
 
 
 def _run_notes(metas: list[dict], lr: float, variants: list[str]) -> str:
@@ -534,14 +510,14 @@ def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
                          value_vars=["lambda_max", "batch_sharpness"], var_name="quantity")
         both = pd.concat([both, beta.assign(quantity="beta_max", value=beta.beta_max)[
             ["variant", "seed", "step", "quantity", "value"]]], ignore_index=True)
-        band = _band(len({m["seed"] for m in ms}))
         for i, v in enumerate(BN_PAIR):
             ax = axes[i, j]
             d = both[both.variant == v]  # all values: the seed mean may still be > 0
             for q, label, ls in styles:
                 dq = d[d.quantity == q]
                 if len(dq):
-                    sns.lineplot(data=dq, x="step", y="value", estimator="mean", errorbar=band,
+                    sns.lineplot(data=dq, x="step", y="value", estimator="mean",
+                                 errorbar=seed_interval,
                                  color=PALETTE[v], ls=ls, ax=ax, label=label,
                                  marker="o" if q != "beta_max" else None, markersize=3)
             handles = ax.get_legend_handles_labels()[0] if ax.get_legend() else []
@@ -576,3 +552,88 @@ FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
            "fig11_gradient_vs_step": fig11_gradient_vs_step, "fig12_lp_vgg": fig12_lp_vgg,
            "fig13_lp_dln": fig13_lp_dln, "fig14_normalisers_vgg": fig14_normalisers_vgg,
            "fig15_normalisers_dln": fig15_normalisers_dln, "fig16_curvature": fig16_curvature}
+
+
+VERDICT_COLOURS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive": "#ff9f1c",
+                   "not measured": "0.6"}
+
+
+def fig0_scorecard(claims_csv, out_path) -> None:
+    """Figure 0 (ours): the scorecard (``results/tables/claims.csv``, :mod:`bnopt.claims`),
+    one row per check: the effect with its seed interval, coloured by verdict, against "no
+    effect" (a dashed line); ratios on a log axis, differences on a linear one; one panel per
+    claim and kind of comparison."""
+    from bnopt.claims import check_label, no_effect
+
+    table = pd.read_csv(claims_csv, keep_default_na=True).fillna({"layer": "", "why": ""})
+    table["layer"] = [str(int(x)) if isinstance(x, float) else str(x) for x in table.layer]
+    sections = list(table.groupby(["claim", "comparison"], sort=False))
+    # axes placed in inches: a column of check labels, the effects, a column of verdict notes
+    row_h, pad_below, pad_above, top = 0.26, 0.62, 0.42, 0.85
+    heights = [len(g) * row_h + 0.25 for _, g in sections]
+    total = top + sum(h + pad_below + pad_above for h in heights)
+    width = 16.0
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig = plt.figure(figsize=(width, total))
+    axes, y_top = [], total - top
+    for h in heights:
+        y_top -= pad_above + h
+        axes.append(fig.add_axes((0.37, y_top / total, 0.32, h / total)))
+        y_top -= pad_below
+    for ax, ((claim, comparison), g) in zip(axes, sections):
+        y = np.arange(len(g))[::-1]
+        e0 = no_effect(comparison)
+        ratio = comparison == "ratio"
+        for yi, (_, r) in zip(y, g.iterrows()):
+            colour = VERDICT_COLOURS[r.verdict]
+            if np.isfinite(r.effect):
+                lo, hi = (r.effect_lo, r.effect_hi) if np.isfinite(r.effect_lo) else (r.effect,) * 2
+                ax.plot([lo, hi], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+                ax.plot(r.effect, yi, "o", color=colour, ms=6, mec="0.15", mew=0.6)
+            if r.direction == "within":
+                ax.plot([1 / r.margin, r.margin], [yi, yi], color="0.5", lw=6, alpha=0.2,
+                        solid_capstyle="butt")
+            elif r.margin:
+                level = e0 * (1 - r.margin) if ratio else e0 - r.margin
+                if r.direction == "not_higher":
+                    level = e0 * (1 + r.margin) if ratio else e0 + r.margin
+                ax.plot([level] * 2, [yi - 0.4, yi + 0.4], color="0.3", lw=1.2, ls=":")
+            note = r.verdict if r.verdict in ("holds", "does not hold") else (
+                f"{r.verdict}: {r.why}" if r.why else r.verdict)
+            ax.annotate(note[:85] + ("…" if len(note) > 85 else ""), (1.01, yi),
+                        xycoords=("axes fraction", "data"), va="center", fontsize=7.5,
+                        color=colour if r.verdict != "not measured" else "0.35")
+        ax.axvline(e0, color="0.2", ls="--", lw=1)
+        ax.set_yticks(y, [check_label(r) for _, r in g.iterrows()], fontsize=8)
+        ax.set_ylim(-0.7, len(g) - 0.3)
+        vals = pd.concat([g.effect, g.effect_lo, g.effect_hi]).to_numpy(dtype=float)
+        vals = vals[np.isfinite(vals)]
+        if ratio:
+            ax.set_xscale("log")
+            pos = np.concatenate([vals[vals > 0], [e0]])
+            within = g[g.direction == "within"].margin.to_numpy(dtype=float)
+            pos = np.concatenate([pos, 1 / within, within])
+            ax.set_xlim(pos.min() / 1.6, pos.max() * 1.6)
+            ax.set_xlabel("ratio treatment / baseline (log scale; 1 = no effect)", fontsize=9)
+        else:
+            span = np.concatenate([vals, [e0 - 0.05, e0 + 0.05]])
+            pad = 0.08 * (span.max() - span.min())
+            ax.set_xlim(span.min() - pad, span.max() + pad)
+            ax.set_xlabel("difference treatment - baseline (0 = no effect)", fontsize=9)
+        ax.set_title(f"Claim {claim}: {g.statement.iloc[0]}" if claim[0].isdigit()
+                     else g.statement.iloc[0], fontsize=10, loc="left")
+        ax.tick_params(axis="x", labelsize=8)
+    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", lw=2.2, label=v)
+               for v, c in VERDICT_COLOURS.items()]
+    handles.append(matplotlib.lines.Line2D([], [], color="0.2", ls="--", lw=1, label="no effect"))
+    n = int(table.seeds_compared.max()) if len(table) else 0
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.42 / total), fontsize=9)
+    net = table[(table.family == "net") & table.dataset.notna()]
+    where = (f"{str(net.model.iloc[0]).upper()} on {net.dataset.iloc[0]}" if len(net)
+             else "the network")
+    fig.suptitle(f"Figure 0: does the paper hold here? {where} and the deep linear network; "
+                 f"effect and seed interval ({band_label(n)}), coloured by verdict",
+                 fontsize=12, y=1 - 0.12 / total)
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)

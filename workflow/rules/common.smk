@@ -14,6 +14,7 @@ os.environ.update(
     PYTHONPATH=os.pathsep.join(p for p in (_SRC, os.environ.get("PYTHONPATH")) if p)
 )
 
+from bnopt.claims import scorecard_runs
 from bnopt.config import (
     JOB_BENCHMARK,
     RUN_DIR,
@@ -108,3 +109,5 @@ def figure_inputs(figure, groups):
 
 # The summary covers every run the workflow trains: both sweeps and every figure's runs.
 ALL_RUNS = [f"{run_dir(*run)}/run.json" for run in sweep_runs(config)]
+# The scorecard's runs: those its checks compare (a subset of the figures' runs).
+CLAIM_RUNS = [f"{run_dir(*run)}/run.json" for run in scorecard_runs(config)]

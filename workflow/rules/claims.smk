@@ -1,0 +1,40 @@
+# The scorecard: every claim of the paper judged from the runs (bnopt.claims; README, "Scorecard").
+rule scorecard:
+    """One row per check: per-seed values, effect, seed interval, verdict and its rule."""
+    localrule: True
+    input:
+        runs=CLAIM_RUNS,
+        code=TABLE_CODE + [str(_PKG / "claims.py")],
+    output:
+        csv=report(
+            "results/tables/claims.csv",
+            caption="../report/claims.rst",
+            category="Claims",
+        ),
+        md="results/tables/claims.md",
+    log:
+        "results/logs/scorecard.log",
+    conda:
+        "../../envs/bnopt.yaml"
+    script:
+        "../scripts/scorecard.py"
+
+
+rule fig0_scorecard:
+    """Figure 0: the scorecard at a glance."""
+    localrule: True
+    input:
+        claims="results/tables/claims.csv",
+        code=FIGURE_CODE + [str(_PKG / "claims.py")],
+    output:
+        report(
+            "results/figures/fig0_scorecard.png",
+            caption="../report/fig0_scorecard.rst",
+            category="Claims",
+        ),
+    log:
+        "results/logs/figures/fig0_scorecard.log",
+    conda:
+        "../../envs/bnopt.yaml"
+    script:
+        "../scripts/plot_scorecard.py"

@@ -1,0 +1,17 @@
+"""Rule scorecard: every claim of the paper judged from the runs (claims.csv and claims.md)."""
+from bnopt.claims import scorecard, to_markdown
+from bnopt.io import atomic_path, write_csv
+from bnopt.workflow import log_to
+
+
+def main(sm):
+    table = scorecard(sm.config, list(sm.input.runs))
+    write_csv(table, sm.output.csv)
+    with atomic_path(sm.output.md) as tmp:
+        tmp.write_text(to_markdown(table))
+    print(to_markdown(table))
+
+
+if __name__ == "__main__" and "snakemake" in globals():
+    with log_to(snakemake.log[0]):  # noqa: F821
+        main(snakemake)  # noqa: F821
