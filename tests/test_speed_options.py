@@ -203,15 +203,25 @@ def test_a_measured_step_on_the_gpu_equals_the_cpu_one(variant, options):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_a_standard_net_trajectory_on_the_gpu_follows_the_cpu_one(synthetic):
-    """A trajectory is compared only where rounding does not blow up: the standard net, 12
-    full-batch steps (both devices see the same batches; their permutations differ)."""
+def test_a_run_on_the_gpu_starts_where_the_cpu_one_does(synthetic):
+    """Only what is well-posed across devices: step 0 (the same initial parameters, drawn on
+    the CPU from the seed, and the same full batch, in IEEE fp32 on both) gives the same loss,
+    accuracy and gradient and parameter norms, and so does the step-0 evaluation; the parameter
+    norm stays within 1e-3 over the run (12 steps at lr 0.05 move it by a few hundredths). Later
+    per-step values are not compared: float32 rounding differences between devices grow, and
+    the He-initialised standard net's full-batch grad_norm departs from the CPU's by 1e-3 at
+    step 4 and 6% at step 9 (H200, issue 20), as it would between two CPUs."""
     cfg = RunConfig(**{**TINY, "variant": "standard", "dtype": "float32", "steps": 12,
-                       "batch_size": 1024, "eval_batch_size": 1024})
+                       "batch_size": 1024, "eval_batch_size": 1024, "eval_precision": "fp32"})
     cpu = _tables(cfg, synthetic)
     gpu = _tables(dataclasses.replace(cfg, device="cuda"), synthetic)
-    for name in ("steps", "eval"):  # the measurements: test_a_measured_step_on_the_gpu_...
-        pd.testing.assert_frame_equal(gpu[name], cpu[name], rtol=1e-4, atol=1e-6)
+    assert len(gpu["steps"]) == len(cpu["steps"]) == 12
+    assert np.isfinite(gpu["steps"].loss).all()
+    first = ["loss", "accuracy", "grad_norm", "param_norm"]
+    pd.testing.assert_frame_equal(gpu["steps"].loc[:0, first], cpu["steps"].loc[:0, first],
+                                  rtol=1e-4, atol=0)
+    pd.testing.assert_frame_equal(gpu["eval"].loc[:0], cpu["eval"].loc[:0], rtol=1e-4, atol=0)
+    np.testing.assert_allclose(gpu["steps"].param_norm, cpu["steps"].param_norm, rtol=1e-3)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
