@@ -21,6 +21,13 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/claims.smk"
 
 
+onstart:
+    from bnopt.workflow import check_cluster_jobs
+
+    # on SLURM: refuse jobs no node could run before any is submitted (README, "Clusters")
+    check_cluster_jobs(workflow)
+
+
 onsuccess:
     from bnopt.workflow import run_warnings
 

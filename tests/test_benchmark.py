@@ -18,7 +18,9 @@ def test_bench_step_smoke_prints_the_summary_json():
                 "naive_measured_step_s"):
         assert key in res
     assert res["passes_per_measured_step"] == 1 + 8 + 13  # step + probe points + ICS layers 2..14
-    assert res["train_step_s"] > 0 and res["measured_step_s"] > res["train_step_s"]
+    # times only: their ratio is a benchmark (BENCHMARKS.md), not a test, since a loaded machine
+    # (the suite runs on every core) can stall either timing
+    assert res["train_step_s"] > 0 and res["measured_step_s"] > 0
 
 
 def test_bench_speed_options_and_dln_smoke():

@@ -22,11 +22,37 @@ def test_slurm_profile_dry_run_maps_gpu_resource(tmp_path):
     train = [m for m in re.findall(r"rule train:.*?resources: ([^\n]+)", out, re.S)]
     assert len(train) == 12
     res = Resources(kv.split("=", 1) for kv in train[0].split(", "))
-    assert res["gpu"] == "1" and res["runtime"] == "240" and res["cpus_per_task"] == "4"
+    # what each training job asks for comes from the config: train_mem_mb, train_runtime (and
+    # threads: --cpus-per-task), not from numbers fixed in the profile
+    assert res["gpu"] == "1" and res["runtime"] == "240" and res["mem_mb"] == "8000"
+    r = run_snakemake(["results/figures/fig1_accuracy.png", "-n", "--workflow-profile",
+                       str(ROOT / "profiles/slurm"), "--config", "train_mem_mb=2000",
+                       "train_runtime=30", "threads=1"], tmp_path)
+    train = re.findall(r"rule train:.*?resources: ([^\n]+)", r.stdout, re.S)
+    assert len(train) == 12 and all("mem_mb=2000" in t and "runtime=30" in t for t in train)
     # what the SLURM executor adds to sbatch for these resources
     assert slurm.set_gres_string(SimpleNamespace(resources=res)).strip() == "--gpus=1"
     res["gpu_model"] = "a100"
     assert slurm.set_gres_string(SimpleNamespace(resources=res)).strip() == "--gpus=a100:1"
+
+
+def test_sinfo_is_read_and_requests_no_node_can_run_are_named():
+    from bnopt.cluster import Node, check_requests, parse_sinfo
+
+    nodes = parse_sinfo("gpu|64|512000|gpu:a100:4(S:0-1)\ncpu*|128+|256000|(null)\n"
+                        "gpu|32|128000|gpu:2,gpu:v100:1\n")
+    assert nodes == [Node("gpu", 64, 512000, 4), Node("cpu", 128, 256000, 0, default=True),
+                     Node("gpu", 32, 128000, 3)]
+    ok = {"mem_mb": 8000, "cpus": 2, "gpus": 1, "partition": "gpu"}
+    assert check_requests([ok], nodes) is None
+    assert check_requests([ok], []) is None  # no sinfo: nothing to check against
+    msg = check_requests([{**ok, "mem_mb": 600000, "cpus": 65}], nodes)
+    assert "mem_mb=600000 MB is more than any node of partition 'gpu' has (at most 512000 MB)" in msg
+    assert "lower the config key train_mem_mb" in msg and "config key threads" in msg
+    msg = check_requests([{**ok, "partition": None}], nodes)  # the default partition: cpu
+    assert "gpus=1 is more than any node of partition 'cpu' has (at most 0)" in msg
+    assert "device=cpu" in msg
+    assert "partition 'a100' does not exist" in check_requests([{**ok, "partition": "a100"}], nodes)
 
 
 def rule_blocks() -> dict[str, str]:

@@ -80,11 +80,15 @@ def dry_runs(tmp_path_factory):
     once as there are CPU cores (each is one single-threaded Snakemake parse)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # folders made here, not in the threads: pytest creates its base folder on first use, and
+    # two threads doing that at once collide
+    roots = [tmp_path_factory.mktemp(f"dry{i}") for i in range(len(SNAKEMAKE))]
+
     def one(i_command):
         i, command = i_command
         if "profiles/slurm" in command and not SLURM_PLUGIN:
             return command, None  # skipped by the test
-        root = tmp_path_factory.mktemp(f"dry{i}")
+        root = roots[i]
         for name in PROJECT:
             src = ROOT / name
             (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)

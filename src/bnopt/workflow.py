@@ -38,3 +38,29 @@ def run_warnings(meta_paths) -> list[str]:
             if text:
                 lines.append(f"{text} ({p})")
     return lines
+
+
+def check_cluster_jobs(workflow) -> None:
+    """On a SLURM executor, before the first submission (Snakefile's ``onstart``): refuse
+    training jobs that no node of their partition could run (:mod:`bnopt.cluster`), instead of
+    leaving them PENDING for ever. Does nothing for other executors."""
+    from snakemake.exceptions import WorkflowError
+
+    from bnopt.cluster import check_requests, sinfo_nodes
+
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    requests = []
+    for job in workflow.dag.needrun_jobs():
+        if job.rule.name != "train" or job.is_local:
+            continue
+        res = job.resources
+        requests.append({"mem_mb": int(res.get("mem_mb", 0) or 0),
+                         "cpus": int(res.get("cpus_per_task", 0) or job.threads),
+                         "gpus": int(res.get("gpu", 0) or 0),
+                         "partition": res.get("slurm_partition")})
+    unique = [dict(t) for t in dict.fromkeys(tuple(sorted(r.items())) for r in requests)]
+    problem = check_requests(unique, sinfo_nodes())
+    if problem:
+        raise WorkflowError(problem)

@@ -19,6 +19,9 @@ rule train:
         # a CPU run (device: cpu, and the DLN's dln.device: cpu) holds no GPU, so
         # `--resources gpu=1` (profiles/default) does not serialise it behind the GPU jobs
         gpu=gpu_slots,
+        # what a cluster profile asks the scheduler for; CPUs are `threads`
+        mem_mb=config["train_mem_mb"],
+        runtime=config["train_runtime"],
     conda:
         "../../envs/bnopt.yaml"
     script:
