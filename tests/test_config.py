@@ -101,13 +101,14 @@ def test_run_settings_are_listed_once_with_the_schema_s_defaults():
     props = load_schema()["properties"]
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     assert set(TRAIN_KEYS) | set(RUN_IDENTITY) == set(fields)
+    net = RunConfig("synthetic", "vgg", "standard", 0.1, 0)  # every setting at its default
     for key in TRAIN_KEYS:
         assert key in props, f"{key} is a RunConfig field but not a config key"
-        f = fields[key]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = getattr(net, key)
         if "default" in props[key]:
             want = props[key]["default"]
             assert (list(default) if isinstance(default, tuple) else default) == want, key
+    assert (net.steps, net.batch_size) == (BASE["steps"], BASE["batch_size"])  # no schema default
     assert fields["noisy_bn"].default_factory() == NOISY_BN_DEFAULTS
     assert set(DLN_KEYS) <= set(TRAIN_KEYS) and set(DLN_KEYS) <= set(props["dln"]["properties"])
     # the shipped config.yaml leaves noisy_bn to the one default
@@ -147,3 +148,21 @@ def test_figure_layers_follow_the_model_unless_set():
     assert figure_layers("dln", "fig2_layers") == [2, 13, 24]  # 25 layers: 2, 13, 24
     assert check_config(with_(model="simple_cnn", fig3_layers=["3", "5"]))["fig3_layers"] == [3, 5]
     assert check_config(with_(model="simple_cnn", fig6_layer="null"))["fig6_layer"] == 3
+
+
+def test_a_dln_built_from_the_library_gets_the_settings_the_workflow_gives_it():
+    """RunConfig's defaults depend on the model: a DLN left to them is the workflow's DLN
+    (Glorot, float64, full batch, its probes), not a conv net's (He init: loss 2.7e7 at step 0,
+    diverged by step 31 at lr 1e-5)."""
+    from bnopt.config import RunConfig, train_settings
+
+    settings = train_settings(check_config(BASE), "dln")
+    workflow = RunConfig.from_dict({**settings, "probe_multipliers":
+                                    tuple(settings["probe_multipliers"]), "dataset": "dln",
+                                    "model": "dln", "variant": "batchnorm", "lr": 1e-6, "seed": 0})
+    library = RunConfig(dataset="dln", model="dln", variant="batchnorm", lr=1e-6, seed=0)
+    assert library == workflow
+    assert (library.init, library.dtype, library.batch_size) == ("glorot", "float64", 1000)
+    explicit = RunConfig(dataset="dln", model="dln", variant="batchnorm", lr=1e-6, seed=0,
+                         init="kaiming", steps=5)
+    assert (explicit.init, explicit.steps) == ("kaiming", 5)  # what is given is kept

@@ -97,3 +97,15 @@ def test_dln_full_batch_gradient_descent():
     expect = ((net(ds.x_train) - ds.y_train) ** 2).sum(1).mean().item()
     assert steps.loss.iloc[0] == pytest.approx(expect, rel=1e-6)  # loss = mean ||f(x) - y||^2
     assert len(r.tables["ics"]) == 3 * 25 and len(r.tables["probes"]) == 3 * 3
+
+
+def test_a_default_dln_from_the_library_trains():
+    """The library's defaults for the DLN (Glorot, float64, full batch): the loss starts near
+    its Glorot scale (102.6) and falls, where He init, the conv nets' default, starts at
+    2.7e7 and diverges (seed 3, lr 1e-5)."""
+    r = train_run(RunConfig(dataset="dln", model="dln", variant="standard", lr=1e-5, seed=3,
+                            steps=31), load_dataset("dln"), progress=False)
+    loss = r.steps.loss.to_numpy()
+    assert len(loss) == 31 and np.isfinite(loss).all()
+    assert loss[0] < 1e3 and loss[-1] < loss[0]
+    assert not r.meta["diverged"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -192,44 +193,86 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     return cfg
 
 
+# Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
+DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
+            "hessian_every", "probe_multipliers", "dtype", "vmap_probes", "device")
+# What every DLN run is, whatever the config says (paper Section 4: full-batch gradient
+# descent on a regression; no conv maps).
+DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["dln"],
+             "momentum": 0.0, "weight_decay": 0.0, "augment": False, "width": 1.0,
+             "channels_last": False}
+# The run settings whose default depends on the model, at their values for the conv nets
+# (the schema's top-level defaults; tested). A DLN's come from model_defaults("dln").
+NET_DEFAULTS = {"steps": 15_000, "batch_size": 128, "momentum": 0.0, "weight_decay": 0.0,
+                "width": 1.0, "init": "kaiming", "augment": False, "eval_every": 500,
+                "eval_batch_size": 1000, "log_every": 100, "device": "auto",
+                "measure_every": 100, "probe_multipliers": DEFAULT_MULTIPLIERS,
+                "hist_every": 1000, "dtype": "float32", "channels_last": False,
+                "vmap_probes": False, "hessian_every": 0}
+
+
+@functools.lru_cache(maxsize=None)
+def _dln_defaults() -> tuple:
+    dln = load_schema()["properties"]["dln"]["default"]
+    out = {k: dln[k] for k in DLN_KEYS}
+    out["probe_multipliers"] = tuple(float(m) for m in out["probe_multipliers"])
+    return tuple({**out, **DLN_FIXED}.items())
+
+
+def model_defaults(model: str) -> dict:
+    """The defaults of the model-dependent run settings (``NET_DEFAULTS``' keys) for ``model``:
+    the conv nets' for the VGG and the small CNN; for the DLN the schema's ``dln`` defaults of
+    ``DLN_KEYS`` (Glorot, float64, 10,000 steps, probes at 1/100..30 x lr, ...) and
+    ``DLN_FIXED``, which is what the workflow gives a DLN run."""
+    return {**NET_DEFAULTS, **(dict(_dln_defaults()) if model == "dln" else {})}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides what one training run computes. The config keys of the same
     names (``TRAIN_KEYS``) are derived from these fields, and a test checks that their schema
-    defaults equal the defaults here."""
+    defaults equal the defaults here. A setting left ``None`` takes its model's default
+    (:func:`model_defaults`): ``RunConfig(dataset="dln", model="dln", ...)`` gets the deep
+    linear network's Glorot init, float64 and full batch, as the workflow gives it."""
     dataset: str
     model: str
     variant: str
     lr: float
     seed: int
-    steps: int = 15_000
-    batch_size: int = 128
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    width: float = 1.0
-    init: str = "kaiming"
-    augment: bool = False
-    eval_every: int = 500
-    eval_batch_size: int = 1000
-    log_every: int = 100
-    device: str = "auto"
+    # None: the model's default (NET_DEFAULTS for the conv nets; model_defaults)
+    steps: int | None = None
+    batch_size: int | None = None
+    momentum: float | None = None
+    weight_decay: float | None = None
+    width: float | None = None
+    init: str | None = None
+    augment: bool | None = None
+    eval_every: int | None = None
+    eval_batch_size: int | None = None
+    log_every: int | None = None
+    device: str | None = None
     noisy_bn: dict = field(default_factory=lambda: dict(NOISY_BN_DEFAULTS))
-    measure_every: int = 100
-    probe_multipliers: tuple = DEFAULT_MULTIPLIERS
-    hist_every: int = 1000
+    measure_every: int | None = None
+    probe_multipliers: tuple | None = None
+    hist_every: int | None = None
     checkpoint_every: int = 1000
     keep_checkpoints: bool = False
     # speed and precision (see README, "Precision and speed")
     precision: str = "fp32"       # float32 convs/matmuls of unmeasured steps: 'fp32' or 'tf32'
     eval_precision: str = "tf32"  # ... of evaluations (they do not feed back into training)
     cudnn_benchmark: bool = True  # cuDNN picks convolution algorithms by timing them
-    dtype: str = "float32"        # parameters, activations and data: 'float32' or 'float64'
-    channels_last: bool = False   # NHWC memory format for conv nets
-    vmap_probes: bool = False     # all probe points in one torch.func.vmap pass
+    dtype: str | None = None      # parameters, activations and data: 'float32' or 'float64'
+    channels_last: bool | None = None  # NHWC memory format for conv nets
+    vmap_probes: bool | None = None    # all probe points in one torch.func.vmap pass
     # curvature (README, "Curvature"): every hessian_every steps (0: never)
-    hessian_every: int = 0
+    hessian_every: int | None = None
     hessian_iters: int = 20       # Lanczos iterations (Hessian-vector products) at most
     hessian_tol: float = 1e-3     # stop once the top Ritz pair's relative residual is below
+
+    def __post_init__(self):
+        for name, value in model_defaults(self.model).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
 
     def fingerprint(self) -> dict:
         """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""
@@ -253,9 +296,6 @@ class RunConfig:
 # What names a run (its folder); every other RunConfig field is a config key of the same name.
 RUN_IDENTITY = ("dataset", "model", "variant", "lr", "seed")
 TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_IDENTITY)
-# Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
-DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
-            "hessian_every", "probe_multipliers", "dtype", "vmap_probes", "device")
 
 
 def train_settings(cfg: dict, model: str) -> dict:
@@ -266,9 +306,7 @@ def train_settings(cfg: dict, model: str) -> dict:
         settings.update({k: cfg["dln"][k] for k in DLN_KEYS})
         if settings["device"] == "auto":  # dln.device auto: the top-level device
             settings["device"] = cfg["device"]
-        n = TRAIN_SIZES["dln"]
-        settings.update(batch_size=n, eval_batch_size=n, momentum=0.0, weight_decay=0.0,
-                        augment=False, width=1.0, channels_last=False)  # no conv maps
+        settings.update(DLN_FIXED)
     return settings
 
 
