@@ -8,7 +8,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from bnopt.aggregate import seed_interval
+from bnopt.aggregate import band_label, seed_interval
 from bnopt.claims import (CLAIMS, EDGE, QUANTITIES, VERDICTS, Check, checks, judge,
                           judge_effects, load_values, run_values, scorecard_runs, to_markdown)
 from bnopt.config import check_config, figure_blockers, sweep_runs
@@ -25,6 +25,8 @@ def test_seed_interval_is_the_t_interval_with_three_seeds_the_range_with_two():
     assert (lo, hi) == pytest.approx((2 - h, 2 + h)) and h == pytest.approx(2.4841, abs=1e-4)
     assert seed_interval([5.0, 2.0]) == (2.0, 5.0)
     assert seed_interval([4.0, np.nan]) == (4.0, 4.0)
+    assert [band_label(n) for n in (0, 1, 2, 5)] == [
+        "no seeds", "1 seed", "mean and range of 2 seeds", "mean of 5 seeds, 95% t-CI"]
     assert all(math.isnan(v) for v in seed_interval([]))
 
 

@@ -91,7 +91,7 @@ def band_label(nseeds: int) -> str:
     """What :func:`seed_interval` gives for ``nseeds`` seeds, in words (figure titles, tables)."""
     if nseeds >= 3:
         return f"mean of {nseeds} seeds, 95% t-CI"
-    return "mean and range of 2 seeds" if nseeds == 2 else "1 seed"
+    return {2: "mean and range of 2 seeds", 1: "1 seed"}.get(nseeds, "no seeds")
 
 
 def read_meta(meta_path: str | os.PathLike) -> dict:

@@ -478,5 +478,5 @@ def to_markdown(table: pd.DataFrame) -> str:
     n = table.seeds_compared.max() if len(table) else 0
     lines += ["", f"Effect: × ratio (treatment / baseline, geometric mean over seeds), Δ "
               "difference (treatment − baseline, mean over seeds); interval: "
-              f"{band_label(int(n)) if n == n else 'none'} (README, 'Scorecard')."]
+              f"{band_label(int(n)) if n == n else 'no seeds'} (README, 'Scorecard')."]
     return "\n".join(lines) + "\n"
