@@ -38,16 +38,19 @@ def cluster(tmp_path_factory):
     c.stop()
 
 
-def slurm_snakemake(cluster, args, workdir, timeout) -> tuple[subprocess.CompletedProcess, float]:
-    """The real snakemake CLI through profiles/slurm on ``cluster``, killed after ``timeout``
-    seconds; (result, seconds it took). The first status check comes after 2 s instead of the
-    profile's 20, to keep the tests short."""
+def slurm_command(cluster, args, workdir) -> tuple[list[str], dict]:
+    """(argv, env) of the real snakemake CLI through profiles/slurm on ``cluster``. The first
+    status check comes after 2 s instead of the profile's 20, to keep the tests short."""
     argv, env = snakemake_command([*args, "--workflow-profile", str(ROOT / "profiles/slurm"),
                                    "--slurm-init-seconds-before-status-checks", "2"], workdir)
-    t = time.time()
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                       env={**env, "SLURM_CONF": cluster.env["SLURM_CONF"]}, cwd=workdir)
-    return r, time.time() - t
+    return argv, {**env, "SLURM_CONF": cluster.env["SLURM_CONF"]}
+
+
+def slurm_snakemake(cluster, args, workdir, timeout) -> subprocess.CompletedProcess:
+    """:func:`slurm_command` run to the end, killed after ``timeout`` seconds."""
+    argv, env = slurm_command(cluster, args, workdir)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                          cwd=workdir)
 
 
 def job_ids(out: str) -> list[str]:
@@ -59,7 +62,7 @@ def states(cluster, ids) -> list[str]:
 
 
 def test_a_figure_builds_through_the_slurm_profile(cluster, tmp_path):
-    r, _ = slurm_snakemake(cluster, ["results/figures/fig4_landscape.png", "--config", *TINY],
+    r = slurm_snakemake(cluster, ["results/figures/fig4_landscape.png", "--config", *TINY],
                            tmp_path, timeout=240)
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
@@ -74,7 +77,7 @@ def test_a_job_that_fails_inside_says_why_and_is_not_resubmitted(cluster, tmp_pa
     data = tmp_path / "results/data/synthetic.pt"
     data.parent.mkdir(parents=True)
     data.write_bytes(b"not a dataset")  # a corrupt prepared dataset
-    r, _ = slurm_snakemake(cluster, [f"{RUN}/run.json", "--config", *TINY], tmp_path,
+    r = slurm_snakemake(cluster, [f"{RUN}/run.json", "--config", *TINY], tmp_path,
                            timeout=180)
     out = r.stdout + r.stderr
     assert r.returncode != 0
@@ -90,12 +93,9 @@ def test_a_cancelled_job_fails_promptly_and_a_rerun_resumes_it(cluster, tmp_path
     # 400 steps: several seconds of training left when the first checkpoint (step 20) appears
     cfg = [*TINY, "steps=400", "eval_every=100", "log_every=10", "checkpoint_every=20",
            "measure_every=100", "hist_every=0", "dln={log_every: 10}"]
-    argv, env = snakemake_command([f"{RUN}/run.json", "--workflow-profile",
-                                   str(ROOT / "profiles/slurm"),
-                                   "--slurm-init-seconds-before-status-checks", "2",
-                                   "--config", *cfg], tmp_path)
+    argv, env = slurm_command(cluster, [f"{RUN}/run.json", "--config", *cfg], tmp_path)
     child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**env, "SLURM_CONF": cluster.env["SLURM_CONF"]}, cwd=tmp_path)
+                             env=env, cwd=tmp_path)
     try:
         checkpoint = tmp_path / RUN / "checkpoint.pt"
         deadline = time.time() + 180
@@ -117,7 +117,7 @@ def test_a_cancelled_job_fails_promptly_and_a_rerun_resumes_it(cluster, tmp_path
     assert child.returncode != 0
     assert f"SLURM-job '{jobs[0]}' failed, SLURM status is: 'CANCELLED'" in out, out[-3000:]
     assert waited < 60
-    r, _ = slurm_snakemake(cluster, [f"{RUN}/run.json", "--config", *cfg], tmp_path,
+    r = slurm_snakemake(cluster, [f"{RUN}/run.json", "--config", *cfg], tmp_path,
                            timeout=240)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     log = Path(tmp_path / "results/logs/train/synthetic/vgg/batchnorm/lr0.05_seed0.log")
@@ -126,9 +126,8 @@ def test_a_cancelled_job_fails_promptly_and_a_rerun_resumes_it(cluster, tmp_path
 
 def test_jobs_no_node_can_run_are_refused_before_submission(cluster, tmp_path):
     before = len(cluster.sacct())
-    r, took = slurm_snakemake(cluster, ["results/figures/fig4_landscape.png", "--config", *TINY,
-                                        "train_mem_mb=64000", "threads=16"], tmp_path,
-                              timeout=120)
+    r = slurm_snakemake(cluster, ["results/figures/fig4_landscape.png", "--config", *TINY,
+                                  "train_mem_mb=64000", "threads=16"], tmp_path, timeout=120)
     out = r.stdout + r.stderr
     assert r.returncode != 0
     assert "leave them PENDING for ever" in out

@@ -129,15 +129,22 @@ def landscape_summary(probes: pd.DataFrame, keys=("step",)) -> pd.DataFrame:
     return out
 
 
-def run_medians(meta_path) -> dict:
+def run_tables(meta_path, names=("probes", "ics", "hessian")) -> dict[str, pd.DataFrame]:
+    """A finished run's per-run tables, by name, read once."""
+    d = Path(meta_path).parent
+    return {name: pd.read_parquet(d / f"{name}.parquet") for name in names}
+
+
+def run_medians(meta_path, tables: dict | None = None) -> dict:
     """Medians over a run's measured steps: loss_range, grad_pred (max gradient change),
     beta_smoothness (max beta), and ics_l2 / ics_cos over all (step, layer >= 2) rows
     (layer 1's ICS is 0 and 1 by definition); over its curvature steps: lambda_max and
-    batch_sharpness. NaN where the run measured nothing."""
-    d = Path(meta_path).parent
-    land = landscape_summary(pd.read_parquet(d / "probes.parquet"))
-    ics = pd.read_parquet(d / "ics.parquet").query("layer >= 2")
-    hess = pd.read_parquet(d / "hessian.parquet")
+    batch_sharpness. NaN where the run measured nothing. ``tables``: the run's probes, ics and
+    hessian tables where the caller has read them already (:func:`run_tables`)."""
+    t = tables if tables is not None else run_tables(meta_path)
+    land = landscape_summary(t["probes"])
+    ics = t["ics"].query("layer >= 2")
+    hess = t["hessian"]
     return {"loss_range": land.loss_range.median(), "grad_pred": land.grad_pred_max.median(),
             "beta_smoothness": land.beta_max.median(), "ics_l2": ics.l2.median(),
             "ics_cos": ics.cos.median(), "lambda_max": hess.lambda_max.median(),

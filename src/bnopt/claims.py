@@ -32,13 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bnopt.aggregate import (band_label, landscape_summary, read_meta, run_medians,
-                             seed_interval)
+                             run_tables, seed_interval)
 
 VERDICTS = ("holds", "does not hold", "inconclusive", "not measured")
 DIRECTIONS = ("lower", "higher", "not_lower", "not_higher", "within")
@@ -193,15 +192,15 @@ def run_values(meta_path) -> list[dict]:
     """Every quantity of QUANTITIES for one finished run: rows of (quantity, layer, value);
     layer 0 for a quantity of the whole network. NaN where the run measured nothing."""
     meta = read_meta(meta_path)
-    d = Path(meta_path).parent
-    med = run_medians(meta_path)
-    land = landscape_summary(pd.read_parquet(d / "probes.parquet"))
-    hess = pd.read_parquet(d / "hessian.parquet")
+    tables = run_tables(meta_path, ("probes", "ics", "hessian", "activations", "steps"))
+    med = run_medians(meta_path, tables)
+    land = landscape_summary(tables["probes"])
+    hess = tables["hessian"]
     steps = int(meta["steps"])
     rows = [{"quantity": q, "layer": 0, "value": float(med[q])} for q in LANDSCAPE]
     rows += [{"quantity": q, "layer": 0, "value": float(meta[q])}
              for q in ("final_test_acc", "final_batch_acc")]
-    acc = pd.read_parquet(d / "steps.parquet", columns=["accuracy"]).accuracy
+    acc = tables["steps"].accuracy
     rows.append({"quantity": "mean_batch_acc", "layer": 0,
                  "value": math.nan if meta["diverged"] else float(acc.mean())})
     trained = not (meta["diverged"] or meta["never_learned"])
@@ -213,11 +212,11 @@ def run_values(meta_path) -> list[dict]:
                  "value": float(late.batch_sharpness.median())})
     rows.append({"quantity": "lambda_max_late", "layer": 0,
                  "value": float(late.lambda_max.median())})
-    ics = pd.read_parquet(d / "ics.parquet").groupby("layer")[["l2", "cos"]].median()
+    ics = tables["ics"].groupby("layer")[["l2", "cos"]].median()
     for layer, r in ics.iterrows():
         rows += [{"quantity": "ics_l2", "layer": int(layer), "value": float(r.l2)},
                  {"quantity": "ics_cos", "layer": int(layer), "value": float(r.cos)}]
-    acts = pd.read_parquet(d / "activations.parquet").dropna(subset=["mean_shift"])
+    acts = tables["activations"].dropna(subset=["mean_shift"])
     for layer, r in acts.groupby("layer")[["mean_shift", "var_shift"]].median().iterrows():
         rows += [{"quantity": "mean_shift", "layer": int(layer), "value": float(r.mean_shift)},
                  {"quantity": "var_shift", "layer": int(layer), "value": float(r.var_shift)}]
@@ -243,6 +242,17 @@ def no_effect(comparison: str) -> float:
     return 1.0 if comparison == "ratio" else 0.0
 
 
+def threshold(comparison: str, direction: str, margin: float = 0.0) -> float | None:
+    """The value a claim's seed interval is judged against: "no effect" for lower / higher,
+    moved by the margin for not_lower / not_higher (a difference, or a fraction of a ratio);
+    None for within (judged against [1/margin, margin])."""
+    e0 = no_effect(comparison)
+    shift = {"lower": 0.0, "higher": 0.0, "not_lower": -margin, "not_higher": margin}.get(direction)
+    if shift is None:
+        return None
+    return e0 * (1 + shift) if comparison == "ratio" else e0 + shift
+
+
 def judge_effects(effects, comparison: str, direction: str, margin: float = 0.0) -> dict:
     """The verdict on per-seed ``effects`` (ratios or differences, one per seed), with the
     estimate, its seed interval and the rule that gave it. The one place the rules live."""
@@ -252,20 +262,16 @@ def judge_effects(effects, comparison: str, direction: str, margin: float = 0.0)
     e = e[np.isfinite(e)]
     out = {"seeds_compared": len(e), "effect": math.nan, "effect_lo": math.nan,
            "effect_hi": math.nan, "interval": band_label(len(e)) if len(e) else "none"}
-    e0 = no_effect(comparison)
-    threshold = {"lower": e0, "higher": e0,
-                 "not_lower": e0 * (1 - margin) if comparison == "ratio" else e0 - margin,
-                 "not_higher": e0 * (1 + margin) if comparison == "ratio" else e0 + margin,
-                 "within": None}[direction]
-    side = {"lower": "below", "higher": "above", "not_lower": "at or above",
-            "not_higher": "at or below"}
+    level = threshold(comparison, direction, margin)
     if direction == "within":
         rule = (f"holds if the seed interval of the ratio lies within [1/{margin:g}, {margin:g}]; "
                 "does not hold if it lies wholly outside")
     else:
+        side = {"lower": "below", "higher": "above", "not_lower": "at or above",
+                "not_higher": "at or below"}[direction]
         what = "ratio" if comparison == "ratio" else "difference"
-        rule = (f"holds if the seed interval of the {what} lies {side[direction]} "
-                f"{threshold:g}; does not hold if it lies wholly on the other side")
+        rule = (f"holds if the seed interval of the {what} lies {side} {level:g}; does not "
+                "hold if it lies wholly on the other side")
     out["rule"] = rule
     if len(e) == 0:
         return {**out, "verdict": "inconclusive", "why": "no seed has a finite value on both sides"}
@@ -282,28 +288,17 @@ def judge_effects(effects, comparison: str, direction: str, margin: float = 0.0)
         return {**out, "verdict": "inconclusive",
                 "why": "1 seed: no spread over seeds to judge the effect against; train 2 or more"}
     if direction == "within":
-        if 1 / margin <= lo and hi <= margin:
-            verdict = "holds"
-        elif hi < 1 / margin or lo > margin:
-            verdict = "does not hold"
-        else:
-            verdict = "inconclusive"
-    elif direction in ("lower", "not_higher"):
-        strict = direction == "lower"
-        if (hi < threshold) if strict else (hi <= threshold):
-            verdict = "holds"
-        elif (lo >= threshold) if strict else (lo > threshold):
-            verdict = "does not hold"
-        else:
-            verdict = "inconclusive"
-    else:  # higher, not_lower
-        strict = direction == "higher"
-        if (lo > threshold) if strict else (lo >= threshold):
-            verdict = "holds"
-        elif (hi <= threshold) if strict else (hi < threshold):
-            verdict = "does not hold"
-        else:
-            verdict = "inconclusive"
+        holds = 1 / margin <= lo and hi <= margin
+        fails = hi < 1 / margin or lo > margin
+    else:
+        # an upward claim is the mirror of a downward one: judge (-hi, -lo) against -level
+        up = direction in ("higher", "not_lower")
+        a, b, t = (-hi, -lo, -level) if up else (lo, hi, level)
+        if direction in ("lower", "higher"):  # strict: "no effect" itself does not hold
+            holds, fails = b < t, a >= t
+        else:  # not_lower / not_higher: the threshold itself holds
+            holds, fails = b <= t, a > t
+    verdict = "holds" if holds else "does not hold" if fails else "inconclusive"
     why = "the seed interval straddles the threshold" if verdict == "inconclusive" else ""
     return {**out, "verdict": verdict, "why": why}
 

@@ -563,7 +563,7 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     one row per check: the effect with its seed interval, coloured by verdict, against "no
     effect" (a dashed line); ratios on a log axis, differences on a linear one; one panel per
     claim and kind of comparison."""
-    from bnopt.claims import check_label, no_effect
+    from bnopt.claims import check_label, no_effect, threshold
 
     table = pd.read_csv(claims_csv, keep_default_na=True).fillna({"layer": "", "why": ""})
     table["layer"] = [str(int(x)) if isinstance(x, float) else str(x) for x in table.layer]
@@ -594,9 +594,7 @@ def fig0_scorecard(claims_csv, out_path) -> None:
                 ax.plot([1 / r.margin, r.margin], [yi, yi], color="0.5", lw=6, alpha=0.2,
                         solid_capstyle="butt")
             elif r.margin:
-                level = e0 * (1 - r.margin) if ratio else e0 - r.margin
-                if r.direction == "not_higher":
-                    level = e0 * (1 + r.margin) if ratio else e0 + r.margin
+                level = threshold(comparison, r.direction, r.margin)
                 ax.plot([level] * 2, [yi - 0.4, yi + 0.4], color="0.3", lw=1.2, ls=":")
             note = r.verdict if r.verdict in ("holds", "does not hold") else (
                 f"{r.verdict}: {r.why}" if r.why else r.verdict)
