@@ -50,7 +50,8 @@ from bnopt.measure import DEFAULT_MULTIPLIERS, ieee_fp32, matmul_precision  # no
 from bnopt.data import DLN_DIM  # noqa: E402
 from bnopt.models import build_model, set_noise_generator  # noqa: E402
 from bnopt.reference import _copy, naive_measure_step  # noqa: E402
-from bnopt.train import criterion, cudnn_autotune, measure_after_step  # noqa: E402
+from bnopt.train import (CudaGraphStep, Recorder, criterion, cudnn_autotune,  # noqa: E402
+                         measure_after_step, plain_step)
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
@@ -92,12 +93,16 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-naive", action="store_true", help="skip the (slow) naive measured step")
+    ap.add_argument("--train-only", action="store_true",
+                    help="time the train step only (no measured or naive step)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32"],
                     help="float32 matmul/conv precision of train steps (measured: always fp32)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--cudnn-benchmark", action="store_true",
                     help="cuDNN times its conv algorithms (config cudnn_benchmark; GPU only)")
+    ap.add_argument("--cuda-graph", action="store_true",
+                    help="the train step replays as one CUDA graph (config cuda_graph; CUDA only)")
     ap.add_argument("--vmap-probes", action="store_true", help="probe points in one vmap pass")
     ap.add_argument("--compile", action="store_true", help="torch.compile the train step's model")
     ap.add_argument("--hessian-iters", type=int, default=0, metavar="N",
@@ -124,6 +129,8 @@ def main(argv=None):
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda but no CUDA device is visible")
+    if a.cuda_graph and device.type != "cuda":
+        ap.error("--cuda-graph needs --device cuda (CUDA graphs exist only on NVIDIA GPUs)")
     if a.project:
         return project(a.project, a.device, a.project_steps, a.json, a.project_seconds,
                        a.project_repeats, a.cores, a.compare)
@@ -168,11 +175,13 @@ def project(config_path: str, device: str, steps: int, as_json: bool, min_second
     res = {"config": config_path, "device": _device_name(torch.device(device)),
            "torch": torch.__version__, "runs": int(plan["runs"].sum()),
            "device_minutes": float(seconds.sum() / 60), **totals, "cores": cores,
+           "gpu_jobs_at_once": 1,
            "pflop": pflop, "achieved_tflops": pflop * 1e3 / float(seconds.sum()),
            "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
            "costs_s": {"/".join(k): v for k, v in costs.items()},
            "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
-    print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, {totals['cpu_job_minutes']:.1f} "
+    print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, one GPU job at a time "
+          f"(jobs_per_gpu > 1 measured 0.96-1.06x, BENCHMARKS.md), {totals['cpu_job_minutes']:.1f} "
           f"CPU job-minutes ({totals['cpu_slots']} at once on {cores} cores); the sweep "
           f"{res['projected_minutes']:.1f} minutes", file=sys.stderr)
     if compare:
@@ -241,7 +250,8 @@ def bench(a, device: torch.device) -> dict:
                         DLN_DIM if dln else 10, a.width).to(device, dtype)
     if a.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    set_noise_generator(model, torch.Generator(device).manual_seed(0))
+    noise_gen = torch.Generator(device).manual_seed(0)
+    set_noise_generator(model, noise_gen)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     n = a.batch_size * 4
     if dln:  # regression: y = A x
@@ -272,10 +282,17 @@ def bench(a, device: torch.device) -> dict:
         opt.zero_grad(set_to_none=True)
         criterion(net(x), y).backward()
 
+    # the training loop's own plain step (forward, loss, backward, per-step row, update),
+    # eager or replayed as one CUDA graph
+    params = list(model.parameters())
+    rec = Recorder(64, device, dtype, [])
+    graphed = CudaGraphStep(noise_gen) if a.cuda_graph else None
+    done = [0]
+
     def train_step():
         x, y = batch()
-        fwd_bwd(x, y, train_model)
-        opt.step()
+        (graphed or plain_step)(train_model, opt, params, rec, done[0] % 64, x, y)
+        done[0] += 1
 
     def snapshot():
         return ({k: p.detach().clone() for k, p in model.named_parameters()},
@@ -319,10 +336,10 @@ def bench(a, device: torch.device) -> dict:
 
     model.train()
     train_s = timed(train_step)
-    measured_s = timed(measured_step)
+    measured_s = None if a.train_only else timed(measured_step)
     curvature_s = timed(curvature_step) if a.hessian_iters else None
     with ieee_fp32():
-        naive_s = None if a.no_naive else timed(naive_step)
+        naive_s = None if (a.no_naive or a.train_only) else timed(naive_step)
     if a.profile:
         from torch.profiler import ProfilerActivity, profile
 
@@ -343,11 +360,11 @@ def bench(a, device: torch.device) -> dict:
         "model": a.model, "variant": a.variant, "width": a.width, "image_size": a.image_size,
         "batch_size": a.batch_size, "num_parameters": sum(p.numel() for p in model.parameters()),
         "precision": a.precision, "dtype": a.dtype, "channels_last": a.channels_last,
-        "cudnn_benchmark": a.cudnn_benchmark,
+        "cudnn_benchmark": a.cudnn_benchmark, "cuda_graph": a.cuda_graph,
         "vmap_probes": a.vmap_probes, "compile": a.compile,
         "train_step_s": train_s, "measured_step_s": measured_s,
         "passes_per_measured_step": passes, "naive_measured_step_s": naive_s,
-        "measured_over_passes_x_train": measured_s / (passes * train_s),
+        "measured_over_passes_x_train": None if measured_s is None else measured_s / (passes * train_s),
         "naive_over_measured": None if naive_s is None else naive_s / measured_s,
         "hessian_iters": a.hessian_iters, "curvature_step_s": curvature_s,
         # one Hessian-vector product (forward-over-reverse), in training steps

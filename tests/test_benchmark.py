@@ -68,3 +68,31 @@ def test_bench_projects_a_sweep(tmp_path):
     assert startup > 0 and seen["projected_job_s"] - seen["projected_s"] == pytest.approx(startup)
     per_run = res["minutes_by_variant"]["digits/vgg/batchnorm"] * 60 / 2  # 2 seeds
     assert abs(seen["projected_job_s"] - per_run) < 0.1
+
+
+def test_bench_share_times_k_jobs_started_together():
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_share.py"), "--smoke", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [row["jobs"] for row in res["rows"]] == [1, 2]
+    assert all(row["steps_per_s"] > 0 and len(row["job_wall_s"]) == row["jobs"] for row in res["rows"])
+    assert res["speedup_over_first"]["1"] == 1.0 and res["device"] == "cpu"
+
+
+def test_tf32_fidelity_pairs_are_identical_on_the_cpu():
+    """TF32 exists only on GPUs: on the CPU the fp32 and tf32 runs of each seed are the same
+    computation, so every paired difference is exactly zero (the GPU result is in BENCHMARKS.md)."""
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/tf32_fidelity.py"), "--smoke", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert len(res["runs"]) == 2 * 2 * 2 and res["all_within_spread"]
+    assert all(row["mean_difference"] == 0.0 for row in res["comparison"])
+    assert {row["quantity"] for row in res["comparison"]} >= {"final_test_acc", "beta_smoothness"}
+
+
+def test_a_cuda_graph_benchmark_needs_cuda():
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_step.py"), "--device", "cpu",
+                        "--cuda-graph"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--cuda-graph needs --device cuda" in r.stderr

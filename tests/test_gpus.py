@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from bnopt.gpus import lease_gpu, visible_devices
+from bnopt.gpus import lease_gpu, mps_active, sharing_note, visible_devices
 from conftest import ROOT
 
 
@@ -60,3 +60,14 @@ def test_jobs_per_gpu_spread_over_devices_before_sharing_one(tmp_path):
     assert (again.device_id, again.device) == ("0", "cuda:0")
     for le in [*leases[:2], leases[3], again]:
         le.release()
+
+
+def test_a_gpu_shared_without_mps_is_noted_in_the_job_log(tmp_path):
+    """jobs_per_gpu > 1 pays only under CUDA MPS (BENCHMARKS.md, "Several jobs on one GPU"): a
+    job that may share its GPU says so when no MPS daemon's control pipe is there."""
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(tmp_path)}
+    assert sharing_note(1, env) is None and not mps_active(env)
+    note = sharing_note(4, env)
+    assert "jobs_per_gpu = 4" in note and "MPS" in note and "jobs_per_gpu: 1" in note
+    (tmp_path / "control").touch()  # what nvidia-cuda-mps-control -d creates
+    assert mps_active(env) and sharing_note(4, env) is None

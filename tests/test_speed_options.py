@@ -124,15 +124,19 @@ def test_measured_passes_run_in_ieee_fp32_under_tf32(synthetic, monkeypatch, pre
 
 
 def test_gpu_only_speed_options_leave_a_cpu_run_bitwise_the_same(synthetic):
-    """eval_precision and cudnn_benchmark only touch CUDA backends: on the CPU a run with both
-    off is the same, bit for bit, as one with both on, and the global flags are restored."""
+    """precision, eval_precision, cudnn_benchmark and cuda_graph only touch CUDA: on the CPU a
+    run with all of them off is the same, bit for bit, as one with all on (the defaults), and
+    the global flags are restored."""
     cfg = RunConfig(**{**TINY, "steps": 8, "measure_every": 4, "hist_every": 4, "eval_every": 4,
                        "log_every": 4, "dtype": "float32"})
     flag = torch.backends.cudnn.benchmark
-    on = train_run(dataclasses.replace(cfg, eval_precision="tf32", cudnn_benchmark=not flag),
+    on = train_run(dataclasses.replace(cfg, precision="tf32", eval_precision="tf32",
+                                       cudnn_benchmark=not flag, cuda_graph=True),
                    synthetic, progress=False)
     assert torch.backends.cudnn.benchmark is flag
-    off = train_run(dataclasses.replace(cfg, eval_precision="fp32", cudnn_benchmark=flag),
+    assert on.meta["graph_replays"] == 0
+    off = train_run(dataclasses.replace(cfg, precision="fp32", eval_precision="fp32",
+                                        cudnn_benchmark=flag, cuda_graph=False),
                     synthetic, progress=False)
     for name in ("steps", "eval", "probes", "ics"):
         a, b = on.tables[name].drop(columns="elapsed_s", errors="ignore"), off.tables[name]

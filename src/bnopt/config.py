@@ -261,6 +261,7 @@ class RunConfig:
     precision: str = "fp32"       # float32 convs/matmuls of unmeasured steps: 'fp32' or 'tf32'
     eval_precision: str = "tf32"  # ... of evaluations (they do not feed back into training)
     cudnn_benchmark: bool = True  # cuDNN picks convolution algorithms by timing them
+    cuda_graph: bool = True       # unmeasured steps on a GPU replay as one CUDA graph
     dtype: str | None = None      # parameters, activations and data: 'float32' or 'float64'
     channels_last: bool | None = None  # NHWC memory format for conv nets
     vmap_probes: bool | None = None    # all probe points in one torch.func.vmap pass

@@ -105,3 +105,22 @@ def lease_gpu(lock_dir: str | os.PathLike, devices: list[str] | None = None,
                   flush=True)
             last_note = now
         time.sleep(poll_s)
+
+
+def mps_active(env=None) -> bool:
+    """Whether a CUDA MPS control daemon serves this process's GPUs: its pipe folder
+    (``CUDA_MPS_PIPE_DIRECTORY``, default /tmp/nvidia-mps) holds the daemon's ``control`` pipe."""
+    env = os.environ if env is None else env
+    return (Path(env.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps")) / "control").exists()
+
+
+def sharing_note(slots: int, env=None) -> str | None:
+    """What a job that may share its GPU (``jobs_per_gpu`` = ``slots`` > 1) should say when no
+    MPS daemon runs: the jobs' CUDA contexts then take turns on the GPU, so sharing adds no
+    throughput (BENCHMARKS.md, "GPU sharing")."""
+    if slots <= 1 or mps_active(env):
+        return None
+    return (f"jobs_per_gpu = {slots} but CUDA MPS is not running: jobs sharing a GPU take turns "
+            "(time-slicing), so together they train no faster than one at a time. Start MPS "
+            "(README, 'Several jobs per GPU') or set jobs_per_gpu: 1.")
+

@@ -227,12 +227,16 @@ class Recorder:
     def add(self, kind: str, step: int, values: torch.Tensor) -> None:
         self.rows[kind].append((step, values))
 
-    def step(self, step: int, loss, out, y, params) -> None:
+    def step(self, step: int | torch.Tensor, loss, out, y, params) -> None:
         """The per-step row: the step's loss and accuracy, |gradient|, |parameters| (before the
-        update)."""
-        self.buf[step] = torch.stack([loss.detach(), accuracy(out, y),
-                                      total_norm(p.grad for p in params if p.grad is not None),
-                                      total_norm(params)])
+        update). ``step`` may be a 1-element device tensor (a CUDA-graphed step's index)."""
+        row = torch.stack([loss.detach(), accuracy(out, y),
+                           total_norm(p.grad for p in params if p.grad is not None),
+                           total_norm(params)])
+        if isinstance(step, torch.Tensor):
+            self.buf.index_copy_(0, step, row.unsqueeze(0).to(self.buf.dtype))
+        else:
+            self.buf[step] = row
 
     def activations(self, step: int, preacts: list, measured: bool, histograms: bool) -> None:
         """Moment shift from the previous measured step; at a measured step, statistics (and
@@ -288,6 +292,84 @@ class Recorder:
         shift = _layer_rows(rec["shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
         tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left")
         return {k: tables[k][cols] for k, cols in TABLES.items()}
+
+
+def forward_backward(model, opt, x, y, preacts: list | None = None):
+    """The step's forward pass and loss, and its gradient in each parameter's ``.grad``."""
+    out = model(x, preacts=preacts)
+    loss = criterion(out, y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    return out, loss
+
+
+def plain_step(model, opt, params, rec: Recorder, step, x, y) -> None:
+    """An unmeasured training step: forward, loss, backward, the per-step row, the update."""
+    out, loss = forward_backward(model, opt, x, y)
+    with torch.no_grad():
+        rec.step(step, loss, out, y, params)
+    opt.step()
+
+
+class CudaGraphStep:
+    """:func:`plain_step` captured once as a CUDA graph and replayed: one launch instead of a
+    few hundred kernels (under TF32 the step is launch-bound). Called like ``plain_step``.
+
+    Every call copies the batch into static buffers and the step index into a device tensor
+    (the per-step row's position). The first ``warmup`` calls run that very step eagerly on the
+    side stream the graph is captured on (cuDNN autotuning, lazily loaded kernels, workspaces,
+    the optimizer's momentum buffers), as PyTorch's whole-network capture recipe asks; the
+    next call captures and every later one replays. Noisy BN's noise is drawn inside the graph
+    from ``generator``, registered with the graph, so it advances by the same offsets as eager
+    draws (and its saved state stays right for checkpoints). Eager measured steps in between
+    replace ``.grad``; the graph keeps its own gradient buffers and puts them back before a
+    replay. Build it after any checkpoint is loaded: the graph holds the parameter and
+    optimizer tensors."""
+
+    def __init__(self, generator: torch.Generator | None = None, warmup: int = 2):
+        self.generators = [generator] if generator is not None else []
+        self.warmup, self.eager, self.captures, self.replays = warmup, 0, 0, 0
+        self.graph = self.side = None
+
+    def __call__(self, model, opt, params, rec, step: int, x, y) -> None:
+        if self.side is None:
+            self.side = torch.cuda.Stream(x.device)
+            self.x, self.y = torch.empty_like(x), torch.empty_like(y)  # keeps the memory format
+            self.step_t = torch.zeros(1, dtype=torch.long, device=x.device)
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.step_t.fill_(step)
+        if self.graph is None and self.eager < self.warmup:
+            main = torch.cuda.current_stream(x.device)
+            self.side.wait_stream(main)
+            with torch.cuda.stream(self.side):
+                plain_step(model, opt, params, rec, self.step_t, self.x, self.y)
+            main.wait_stream(self.side)
+            self.eager += 1
+            return
+        if self.graph is None:
+            try:
+                self._capture(model, opt, params, rec)
+            except Exception as e:  # the RNG state is no longer usable: stop, say what to do
+                raise RuntimeError(
+                    f"capturing the training step as a CUDA graph failed at step {step} "
+                    f"({type(e).__name__}: {e}). Set cuda_graph: false in the config to train "
+                    "eagerly (the run resumes from its last checkpoint).") from e
+        if params[0].grad is not self.grads[0]:  # an eager step since the last replay
+            for p, g in zip(params, self.grads):
+                p.grad = g
+        self.graph.replay()
+        self.replays += 1
+
+    def _capture(self, model, opt, params, rec) -> None:
+        graph = torch.cuda.CUDAGraph()
+        for g in self.generators:
+            graph.register_generator_state(g)
+        with torch.cuda.graph(graph, stream=self.side):
+            plain_step(model, opt, params, rec, self.step_t, self.x, self.y)
+        self.grads = [p.grad for p in params]  # allocated in the graph's pool: keep them
+        self.graph = graph
+        self.captures += 1
 
 
 def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | None,
@@ -348,6 +430,8 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         from tqdm import tqdm
         bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.variant} lr={cfg.lr} seed={cfg.seed}",
                    file=sys.stderr, mininterval=2.0, dynamic_ncols=False, ascii=True)
+    # unmeasured steps replay as one CUDA graph (built after resuming: it holds the tensors)
+    graphed = (CudaGraphStep(noise_gen) if cfg.cuda_graph and device.type == "cuda" else None)
     model.train()
     t0 = time.perf_counter() - elapsed_before
     done, diverged, flushed = cfg.steps, False, start
@@ -358,28 +442,32 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         curvature = cfg.hessian_every > 0 and step % cfg.hessian_every == 0
         preacts = [] if (measured or rec.pending_moments is not None) else None
         x, y = next(batches)
-        # measured and curvature steps, and the step after a measured one (the moment shift),
-        # run in IEEE arithmetic
-        with ieee_fp32() if (preacts is not None or curvature) else contextlib.nullcontext():
-            out = model(x, preacts=preacts)
-            loss = criterion(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-        with torch.no_grad():
-            rec.step(step, loss, out, y, params)
-            if preacts is not None:
-                rec.activations(step, preacts, measured,
-                                cfg.hist_every > 0 and step % cfg.hist_every == 0)
-            if measured or curvature:  # the step's parameters and gradient: two flat copies
-                before = {n: p.detach().clone() for n, p in named.items()}
-                grad = {n: p.grad.detach().clone() for n, p in named.items()}
-        opt.step()
-        if measured or curvature:
-            for kind, values in measure_after_step(
-                    model, x, y, before, grad, step_sizes if measured else None, cfg.vmap_probes,
-                    (cfg.hessian_iters, cfg.hessian_tol) if curvature else None).items():
-                rec.add(kind, step, values)
-            del before, grad
+        if preacts is None and not curvature:  # a plain step: in the run's precision
+            (graphed or plain_step)(model, opt, params, rec, step, x, y)
+        else:
+            # measured and curvature steps, and the step after a measured one (the moment
+            # shift), run in IEEE arithmetic
+            with ieee_fp32():
+                out, loss = forward_backward(model, opt, x, y, preacts)
+            with torch.no_grad():
+                rec.step(step, loss, out, y, params)
+                if preacts is not None:
+                    rec.activations(step, preacts, measured,
+                                    cfg.hist_every > 0 and step % cfg.hist_every == 0)
+                if measured or curvature:  # the step's parameters and gradient: two flat copies
+                    before = {n: p.detach().clone() for n, p in named.items()}
+                    grad = {n: p.grad.detach().clone() for n, p in named.items()}
+            opt.step()
+            if measured or curvature:
+                for kind, values in measure_after_step(
+                        model, x, y, before, grad, step_sizes if measured else None,
+                        cfg.vmap_probes,
+                        (cfg.hessian_iters, cfg.hessian_tol) if curvature else None).items():
+                    rec.add(kind, step, values)
+                del before, grad
+            # drop this step's autograd graph: a live one keeps the parameters' AccumulateGrad
+            # nodes on this stream, and a CUDA graph captured later would fail on them
+            del out, loss, preacts
         rec.host_t[step] = time.perf_counter() - t0
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
             block = rec.buf[flushed:step + 1, 0].cpu()  # the one host sync per log_every steps
@@ -404,7 +492,9 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         bar.close()
 
     tables = rec.tables(done, cfg.lr, cfg.probe_multipliers)
-    return RunResult(tables, _meta(cfg, model, dataset, device, tables, done, diverged, wall))
+    meta = _meta(cfg, model, dataset, device, tables, done, diverged, wall)
+    meta["graph_replays"] = graphed.replays if graphed else 0  # this process's
+    return RunResult(tables, meta)
 
 
 def _meta(cfg: RunConfig, model, dataset: Dataset, device, tables: dict, done: int,

@@ -7,7 +7,7 @@ import torch
 
 from bnopt.aggregate import outcome_text
 from bnopt.data import Dataset
-from bnopt.gpus import lease_gpu
+from bnopt.gpus import lease_gpu, sharing_note
 from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run
 from bnopt.workflow import log_to
 
@@ -21,6 +21,9 @@ def main(sm):
         # snakemake counts GPUs but does not assign them: lease a distinct one for this job
         lease = lease_gpu(sm.params.gpu_lock_dir, slots=sm.params.jobs_per_gpu)
         print(f"leased GPU {lease.device_id} as {lease.device} ({lease.lock_path})", flush=True)
+        note = sharing_note(sm.params.jobs_per_gpu)
+        if note:
+            print(f"NOTE: {note}", flush=True)
         cfg = dataclasses.replace(cfg, device=lease.device)
     print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
     checkpoint = Path(sm.output.meta).with_name("checkpoint.pt")
