@@ -38,19 +38,17 @@ import json
 import platform
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn as nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from bnopt.measure import DEFAULT_MULTIPLIERS, ieee_fp32, matmul_precision  # noqa: E402
-from bnopt.data import DLN_DIM  # noqa: E402
-from bnopt.models import build_model, set_noise_generator  # noqa: E402
-from bnopt.reference import _copy, naive_measure_step  # noqa: E402
-from bnopt.train import (CudaGraphStep, Recorder, criterion, cudnn_autotune,  # noqa: E402
+from bnopt.config import DEFAULT_MULTIPLIERS
+from bnopt.measure import ieee_fp32, matmul_precision
+from bnopt.data import DLN_DIM
+from bnopt.models import build_model, set_noise_generator
+from bnopt.reference import _copy, naive_measure_step
+from bnopt.train import (CudaGraphStep, Recorder, criterion, cudnn_autotune,
                          measure_after_step, plain_step)
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
@@ -202,15 +200,12 @@ def project(config_path: str, device: str, steps: int, as_json: bool, min_second
 def job_startup_seconds(repeats: int = 3) -> float:
     """Seconds a training job spends before its first step that the loop's timing misses: a
     fresh Python importing torch and the training code (the fastest of ``repeats``)."""
-    import os
     import subprocess
 
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
     times = []
     for _ in range(max(1, repeats)):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import bnopt.train"], check=True, env=env)
+        subprocess.run([sys.executable, "-c", "import bnopt.train"], check=True)
         times.append(time.perf_counter() - t)
     return min(times)
 

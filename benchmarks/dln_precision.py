@@ -12,14 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-from bnopt.data import load_dataset  # noqa: E402
-from bnopt.train import RunConfig, train_run  # noqa: E402
+from bnopt.data import load_dataset
+from bnopt.train import RunConfig, train_run
 
 MULTIPLIERS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 

@@ -8,9 +8,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
-from bnopt.data import load_dataset  # noqa: E402
+from bnopt.data import load_dataset  # noqa: E402 (the installed package: pip install -e .)
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +26,7 @@ def snakemake_command(args, workdir) -> tuple[list[str], dict]:
     """(argv, env) of the real snakemake CLI on this repo's Snakefile with ``workdir`` as its
     working directory (which gets a copy of config.yaml)."""
     shutil.copy(ROOT / "config.yaml", Path(workdir) / "config.yaml")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = dict(os.environ)
     return [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d", str(workdir),
             *args], env
 

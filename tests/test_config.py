@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,46 @@ def test_a_dln_built_from_the_library_gets_the_settings_the_workflow_gives_it():
     explicit = RunConfig(dataset="dln", model="dln", variant="batchnorm", lr=1e-6, seed=0,
                          init="kaiming", steps=5)
     assert (explicit.init, explicit.steps) == ("kaiming", 5)  # what is given is kept
+
+
+def _stated(text: str) -> dict:
+    """(section, key) -> the comment on its line, for every key config.yaml states (top level
+    and the dln section)."""
+    out, section = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^(\s*)([a-z_0-9]+):([^#]*)(#.*)?$", line)
+        if not m:
+            continue
+        indent, key, comment = m.group(1), m.group(2), m.group(4) or ""
+        if not indent:
+            section = key if not m.group(3).strip() else None
+            out[(None, key)] = comment
+        elif section:
+            out[(section, key)] = comment
+    return out
+
+
+def test_config_yaml_states_its_defaults_or_says_why_it_differs():
+    """config.yaml holds the experiment's choices (the schema's required keys, which have no
+    default) and restates other defaults for its reader; each restated value must be the
+    default the schema would fill in, unless its line says why it differs ('# differs from the
+    default: ...'). So the file and the schema cannot drift apart (threads did: 2 and 1)."""
+    from bnopt.config import load_schema
+
+    schema = load_schema()
+    props, required = schema["properties"], set(schema["required"])
+    stated = _stated((ROOT / "config.yaml").read_text())
+    assert {k for s, k in stated if s is None} == set(BASE)
+    for (section, key), comment in stated.items():
+        if section is None and key == "dln":
+            continue
+        value = BASE[key] if section is None else BASE[section][key]
+        if section is None and "default" not in props[key]:
+            assert key in required, f"{key}: no schema default, so it must be a required key"
+            continue
+        default = props[key]["default"] if section is None else props["dln"]["default"][key]
+        assert value == default or "differs from the default" in comment, (
+            f"config.yaml {section + '.' if section else ''}{key}: {value!r}, the schema's default "
+            f"is {default!r}; make them equal or say why on the line")
+    # and every experiment choice is stated
+    assert required <= set(BASE)

@@ -10,23 +10,33 @@ from torch.func import functional_call
 
 from bnopt.figures import FIGURES, LABELS, PALETTE
 from bnopt.measure import layer_parameters, measure_curvature, measure_step
-from bnopt.models import (DLN_VARIANTS, NORMALISERS, VARIANTS, WeightNorm, build_model,
-                          group_count, variants_in)
+from bnopt.models import NORMALISERS, WeightNorm, build_model, group_count
+from bnopt.variants import DLN_VARIANTS, VARIANTS, variants_in
 from bnopt.train import RunConfig, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ["layernorm", "groupnorm", "weightnorm"]
 
 
-def test_the_schema_and_the_figures_list_the_registry_s_variants():
+def test_every_registered_variant_is_allowed_built_drawn_and_compared():
+    """The schema (a separate text) allows exactly the registry's variants; each one builds a
+    network that runs (the VGG, and the DLN where the registry allows it); each has its own
+    colour and belongs to a figure family, so some figure shows it."""
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
     props = schema["properties"]
     assert props["variants"]["items"]["enum"] == list(VARIANTS)
     assert props["dln"]["properties"]["variants"]["items"]["enum"] == list(DLN_VARIANTS)
-    assert set(LABELS) == set(PALETTE) == set(VARIANTS)
     assert len(set(PALETTE.values())) == len(VARIANTS)  # every variant its own colour
+    assert all(LABELS[v].startswith("Standard") for v in VARIANTS)
+    families = ("bn", "noisy", "lp", "normalisers")
+    assert all(any(v in variants_in(f) for f in families) for v in VARIANTS)
     assert variants_in("normalisers") == ["standard", "batchnorm", *NEW]
     assert {"fig14_normalisers_vgg", "fig15_normalisers_dln"} <= set(FIGURES)
+    x = torch.randn(4, 1, 8, 8)
+    for v in VARIANTS:
+        assert build_model("vgg", v, 1, 8, 10, width=0.125)(x).shape == (4, 10), v
+    for v in DLN_VARIANTS:
+        assert build_model("dln", v, 10, 1, 10)(torch.randn(4, 10)).shape == (4, 10), v
 
 
 def _direct_norm(z, groups, eps=1e-5):

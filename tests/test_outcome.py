@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import yaml
 
-from bnopt.aggregate import (CHANCE_MARGIN, LOSS_PLATEAU, outcome_text, summary_table,
-                             training_outcome)
+from bnopt.aggregate import summary_table
+from bnopt.outcome import CHANCE_MARGIN, LOSS_PLATEAU, outcome_text, training_outcome
 from bnopt.config import check_config, train_settings
 from bnopt.data import load_dataset
 from bnopt.train import RunConfig, train_run, write_run

@@ -61,7 +61,7 @@ def project(tmp_path_factory):
 
 def _run(argv, cwd, timeout=300):
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(cwd / "src")})
+                          env=dict(os.environ))
 
 
 def _dry_run_argv(command: str) -> list[str]:

@@ -9,15 +9,13 @@ import pandas as pd
 import pytest
 
 from bnopt.train import RunConfig, train_run
-from conftest import ROOT
 
 CFG = dict(dataset="synthetic", model="vgg", variant="noisy_batchnorm", lr=0.05, seed=0,
            steps=240, batch_size=64, width=0.125, momentum=0.9, eval_every=40, log_every=5,
            device="cpu", measure_every=5, hist_every=10, probe_multipliers=(0.5, 2.0),
            checkpoint_every=10)
 CHILD = """
-import sys, torch
-sys.path.insert(0, {src!r})
+import torch
 torch.set_num_threads(1)
 from bnopt.data import load_dataset
 from bnopt.train import RunConfig, train_run
@@ -37,8 +35,7 @@ def assert_same_tables(a, b):
 
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, synthetic):
     ck = tmp_path / "checkpoint.pt"
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(src=str(ROOT / "src"), cfg=CFG,
-                                                                 ck=str(ck))],
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(cfg=CFG, ck=str(ck))],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not ck.exists() and child.poll() is None and time.time() < deadline:

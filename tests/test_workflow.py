@@ -23,6 +23,29 @@ def job_counts(stdout: str) -> dict:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+def test_a_dry_run_parses_without_torch_or_seaborn(tmp_path):
+    """Every snakemake command parses the workflow; it imports only bnopt's light modules
+    (names, settings, the scorecard's runs), so a dry run does not pay for torch and seaborn
+    (about 6 s of the 10 s a dry run took when it did); the jobs import them."""
+    argv, env = snakemake_command(["-n", "--cores", "1", "results/figures/fig1_accuracy.png"],
+                                  tmp_path)
+    r = subprocess.run([argv[0], "-X", "importtime", *argv[1:]], capture_output=True, text=True,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "bnopt.config" in imported and "bnopt.claims" in imported
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "seaborn", "matplotlib"))
+    assert not heavy, heavy[:10]
+
+
+def test_every_figure_function_has_a_spec_and_every_spec_a_function():
+    """The rules derive from the specs (bnopt.config.figure_specs), the drawing from FIGURES."""
+    from bnopt.config import figure_specs
+
+    assert list(figure_specs(check_config(BASE))) == list(FIGURES)
+
+
 def test_default_config_resolves_the_whole_dag(tmp_path):
     r = run_snakemake(["-n", "--cores", "1"], tmp_path)
     assert r.returncode == 0, r.stderr
@@ -118,8 +141,11 @@ def test_unknown_figure_path_is_reported(tmp_path):
 
 
 def test_lint_is_clean(tmp_path):
+    """snakemake --lint parses the workflow and finds nothing (a crash fails it too)."""
     r = run_snakemake(["--lint"], tmp_path)
-    assert "Lints for" not in r.stdout + r.stderr, r.stdout + r.stderr
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and "Lints for" not in out, out[-3000:]
+    assert "your workflow is in a good condition" in out, out[-3000:]
 
 
 def _as_config(args: list[str]) -> dict:
@@ -127,44 +153,79 @@ def _as_config(args: list[str]) -> dict:
     return {k: yaml.safe_load(v) for k, v in (a.split("=", 1) for a in args)}
 
 
-@pytest.mark.slow
-def test_tiny_end_to_end_run(tmp_path):
-    cfg = ["dataset=synthetic", "width=0.125", "steps=16", "batch_size=64", "eval_every=8",
-           "log_every=4", "device=cpu", "threads=1", "seeds=[0]", "lrs=[0.05,10000.0]",
-           "fig1_lrs=[0.05,10000.0]", "fig3_lrs=[0.05,10000.0]", "figure_lr=0.05",
-           "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]", "checkpoint_every=12",
-           "hessian_every=8", "hessian_iters=3",
-           "dln={seeds: [0], lrs: [1e-5], steps: 12, eval_every: 6, log_every: 6, measure_every: 4,"
-           " hist_every: 8, hessian_every: 6, figure_lr: 1e-5, fig3_lrs: [1e-5]}"]
-    r = run_snakemake(["--cores", "2", "--config", *cfg], tmp_path)
+TINY = ["dataset=synthetic", "width=0.125", "steps=16", "batch_size=64", "eval_every=8",
+        "log_every=4", "device=cpu", "threads=1", "seeds=[0]", "lrs=[0.05,10000.0]",
+        "fig1_lrs=[0.05,10000.0]", "fig3_lrs=[0.05,10000.0]", "figure_lr=0.05",
+        "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]", "checkpoint_every=12",
+        "hessian_every=8", "hessian_iters=3",
+        "dln={seeds: [0], lrs: [1e-5], steps: 12, eval_every: 6, log_every: 6, measure_every: 4,"
+        " hist_every: 8, hessian_every: 6, figure_lr: 1e-5, fig3_lrs: [1e-5]}"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The whole workflow (`snakemake --cores 2`, every figure and the scorecard) once, on tiny
+    settings: lr 1e4 blows the standard network up; the tests below read what it left."""
+    path = tmp_path_factory.mktemp("tiny")
+    r = run_snakemake(["--cores", "2", "--config", *TINY], path)
     assert r.returncode == 0, r.stderr[-3000:]
-    summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
+    return path, r
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_trains_every_run_it_needs(tiny):
+    path, _ = tiny
+    summary = pd.read_csv(path / "results/tables/summary.csv")
     # 3 variants x 2 lrs, l1/l2/linf and LN/GN/WN at 0.05 for Figures 5, 6, 12, 14, 8 DLN variants
     assert len(summary) == 3 * 2 + 6 + 8
     assert (summary[summary.model == "dln"].steps_completed == 12).all()
-    # lr 1e4 blows the standard network up: recorded as diverged, and the sweep still finished
+    assert (summary[(summary.lr == 0.05)].steps_completed == 16).all()
+
+
+@pytest.mark.slow
+def test_a_diverged_run_is_recorded_and_named_and_the_sweep_finishes(tiny):
+    path, r = tiny
+    summary = pd.read_csv(path / "results/tables/summary.csv")
     row = summary[(summary.variant == "standard") & (summary.lr == 10000.0)].iloc[0]
     assert bool(row.diverged) and row.steps_completed < 16
-    assert (summary[(summary.lr == 0.05)].steps_completed == 16).all()
     # the end of the run names every run that diverged or never learned (16 steps: most)
     assert "standard lr=10000 seed=0 (synthetic/vgg) diverged at step" in r.stderr
     assert r.stderr.count(" never learned: ") == summary.never_learned.sum() > 0
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_draws_every_figure(tiny):
+    path, _ = tiny
     for fig in [*FIGURES, "fig0_scorecard"]:
-        assert (tmp_path / f"results/figures/{fig}.png").stat().st_size > 10_000, fig
-    # the scorecard judges every check; with one seed only "BN trains where the standard net
-    # does not" is decided (at lr 1e4 the BN net fails too), and the checks against the
-    # diverged standard net at lr 1e4 say so
-    claims = pd.read_csv(tmp_path / "results/tables/claims.csv")
-    assert len(claims) == len(checks(check_config({**BASE, **_as_config(cfg)})))
+        assert (path / f"results/figures/{fig}.png").stat().st_size > 10_000, fig
+
+
+@pytest.mark.slow
+def test_the_scorecard_judges_every_check_and_names_failed_runs(tiny):
+    """With one seed only "BN trains where the standard net does not" is decided (at lr 1e4
+    the BN net fails too), and the checks against the diverged standard net say so."""
+    path, _ = tiny
+    claims = pd.read_csv(path / "results/tables/claims.csv")
+    assert len(claims) == len(checks(check_config({**BASE, **_as_config(TINY)})))
     decided = claims[claims.verdict.isin(["holds", "does not hold"])]
     assert list(decided.quantity) == ["trained"] and decided.lr.iloc[0] == 10000.0
     assert set(claims.verdict) <= {"inconclusive", "not measured", "does not hold"}
     diverged = claims[(claims.lr == 10000.0) & (claims.quantity == "final_test_acc")]
     assert diverged.why.str.contains("standard diverged").all() and len(diverged) == 1
-    assert "| claim | check |" in (tmp_path / "results/tables/claims.md").read_text()
-    log = (tmp_path / "results/logs/train/synthetic/vgg/batchnorm/lr0.05_seed0.log").read_text()
+    assert "| claim | check |" in (path / "results/tables/claims.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_training_job_log_shows_its_progress(tiny):
+    path, _ = tiny
+    log = (path / "results/logs/train/synthetic/vgg/batchnorm/lr0.05_seed0.log").read_text()
     assert "16/16" in log and "loss=" in log
-    again = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)
+
+
+@pytest.mark.slow
+def test_a_finished_sweep_reruns_nothing_and_changed_figure_code_redraws_figures_only(tiny):
+    path, _ = tiny
+    again = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
     assert "Nothing to be done" in again.stdout + again.stderr
     # figure code touched but unchanged: nothing to do; changed: every figure (and nothing
     # else) is redrawn, and no run is retrained
@@ -172,20 +233,24 @@ def test_tiny_end_to_end_run(tmp_path):
     original, stat = code.read_bytes(), code.stat()
     try:
         os.utime(code, None)
-        touched = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)
+        touched = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
         assert "Nothing to be done" in touched.stdout + touched.stderr
         code.write_bytes(original + b"\n# a change\n")
-        changed = run_snakemake(["-n", "--cores", "2", "--config", *cfg], tmp_path)
+        changed = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
     finally:
         code.write_bytes(original)
         os.utime(code, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     jobs = job_counts(changed.stdout)
     assert "train" not in jobs and "summary" not in jobs
     assert all(jobs.get(fig) == 1 for fig in FIGURES)
-    # the HTML report holds every figure with its caption, and the summary table
-    report = run_snakemake(["--report", "report.html", "--config", *cfg], tmp_path)
+
+
+@pytest.mark.slow
+def test_the_report_holds_every_figure_its_caption_and_the_tables(tiny):
+    path, _ = tiny
+    report = run_snakemake(["--report", "report.html", "--config", *TINY], path)
     assert report.returncode == 0, report.stdout[-2000:] + report.stderr[-2000:]
-    html = (tmp_path / "report.html").read_text(errors="replace")
+    html = (path / "report.html").read_text(errors="replace")
     assert "fig4_landscape.png" in html and "summary.csv" in html
     assert "fig0_scorecard.png" in html and "claims.csv" in html
     assert "effective" in html  # from the Figure 4 caption

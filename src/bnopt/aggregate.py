@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 IDENTITY = ["dataset", "model", "variant", "lr", "seed"]
 MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos", "lambda_max",
@@ -19,57 +18,6 @@ SUMMARY_COLUMNS = IDENTITY + [
     "final_train_loss", "final_train_acc", "final_test_acc", *MEDIANS, "wall_seconds", "init",
     "width", "batch_size", "momentum", "num_parameters", "device_name",
 ]
-# A run "never learned" (left its starting plateau) by these rules; README, "Outputs".
-TAIL_FRACTION = 0.01   # final batch loss / accuracy: mean over the last 1% of steps (>= 1 step)
-CHANCE_MARGIN = 0.05   # classification: final batch accuracy below chance + this
-LOSS_PLATEAU = 0.98    # regression: final batch loss above this fraction of the step-0 loss
-
-
-def training_outcome(loss, accuracy, num_classes: int, diverged: bool) -> dict:
-    """How a run ended, in training mode, from its per-step batch ``loss`` and ``accuracy``.
-
-    ``final_batch_loss`` / ``final_batch_acc`` are means over the last ``TAIL_FRACTION`` of the
-    steps (at least one). A run *never learned* when it did not diverge and
-    - classification (``num_classes`` > 0): its final batch accuracy is below chance
-      (1 / num_classes) + ``CHANCE_MARGIN`` (a loss criterion would miss a dead network whose
-      loss falls from its initial value to ln(num_classes) by calibrating its constant output);
-    - regression (``num_classes`` == 0, accuracy NaN): its final batch loss is above
-      ``LOSS_PLATEAU`` x the loss at step 0.
-    A diverged run is flagged by ``diverged`` instead; its final values are NaN.
-    """
-    loss = np.asarray(loss, dtype=np.float64)
-    accuracy = np.asarray(accuracy, dtype=np.float64)
-    chance = 1.0 / num_classes if num_classes else math.nan
-    out = {"initial_loss": float(loss[0]) if len(loss) else math.nan, "final_batch_loss": math.nan,
-           "final_batch_acc": math.nan, "chance_acc": chance, "never_learned": False}
-    if diverged or not len(loss):
-        return out
-    tail = max(1, math.ceil(TAIL_FRACTION * len(loss)))
-    out["final_batch_loss"] = float(loss[-tail:].mean())
-    if num_classes:
-        out["final_batch_acc"] = float(accuracy[-tail:].mean())
-        out["never_learned"] = bool(out["final_batch_acc"] < chance + CHANCE_MARGIN)
-    else:
-        out["never_learned"] = bool(out["final_batch_loss"] > LOSS_PLATEAU * out["initial_loss"])
-    return out
-
-
-def outcome_text(meta: dict) -> str | None:
-    """A one-line warning for a run that diverged or never learned (None for a healthy run)."""
-    name = f"{meta['variant']} lr={meta['lr']:g} seed={meta['seed']} ({meta['dataset']}/{meta['model']})"
-    if meta.get("diverged"):
-        return f"{name} diverged at step {meta['steps_completed']}"
-    if meta.get("never_learned"):
-        if meta.get("chance_acc") == meta.get("chance_acc"):  # classification (not NaN)
-            why = (f"final batch accuracy {meta['final_batch_acc']:.3f} is below chance "
-                   f"({meta['chance_acc']:.3f}) + {CHANCE_MARGIN}")
-        else:
-            why = (f"final batch loss {meta['final_batch_loss']:.4g} is above {LOSS_PLATEAU:g} x "
-                   f"the step-0 loss {meta['initial_loss']:.4g}")
-        return f"{name} never learned: {why}"
-    return None
-
-
 def seed_interval(values) -> tuple[float, float]:
     """The band of a mean over seeds, the one rule every figure and the scorecard use: with 3 or
     more finite values the 95% confidence interval of the mean from Student's t (mean +-
@@ -83,6 +31,8 @@ def seed_interval(values) -> tuple[float, float]:
     if len(x) <= 2:
         return float(x.min()), float(x.max())
     m = float(x.mean())
+    from scipy import stats  # here: the workflow imports this module to parse
+
     h = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
     return m - h, m + h
 

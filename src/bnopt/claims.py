@@ -429,10 +429,10 @@ def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
 
 def check_label(row) -> str:
     """A row's check in words: 'BN vs standard: test accuracy ..., VGG lr 0.1'."""
-    from bnopt.models import NORMALISERS
+    from bnopt.variants import VARIANT_INFO
 
     def name(v):  # "BatchNorm" for "Standard + BatchNorm"
-        return NORMALISERS[v].label.removeprefix("Standard + ") if v in NORMALISERS else v
+        return VARIANT_INFO[v].label.removeprefix("Standard + ") if v in VARIANT_INFO else v
 
     where = "DLN" if row["family"] == "dln" else (str(row["model"]).upper() or "net")
     lr = "" if pd.isna(row["lr"]) else f" lr {row['lr']:g}"

@@ -16,9 +16,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from bnopt.data import TRAIN_SIZES, dataset_present, missing_data_message
-from bnopt.measure import DEFAULT_MULTIPLIERS
-from bnopt.models import NOISY_BN_DEFAULTS, NUM_LAYERS, variants_in
+from bnopt.datasets import TRAIN_SIZES, dataset_present, missing_data_message
+from bnopt.variants import NOISY_BN_DEFAULTS, NUM_LAYERS, variants_in
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -192,6 +191,10 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
                               "taken at measured steps).")
     return cfg
 
+
+# Default probe step lengths, as multiples of the learning rate: 8 evenly spaced points over the
+# paper's VGG range 1/2 .. 4 x lr (Appendix A.2.2 does not state the number of points).
+DEFAULT_MULTIPLIERS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
 
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
 DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",

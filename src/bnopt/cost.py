@@ -25,7 +25,8 @@ import pandas as pd
 import torch
 
 from bnopt.config import JOB_BENCHMARK, sweep_runs, train_settings
-from bnopt.data import TEST_SIZES, TRAIN_SIZES, DeviceData, fake_dataset
+from bnopt.data import DeviceData, fake_dataset
+from bnopt.datasets import TEST_SIZES, TRAIN_SIZES
 from bnopt.measure import matmul_precision
 
 KEY = ["dataset", "model", "variant"]

@@ -11,25 +11,14 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("cifar10", "fashion_mnist", "digits", "synthetic", "dln")
-# Training-set sizes, known before loading, so a too-large batch is rejected at config time.
-TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "digits": 1_437, "synthetic": 1_024,
-               "dln": 1_000}
-DLN_DIM = 10  # the paper's deep linear network task: y = A x, A 10x10, 1000 samples
-# Test-set sizes, input shapes and classes (0: regression), for cost projections before loading.
-TEST_SIZES = {"cifar10": 10_000, "fashion_mnist": 10_000, "digits": 360, "synthetic": 256,
-              "dln": 1_000}
-INPUT_SHAPES = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "digits": (1, 8, 8),
-                "synthetic": (3, 8, 8), "dln": (DLN_DIM,)}
-NUM_CLASSES = {"cifar10": 10, "fashion_mnist": 10, "digits": 10, "synthetic": 10, "dln": 0}
-DEFAULT_ROOT = "resources"
-
+from bnopt.datasets import (DATASETS, DEFAULT_ROOT, DLN_DIM, DOWNLOADABLE, NUM_CLASSES,
+                            TEST_SIZES, TRAIN_SIZES, dataset_present, input_shape,
+                            missing_data_message)
 
 class DataError(RuntimeError):
     """A dataset is missing or unreadable; the message says where we looked and what to do."""
@@ -79,35 +68,6 @@ class Dataset:
         except Exception as e:  # corrupt or foreign file
             raise DataError(f"cannot read prepared dataset {path}: {e}. Delete it and rerun "
                             "snakemake to prepare it again.") from e
-
-
-# --------------------------------------------------------------------------------------------
-# Where the torchvision datasets live on disk
-
-_EXPECTED = {
-    "cifar10": ("cifar-10-batches-py", ["data_batch_1", "data_batch_5", "test_batch"]),
-    "fashion_mnist": ("FashionMNIST/raw", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
-}
-
-
-def expected_files(name: str, root: str | os.PathLike) -> list[Path]:
-    sub, files = _EXPECTED[name]
-    return [Path(root) / sub / f for f in files]
-
-
-def dataset_present(name: str, root: str | os.PathLike) -> bool:
-    """True if ``root`` holds ``name`` in torchvision's layout (or the dataset needs no files)."""
-    if name not in _EXPECTED:
-        return True
-    return all(p.exists() or p.with_name(p.name + ".gz").exists() for p in expected_files(name, root))
-
-
-def missing_data_message(name: str, root: str | os.PathLike, problem: str = "not found") -> str:
-    sub, _ = _EXPECTED[name]
-    return (f"dataset {name!r} {problem} in data_root={str(root)!r} (looked for "
-            f"{Path(root) / sub}/). Either point data_root at a copy in torchvision's layout "
-            f"(the folder that contains '{sub.split('/')[0]}'), or set data_root: null to "
-            f"download it with checksums into '{DEFAULT_ROOT}/' (needs internet).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,14 +173,6 @@ def load_dataset(name: str, data_root: str | os.PathLike | None = None,
     return ds
 
 
-def input_shape(name: str, image_size: int | None = None) -> tuple[int, ...]:
-    """The shape of one input of ``name``, resized to ``image_size`` if given (images only)."""
-    shape = INPUT_SHAPES[name]
-    if image_size is None or len(shape) == 1:
-        return shape
-    return (shape[0], image_size, image_size)
-
-
 def _load(name: str, data_root, data_seed: int) -> Dataset:
     if name == "synthetic":
         return _synthetic()
@@ -228,7 +180,7 @@ def _load(name: str, data_root, data_seed: int) -> Dataset:
         return _dln(data_seed)
     if name == "digits":
         return _digits()
-    if name not in _EXPECTED:
+    if name not in DOWNLOADABLE:
         raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     if data_root is None:
         return _torchvision(name, DEFAULT_ROOT, download=True)

@@ -20,11 +20,11 @@ import seaborn as sns  # noqa: E402
 
 from bnopt.aggregate import (band_label, landscape_summary, load_table, read_meta,  # noqa: E402
                              seed_interval)
-from bnopt.models import NORMALISERS, variants_in  # noqa: E402
+from bnopt.variants import VARIANT_INFO, variants_in  # noqa: E402
 
 # labels, colours and the variants each family of figures compares: from the registry
-LABELS = {v: n.label for v, n in NORMALISERS.items()}
-PALETTE = {v: n.colour for v, n in NORMALISERS.items()}
+LABELS = {v: n.label for v, n in VARIANT_INFO.items()}
+PALETTE = {v: n.colour for v, n in VARIANT_INFO.items()}
 BN_PAIR = variants_in("bn")
 NOISY_VARIANTS = variants_in("noisy")
 LP_VARIANTS = variants_in("lp")

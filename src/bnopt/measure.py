@@ -18,14 +18,11 @@ import torch.nn as nn
 from torch.func import functional_call, grad, grad_and_value, jvp, vmap
 
 from bnopt.models import reuse_noise
+from bnopt.tables import QUANTILES
 
 Params = dict[str, torch.Tensor]
 LossFn = Callable[[Params], torch.Tensor]
 
-# Default probe step lengths, as multiples of the learning rate: 8 evenly spaced points over the
-# paper's VGG range 1/2 .. 4 x lr (Appendix A.2.2 does not state the number of points).
-DEFAULT_MULTIPLIERS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 QUANTILE_SAMPLE = 1 << 20  # torch.quantile works on at most this many (strided) elements
 
 

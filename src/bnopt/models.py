@@ -9,8 +9,9 @@ and that numbering is the one used in every output table and figure. ``norm_i`` 
 (``standard``), BatchNorm (``batchnorm``), BatchNorm followed by the time-varying noise of the
 paper's Algorithm 1 (``noisy_batchnorm``), an l_p normalisation (``l1``, ``l2``, ``linf``),
 LayerNorm or GroupNorm; ``weightnorm`` reparametrises W_i instead. The last layer is never
-normalised. Every variant is one entry of :data:`NORMALISERS`, from which the variant list, the
-figure labels and colours and the figures' variant groups derive.
+normalised. Every variant is one entry of :data:`bnopt.variants.VARIANT_INFO` (its name, figure
+label and colour, figure families; no torch, so the workflow parses without it) and one of
+:data:`NORMALISERS` here (how it builds its layers).
 """
 
 from __future__ import annotations
@@ -23,10 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODELS = ("vgg", "simple_cnn", "dln")
-INITS = ("glorot", "kaiming")
-DLN_DEPTH = 25
-NUM_LAYERS = {"vgg": 14, "simple_cnn": 5, "dln": DLN_DEPTH}  # weight layers, any input size
+from bnopt.variants import (DLN_DEPTH, DLN_VARIANTS, INITS, MODELS,  # noqa: F401 (re-exported)
+                            NOISY_BN_DEFAULTS, NUM_LAYERS, VARIANT_INFO, VARIANTS, variants_in)
 
 # VGG-16 layout adapted to 32x32 inputs (13 convs then one linear classifier): 14 weight layers,
 # so every layer number the paper plots (up to 13) is a conv layer followed by BN in the BN net.
@@ -34,8 +33,6 @@ VGG_CONVS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
 # Seed 001's network: 3 convs + 2 linear layers.
 SIMPLE_CNN_CONVS = [32, "M", 64, "M", 128, "M"]
 SIMPLE_CNN_HIDDEN = [256]
-
-NOISY_BN_DEFAULTS = {"n_mu": 0.5, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1}
 
 
 class NoisyBatchNorm(nn.Module):
@@ -221,18 +218,11 @@ def group_count(channels: int, positions: int = 1) -> int:
 
 @dataclass(frozen=True)
 class Normaliser:
-    """One model variant: how it normalises a layer, and how figures show it.
-
+    """How one variant (:data:`bnopt.variants.VARIANT_INFO`) builds its layers:
     ``norm(features, conv, positions, noisy_bn)`` returns the module applied to W_i x
     (``positions``: spatial positions of a conv layer's output, 1 for a linear layer);
-    ``reparam``, if set, wraps the weight layer itself (weight normalisation). ``groups`` names
-    the figure families that compare it (see :func:`variants_in`); ``dln``: whether the deep
-    linear network may use it."""
-    label: str
-    colour: str
+    ``reparam``, if set, wraps the weight layer itself (weight normalisation)."""
     norm: Callable[..., nn.Module]
-    groups: tuple[str, ...]
-    dln: bool = True
     reparam: Callable[[nn.Module], nn.Module] | None = None
 
 
@@ -268,38 +258,23 @@ def _weight_norm(layer: nn.Module) -> nn.Module:
 
 
 _IDENTITY = lambda features, conv, positions, noisy_bn: nn.Identity()  # noqa: E731
-# Figure groups: "bn" standard vs BN (Figures 1, 3, 4, 9-11, 16), "noisy" adds noisy BN (2, 8),
-# "lp" the l_p normalisations (5, 6, 12, 13), "normalisers" the ones that replaced BN (14, 15).
+# one entry per variant of bnopt.variants (its label, colour and figure families live there)
 NORMALISERS: dict[str, Normaliser] = {
-    "standard": Normaliser("Standard", "#1f77b4", _IDENTITY, ("bn", "noisy", "lp", "normalisers")),
-    "batchnorm": Normaliser("Standard + BatchNorm", "#d62728", _bn,
-                            ("bn", "noisy", "lp", "normalisers")),
+    "standard": Normaliser(_IDENTITY),
+    "batchnorm": Normaliser(_bn),
     "noisy_batchnorm": Normaliser(
-        "Standard + \"Noisy\" BatchNorm", "#2ca02c",
-        lambda features, conv, positions, noisy_bn: NoisyBatchNorm(features, conv, **(noisy_bn or {})),
-        ("noisy",), dln=False),
-    "l1": Normaliser("Standard + l1 norm", "#9467bd", _lp(1), ("lp",)),
-    "l2": Normaliser("Standard + l2 norm", "#8c564b", _lp(2), ("lp",)),
-    "linf": Normaliser("Standard + l-inf norm", "#e377c2", _lp(float("inf")), ("lp",)),
+        lambda features, conv, positions, noisy_bn: NoisyBatchNorm(features, conv, **(noisy_bn or {}))),
+    "l1": Normaliser(_lp(1)),
+    "l2": Normaliser(_lp(2)),
+    "linf": Normaliser(_lp(float("inf"))),
     # per sample over all of the layer's units (channels and positions), per-channel affine
-    "layernorm": Normaliser("Standard + LayerNorm", "#ff7f0e",
-                            lambda features, conv, positions, noisy_bn: nn.GroupNorm(1, features),
-                            ("normalisers",)),
+    "layernorm": Normaliser(lambda features, conv, positions, noisy_bn: nn.GroupNorm(1, features)),
     "groupnorm": Normaliser(
-        "Standard + GroupNorm", "#17becf",
         lambda features, conv, positions, noisy_bn: nn.GroupNorm(group_count(features, positions),
-                                                                 features),
-        ("normalisers",)),
-    "weightnorm": Normaliser("Standard + weight norm", "#7f7f7f", _IDENTITY, ("normalisers",),
-                             reparam=_weight_norm),
+                                                                 features)),
+    "weightnorm": Normaliser(_IDENTITY, reparam=_weight_norm),
 }
-VARIANTS = tuple(NORMALISERS)
-DLN_VARIANTS = tuple(v for v, n in NORMALISERS.items() if n.dln)
-
-
-def variants_in(group: str) -> list[str]:
-    """The variants a figure family compares, in registry order (standard first)."""
-    return [v for v, n in NORMALISERS.items() if group in n.groups]
+assert tuple(NORMALISERS) == VARIANTS, "bnopt.variants and NORMALISERS list the same variants"
 
 
 def _norm(variant: str, features: int, conv: bool, noisy_bn: dict, positions: int = 1) -> nn.Module:

@@ -24,29 +24,17 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bnopt.aggregate import training_outcome
 from bnopt.config import VMAP_CHANNELS_LAST, RunConfig  # noqa: F401 (RunConfig: re-exported)
 from bnopt.data import Dataset, DeviceData
-from bnopt.measure import (PRECISIONS, QUANTILES, activation_summary,
+from bnopt.measure import (PRECISIONS, activation_summary,
                            channel_moments, histogram, ieee_fp32, layer_parameters,
                            matmul_precision, measure_curvature, measure_step, moment_shift,
                            total_norm)
 from bnopt.models import build_model, set_noise_generator
-
-STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
-EVAL_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
-PROBE_COLUMNS = ["step", "point", "multiplier", "step_size", "loss", "grad_change", "beta"]
-ICS_COLUMNS = ["step", "layer", "l2", "cos", "grad_norm"]
-QUANTILE_COLUMNS = [f"q{round(q * 100):02d}" for q in QUANTILES]
-ACTIVATION_COLUMNS = ["step", "layer", "mean", "std", *QUANTILE_COLUMNS, "mean_shift", "var_shift"]
-HISTOGRAM_COLUMNS = ["step", "layer", "bin", "left", "right", "count"]
-INIT_DISTANCE_COLUMNS = ["step", "layer", "distance", "init_norm"]
-HESSIAN_COLUMNS = ["step", "lambda_max", "batch_sharpness", "iterations", "residual"]
-# Every per-run table, by file stem: steps.parquet, eval.parquet, ...
-TABLES = {"steps": STEP_COLUMNS, "eval": EVAL_COLUMNS, "probes": PROBE_COLUMNS,
-          "ics": ICS_COLUMNS, "activations": ACTIVATION_COLUMNS, "histograms": HISTOGRAM_COLUMNS,
-          "init_distance": INIT_DISTANCE_COLUMNS, "hessian": HESSIAN_COLUMNS}
-
+from bnopt.outcome import training_outcome
+from bnopt.tables import (ACTIVATION_COLUMNS, EVAL_COLUMNS, HESSIAN_COLUMNS,  # noqa: F401
+                          HISTOGRAM_COLUMNS, ICS_COLUMNS, INIT_DISTANCE_COLUMNS, QUANTILES,
+                          STEP_COLUMNS, TABLES)
 
 @dataclass
 class RunResult:
@@ -214,7 +202,8 @@ class Recorder:
     ``load_state_dict`` carry it through a checkpoint; ``tables`` turns it into the run's
     tables (see ``TABLES``)."""
 
-    KINDS = ("eval", "init", "probes", "ics", "acts", "shift", "hist", "hessian")
+    KINDS = ("eval", "init_distance", "probes", "ics", "activations", "activation_shift",
+             "histograms", "hessian")  # as the tables they fill (the shift joins activations)
 
     def __init__(self, steps: int, device, dtype, w_init: list[torch.Tensor]):
         self.buf = torch.full((steps, 4), float("nan"), device=device, dtype=dtype)
@@ -243,13 +232,13 @@ class Recorder:
         histograms) of its pre-activations, and its moments for the next step's shift."""
         moments = [channel_moments(z) for z in preacts]
         if self.pending_moments is not None:
-            self.add("shift", step - 1, torch.stack(
+            self.add("activation_shift", step - 1, torch.stack(
                 [moment_shift(a, b) for a, b in zip(self.pending_moments, moments)]))
             self.pending_moments = None
         if measured:
-            self.add("acts", step, torch.stack([activation_summary(z, self.quantiles) for z in preacts]))
+            self.add("activations", step, torch.stack([activation_summary(z, self.quantiles) for z in preacts]))
             if histograms:
-                self.add("hist", step, torch.stack([histogram(z) for z in preacts]))
+                self.add("histograms", step, torch.stack([histogram(z) for z in preacts]))
             self.pending_moments = moments
 
     def state_dict(self, upto: int) -> dict:
@@ -276,9 +265,9 @@ class Recorder:
                 "grad_norm": rows[:, 2], "param_norm": rows[:, 3],
                 "lr": np.full(done, lr), "elapsed_s": self.host_t[:done]}),
             "eval": _rows(rec["eval"], done, EVAL_COLUMNS),
-            "init_distance": _layer_rows(rec["init"], done, INIT_DISTANCE_COLUMNS),
+            "init_distance": _layer_rows(rec["init_distance"], done, INIT_DISTANCE_COLUMNS),
             "ics": _layer_rows(rec["ics"], done - 1, ICS_COLUMNS),
-            "histograms": _histogram_rows(rec["hist"], done - 1),
+            "histograms": _histogram_rows(rec["histograms"], done - 1),
             "hessian": _rows(rec["hessian"], done - 1, HESSIAN_COLUMNS).astype({"iterations": "int64"}),
         }
         probes = _layer_rows(rec["probes"], done - 1, ["step", "point", "loss", "grad_change", "beta"])
@@ -288,8 +277,8 @@ class Recorder:
         probes.insert(3, "step_size", mult[k] * lr if len(k) else np.zeros(0))
         probes["point"] -= 1
         tables["probes"] = probes
-        acts = _layer_rows(rec["acts"], done - 1, ACTIVATION_COLUMNS[:-2])
-        shift = _layer_rows(rec["shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
+        acts = _layer_rows(rec["activations"], done - 1, ACTIVATION_COLUMNS[:-2])
+        shift = _layer_rows(rec["activation_shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
         tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left")
         return {k: tables[k][cols] for k, cols in TABLES.items()}
 
@@ -405,7 +394,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
             vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
         rec.add("eval", step, torch.stack([tl, ta, vl, va]))
         with torch.no_grad():
-            rec.add("init", step, torch.stack(
+            rec.add("init_distance", step, torch.stack(
                 [torch.stack([torch.linalg.vector_norm(named[w] - w0), torch.linalg.vector_norm(w0)])
                  for w, w0 in zip(weight_names, rec.w_init)]))
 

@@ -29,7 +29,8 @@ def run_warnings(meta_paths) -> list[str]:
     """One warning per finished run (among ``meta_paths`` that exist) that diverged or never
     learned: what the end of a Snakemake run prints, so a comparison against a network that did
     not train cannot go unnoticed."""
-    from bnopt.aggregate import outcome_text, read_meta
+    from bnopt.aggregate import read_meta
+    from bnopt.outcome import outcome_text
 
     lines = []
     for p in meta_paths:

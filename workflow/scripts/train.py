@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from bnopt.aggregate import outcome_text
+from bnopt.outcome import outcome_text
 from bnopt.data import Dataset
 from bnopt.gpus import lease_gpu, sharing_note
 from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run

@@ -1,0 +1,20 @@
+"""The tables every training run writes (results/runs/.../<name>.parquet) and their columns,
+without torch: the Snakemake rules name a run's outputs from ``TABLES`` at parse time, and
+:mod:`bnopt.train` fills them."""
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)  # of each layer's pre-activations
+
+STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
+EVAL_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
+PROBE_COLUMNS = ["step", "point", "multiplier", "step_size", "loss", "grad_change", "beta"]
+ICS_COLUMNS = ["step", "layer", "l2", "cos", "grad_norm"]
+QUANTILE_COLUMNS = [f"q{round(q * 100):02d}" for q in QUANTILES]
+ACTIVATION_COLUMNS = ["step", "layer", "mean", "std", *QUANTILE_COLUMNS, "mean_shift", "var_shift"]
+HISTOGRAM_COLUMNS = ["step", "layer", "bin", "left", "right", "count"]
+INIT_DISTANCE_COLUMNS = ["step", "layer", "distance", "init_norm"]
+HESSIAN_COLUMNS = ["step", "lambda_max", "batch_sharpness", "iterations", "residual"]
+# Every per-run table, by file stem: steps.parquet, eval.parquet, ...
+TABLES = {"steps": STEP_COLUMNS, "eval": EVAL_COLUMNS, "probes": PROBE_COLUMNS,
+          "ics": ICS_COLUMNS, "activations": ACTIVATION_COLUMNS, "histograms": HISTOGRAM_COLUMNS,
+          "init_distance": INIT_DISTANCE_COLUMNS, "hessian": HESSIAN_COLUMNS}
+
