@@ -5,12 +5,11 @@
     python benchmarks/bench_step.py --smoke --json          # seconds; what CI runs
     python benchmarks/bench_step.py --device cuda --precision tf32 --channels-last --json
     python benchmarks/bench_step.py --device cuda --profile   # where a measured step's time goes
-    python benchmarks/bench_step.py --device cuda --project config.yaml   # whole sweep, GPU-min
-    python benchmarks/bench_step.py --project CONFIG --compare results/runs  # against real runs
     python benchmarks/bench_step.py --device cpu --hessian-iters 20 --no-naive --json  # curvature
 
 Default: the paper's VGG (width 1, 32x32x3 inputs, batch 128, BatchNorm) on random uint8 images
-resident on the device. A *measured* step is a training step plus every probe point (the default
+resident on the device, built and batched as training does it. (The whole sweep's projection is
+``benchmarks/project_sweep.py``.) A *measured* step is a training step plus every probe point (the default
 8) and ICS for every layer, through the function training calls
 (:func:`bnopt.train.measure_after_step`);
 the *naive* one deep-copies the model for each point and layer, as the earlier attempts did
@@ -24,59 +23,30 @@ ones stay IEEE fp32, as in training), ``--dtype``, ``--channels-last``, ``--vmap
 ``--hessian-iters N`` also times a curvature step as training does it
 (:func:`bnopt.measure.measure_curvature`) with exactly N Lanczos iterations (tolerance 0), and
 reports the cost of one Hessian-vector product in training steps.
-``--project CONFIG`` instead times every (dataset, model, variant) of that config's sweep with
-the real training loop (:mod:`bnopt.cost`) on the device each runs on (the DLN: ``dln.device``),
-adds each job's start-up (a fresh Python importing torch), and projects the whole sweep:
-GPU-minutes, CPU job-minutes, and its wall time on one GPU and ``--cores`` CPU cores;
-``--compare results/runs`` sets it beside what real runs took.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 
-import pandas as pd
 import torch
-import torch.nn as nn
 
-from bnopt.config import DEFAULT_MULTIPLIERS
+from bnopt.cost import device_name, forward_flops
+from bnopt.data import DeviceData, fake_dataset
+from bnopt.datasets import TRAIN_SIZES
 from bnopt.measure import ieee_fp32, matmul_precision
-from bnopt.data import DLN_DIM
-from bnopt.models import build_model, set_noise_generator
+from bnopt.models import set_noise_generator
 from bnopt.reference import _copy, naive_measure_step
-from bnopt.train import (CudaGraphStep, Recorder, criterion, cudnn_autotune,
-                         measure_after_step, plain_step)
+from bnopt.train import (DTYPES, CudaGraphStep, Recorder, RunConfig, criterion, cudnn_autotune,
+                         measure_after_step, plain_step, run_model)
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
 
 
-def forward_flops(model: nn.Module, x: torch.Tensor) -> float:
-    """Multiply-adds x 2 of every conv and linear layer for one forward pass of ``x``."""
-    total = 0.0
-
-    def hook(mod, inp, out):
-        nonlocal total
-        if isinstance(mod, nn.Conv2d):
-            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
-            total += 2.0 * out.numel() * k
-        else:
-            total += 2.0 * out.numel() * mod.in_features
-
-    hs = [m.register_forward_hook(hook) for m in model.modules()
-          if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()  # the count does not depend on the mode; eval also takes a batch of one
-    with torch.no_grad():
-        model(x)
-    model.train(was_training)
-    for h in hs:
-        h.remove()
-    return total
 
 
 def main(argv=None):
@@ -107,18 +77,6 @@ def main(argv=None):
                     help="also time a curvature step of exactly N Lanczos iterations (HVPs)")
     ap.add_argument("--profile", action="store_true",
                     help="print torch.profiler's top operators of one measured step")
-    ap.add_argument("--project", metavar="CONFIG",
-                    help="project the device time of CONFIG's whole sweep (GPU-minutes)")
-    ap.add_argument("--project-steps", type=int, default=1,
-                    help="--project: fewest steps N of a timing run (runs of N and 2N are differenced)")
-    ap.add_argument("--project-seconds", type=float, default=0.5,
-                    help="--project: N grows until the 2N-run outlasts the N-run by this much")
-    ap.add_argument("--project-repeats", type=int, default=3,
-                    help="--project: the fastest of this many runs of each length per cost")
-    ap.add_argument("--cores", type=int, help="--project: CPU cores of the sweep's machine "
-                    "(default: this one's), for the CPU jobs' share of the wall time")
-    ap.add_argument("--compare", metavar="RUNS",
-                    help="--project: also show what the real runs under RUNS (results/runs) took")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, for CI")
     ap.add_argument("--json", action="store_true", help="print the JSON summary line")
     a = ap.parse_args(argv)
@@ -129,147 +87,38 @@ def main(argv=None):
         ap.error("--device cuda but no CUDA device is visible")
     if a.cuda_graph and device.type != "cuda":
         ap.error("--cuda-graph needs --device cuda (CUDA graphs exist only on NVIDIA GPUs)")
-    if a.project:
-        return project(a.project, a.device, a.project_steps, a.json, a.project_seconds,
-                       a.project_repeats, a.cores, a.compare)
     with matmul_precision(a.precision), cudnn_autotune(a.cudnn_benchmark):
         return bench(a, device)
 
 
-def project(config_path: str, device: str, steps: int, as_json: bool, min_seconds: float = 0.5,
-            repeats: int = 3, cores: int | None = None, compare: str | None = None) -> dict:
-    """Time each (dataset, model, variant) of the config's sweep on its device (``device``
-    where the config says auto) and project the total; with ``compare``, set the projection
-    per run beside what the real runs under that folder took."""
-    import os
-
-    import yaml
-
-    from bnopt.config import check_config
-    from bnopt.cost import (measure_costs, observed_seconds, projected_seconds, sweep_minutes,
-                            sweep_plan)
-
-    with open(config_path) as f:
-        cfg = check_config(yaml.safe_load(f))
-    plan = sweep_plan(cfg)
-    plan["device"] = plan["device"].replace("auto", device)
-    costs = {}
-    for key in plan.index:
-        costs[key] = measure_costs(cfg, *key, device=device, steps=steps, min_seconds=min_seconds,
-                                   repeats=repeats)
-        print(f"{'/'.join(key):32s} {plan.loc[key, 'device']:4s} "
-              + "  ".join(f"{k} {v:.4g}" for k, v in costs[key].items()), file=sys.stderr, flush=True)
-    startup = job_startup_seconds(repeats)
-    for key in plan.index:
-        costs[key]["startup_s"] = startup
-    seconds = projected_seconds(plan, costs)
-    table = plan.join(pd.DataFrame.from_dict(costs, orient="index").rename_axis(plan.index.names))
-    table["minutes"] = seconds / 60
-    table["pflop"] = [sweep_row_flops(cfg, key, row) / 1e15 for key, row in plan.iterrows()]
-    print(table.to_string(), file=sys.stderr)
-    pflop = float(table["pflop"].sum())
-    cores = cores or os.cpu_count()
-    totals = sweep_minutes(seconds, plan["device"], cores, cfg["threads"])
-    res = {"config": config_path, "device": _device_name(torch.device(device)),
-           "torch": torch.__version__, "runs": int(plan["runs"].sum()),
-           "device_minutes": float(seconds.sum() / 60), **totals, "cores": cores,
-           "gpu_jobs_at_once": 1,
-           "pflop": pflop, "achieved_tflops": pflop * 1e3 / float(seconds.sum()),
-           "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
-           "costs_s": {"/".join(k): v for k, v in costs.items()},
-           "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
-    print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, one GPU job at a time "
-          f"(jobs_per_gpu > 1 measured 0.96-1.06x, BENCHMARKS.md), {totals['cpu_job_minutes']:.1f} "
-          f"CPU job-minutes ({totals['cpu_slots']} at once on {cores} cores); the sweep "
-          f"{res['projected_minutes']:.1f} minutes", file=sys.stderr)
-    if compare:
-        seen = observed_seconds(compare)
-        # per run: the training loop as run.json's wall_seconds counts it, and the whole job
-        both = (seconds / plan["runs"]).rename("projected_job_s").to_frame().join(seen, how="inner")
-        both.insert(0, "projected_s", both["projected_job_s"] - startup)
-        both["observed_over_projected"] = both["observed_s"] / both["projected_s"]
-        both["job_over_projected"] = both["job_s"] / both["projected_job_s"]
-        print(both.to_string(), file=sys.stderr)
-        res["compare"] = {"/".join(k): {c: (v.item() if hasattr(v, "item") else v)
-                                        for c, v in row.items()} for k, row in both.iterrows()}
-    if as_json:
-        print(json.dumps(res))
-    return res
 
 
-def job_startup_seconds(repeats: int = 3) -> float:
-    """Seconds a training job spends before its first step that the loop's timing misses: a
-    fresh Python importing torch and the training code (the fastest of ``repeats``)."""
-    import subprocess
-
-    times = []
-    for _ in range(max(1, repeats)):
-        t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import bnopt.train"], check=True)
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
-    """Floating-point operations of a plan row's runs, counting conv and linear layers only:
-    forward + backward = 3 x forward per training pass, 1 + K + (L - 1) passes per measured step
-    (an upper bound: ICS backward passes stop at their layer), 2 x hessian_iters more per
-    curvature step (an upper bound: Lanczos may stop early), forward only for evaluations."""
-    from bnopt.config import train_settings
-    from bnopt.data import NUM_CLASSES, input_shape
-
-    dataset, model_name, variant = key
-    s = train_settings(cfg, model_name)
-    shape = input_shape(dataset, None if model_name == "dln" else cfg["image_size"])
-    outputs = NUM_CLASSES[dataset] or shape[0]
-    net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1, outputs,
-                      s["width"])
-    per_image = forward_flops(net, torch.zeros(1, *shape))
-    passes = 1 + len(s["probe_multipliers"]) + len(net.layers) - 1
-    # a curvature step: at most hessian_iters Hessian-vector products of ~2 training passes each
-    curvature = row.get("curvature_steps", 0) * 2 * s["hessian_iters"]
-    train = (row["steps"] - row["measured_steps"] + row["measured_steps"] * passes
-             + curvature) * 3 * per_image * s["batch_size"]
-    return row["runs"] * (train + row["evals"] * row["eval_images"] * per_image)
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
 
 
 def bench(a, device: torch.device) -> dict:
-    torch.manual_seed(0)
-    dtype = getattr(torch, a.dtype)
+    """Time the steps of a run of ``a``'s model and variant, built as training builds it
+    (:func:`bnopt.train.run_model`, :class:`bnopt.data.DeviceData`) on random data of CIFAR-10's
+    shape (the DLN: its task's shape, full batch)."""
     dln = a.model == "dln"
-    model = build_model(a.model, a.variant, DLN_DIM if dln else 3, a.image_size,
-                        DLN_DIM if dln else 10, a.width).to(device, dtype)
-    if a.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    dataset = "dln" if dln else "cifar10"
+    data = fake_dataset(dataset, n_train=a.batch_size if dln else 4 * a.batch_size,
+                        n_test=a.batch_size, image_size=None if dln else a.image_size)
+    cfg = RunConfig(dataset=dataset, model=a.model, variant=a.variant, lr=1e-6 if dln else 0.1,
+                    seed=0, batch_size=a.batch_size, width=a.width, dtype=a.dtype,
+                    channels_last=a.channels_last, device=a.device)
+    dtype = DTYPES[cfg.dtype]
+    torch.manual_seed(0)
+    model = run_model(cfg, data, device)
     noise_gen = torch.Generator(device).manual_seed(0)
     set_noise_generator(model, noise_gen)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    n = a.batch_size * 4
-    if dln:  # regression: y = A x
-        data = torch.randn(n, DLN_DIM, device=device, dtype=dtype)
-        labels = data @ torch.randn(DLN_DIM, DLN_DIM, device=device, dtype=dtype)
-        steps_sizes = torch.tensor([m * 1e-6 for m in (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)],
-                                   dtype=dtype, device=device)
-    else:
-        data = torch.randint(0, 256, (n, 3, a.image_size, a.image_size), dtype=torch.uint8,
-                             device=device)
-        labels = torch.randint(0, 10, (n,), device=device)
-        steps_sizes = torch.tensor([m * 0.1 for m in DEFAULT_MULTIPLIERS], dtype=dtype,
-                                   device=device)
-    it = [0]
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    steps_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
+                               device=device)
+    batches = DeviceData(data, device, dtype, cfg.channels_last).train_batches(
+        cfg.batch_size, torch.Generator(device).manual_seed(0))
 
     def batch():
-        i = it[0] % 4
-        it[0] += 1
-        sl = slice(i * a.batch_size, (i + 1) * a.batch_size)
-        if dln:
-            return data[sl], labels[sl]
-        x = (data[sl].to(dtype) / 255 - 0.5) / 0.25
-        return (x.contiguous(memory_format=torch.channels_last) if a.channels_last else x), labels[sl]
+        return next(batches)
 
     train_model = torch.compile(model) if a.compile else model
 
@@ -348,7 +197,7 @@ def bench(a, device: torch.device) -> dict:
     n_layers = len(model.layers)
     passes = 1 + len(steps_sizes) + (n_layers - 1)  # the step, the probe points, ICS layers 2..L
     flops = 3 * forward_flops(model, batch()[0])  # forward + backward ~ 3 x forward
-    name = _device_name(device)
+    name = device_name(device)
     peak = next((v for k, v in PEAK_FP32.items() if k in name), None) if device.type == "cuda" else None
     res = {
         "device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
@@ -366,7 +215,7 @@ def bench(a, device: torch.device) -> dict:
         "hvp_over_train": None if not curvature_s else (curvature_s - train_s) / (a.hessian_iters * train_s),
         "images_per_s": a.batch_size / train_s, "train_tflops": flops / train_s / 1e12,
         "peak_fp32_tflops": peak,
-        "epoch_s_at_50k": 390 * train_s,
+        "epoch_s": TRAIN_SIZES[dataset] // a.batch_size * train_s,  # the full training split
     }
     for k, v in res.items():
         print(f"{k:32s} {v:.4g}" if isinstance(v, float) else f"{k:32s} {v}", file=sys.stderr)

@@ -52,10 +52,10 @@ def test_bench_projects_a_sweep(tmp_path):
     (run / "run.json").write_text('{"dataset": "digits", "model": "vgg", "variant": "batchnorm", '
                                   '"wall_seconds": 30.0, "device_name": "cpu"}')
     # one short timing run per cost (the stable defaults time longer: BENCHMARKS.md)
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/bench_step.py"), "--project",
-                        str(cfg), "--device", "cpu", "--project-steps", "1", "--project-seconds",
-                        "0", "--project-repeats", "1", "--cores", "2", "--compare", str(runs),
-                        "--json"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/project_sweep.py"), str(cfg),
+                        "--device", "cpu", "--steps", "1", "--seconds", "0", "--repeats", "1",
+                        "--cores", "2", "--compare", str(runs), "--json"],
+                       capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["runs"] == 34 and res["pflop"] > 0

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from bnopt.config import check_config
@@ -138,3 +139,16 @@ def test_a_dln_row_is_timed_on_the_cpu_whatever_the_sweep_device():
     on_gpu = {**QUICK, "device": "cuda"}
     c = measure_costs(on_gpu, "dln", "dln", "standard", device="cuda", steps=1, min_seconds=0.1)
     assert all(math.isfinite(v) and v > 0 for v in c.values()), c
+
+
+def test_forward_flops_counts_conv_and_linear_multiply_adds():
+    """2 x (output elements x multiply-adds each): a 3x3 conv 3 -> 4 channels on 8x8 with
+    padding (256 outputs x 27) and a linear layer 256 -> 10; ReLU and pooling are not counted."""
+    from torch import nn
+
+    from bnopt.cost import forward_flops
+
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    assert forward_flops(net, torch.zeros(1, 3, 8, 8)) == 2 * 256 * 27 + 2 * 10 * 256
+    grouped = nn.Conv2d(4, 4, 3, padding=1, groups=2)  # each output sees 2 of the 4 channels
+    assert forward_flops(nn.Sequential(grouped), torch.zeros(1, 4, 8, 8)) == 2 * 256 * 18

@@ -1,6 +1,7 @@
 """What a whole sweep costs: the runs a config asks for, the passes each does, and its device
 time projected from per-step costs measured with the real training loop.
 
+    project("config.yaml", "cuda")               # all of it, printed (benchmarks/project_sweep.py)
     plan = sweep_plan(cfg)                        # one row per (dataset, model, variant)
     costs = {key: measure_costs(cfg, *key) for key in plan.index}   # seconds, on a device
     projected_seconds(plan, costs)                # per row; .sum() for the sweep
@@ -214,3 +215,130 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
         images = TRAIN_SIZES[dataset] + TEST_SIZES[dataset]
         out["eval_s"] = min(timed_eval(times) for _ in range(repeats)) * images / n_eval
     return out
+
+
+def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """Multiply-adds x 2 of every conv and linear layer for one forward pass of ``x``."""
+    total = 0.0
+
+    def hook(mod, inp, out):
+        nonlocal total
+        if isinstance(mod, torch.nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            total += 2.0 * out.numel() * k
+        else:
+            total += 2.0 * out.numel() * mod.in_features
+
+    hs = [m.register_forward_hook(hook) for m in model.modules()
+          if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    was_training = model.training
+    model.eval()  # the count does not depend on the mode; eval also takes a batch of one
+    with torch.no_grad():
+        model(x)
+    model.train(was_training)
+    for h in hs:
+        h.remove()
+    return total
+
+
+def device_name(device: torch.device) -> str:
+    import platform
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+
+
+def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float = 0.5,
+            repeats: int = 3, cores: int | None = None, compare=None) -> dict:
+    """Time each (dataset, model, variant) of the sweep of the config at ``config_path`` on its
+    device (``device`` where the config says auto) and project the total; with ``compare``
+    (results/runs), set the projection per run beside what the real runs there took. Prints
+    each row's costs and the tables to stderr; returns the summary
+    (``benchmarks/project_sweep.py`` prints it as JSON)."""
+    import os
+    import sys
+
+    import yaml
+
+    from bnopt.config import check_config
+
+    with open(config_path) as f:
+        cfg = check_config(yaml.safe_load(f))
+    plan = sweep_plan(cfg)
+    plan["device"] = plan["device"].replace("auto", device)
+    costs = {}
+    for key in plan.index:
+        costs[key] = measure_costs(cfg, *key, device=device, steps=steps, min_seconds=min_seconds,
+                                   repeats=repeats)
+        print(f"{'/'.join(key):32s} {plan.loc[key, 'device']:4s} "
+              + "  ".join(f"{k} {v:.4g}" for k, v in costs[key].items()), file=sys.stderr, flush=True)
+    startup = job_startup_seconds(repeats)
+    for key in plan.index:
+        costs[key]["startup_s"] = startup
+    seconds = projected_seconds(plan, costs)
+    table = plan.join(pd.DataFrame.from_dict(costs, orient="index").rename_axis(plan.index.names))
+    table["minutes"] = seconds / 60
+    table["pflop"] = [sweep_row_flops(cfg, key, row) / 1e15 for key, row in plan.iterrows()]
+    print(table.to_string(), file=sys.stderr)
+    pflop = float(table["pflop"].sum())
+    cores = cores or os.cpu_count()
+    totals = sweep_minutes(seconds, plan["device"], cores, cfg["threads"])
+    res = {"config": str(config_path), "device": device_name(torch.device(device)),
+           "torch": torch.__version__, "runs": int(plan["runs"].sum()),
+           "device_minutes": float(seconds.sum() / 60), **totals, "cores": cores,
+           "gpu_jobs_at_once": 1,
+           "pflop": pflop, "achieved_tflops": pflop * 1e3 / float(seconds.sum()),
+           "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
+           "costs_s": {"/".join(k): v for k, v in costs.items()},
+           "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
+    print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, one GPU job at a time "
+          f"(jobs_per_gpu > 1 measured 0.96-1.06x, BENCHMARKS.md), {totals['cpu_job_minutes']:.1f} "
+          f"CPU job-minutes ({totals['cpu_slots']} at once on {cores} cores); the sweep "
+          f"{res['projected_minutes']:.1f} minutes", file=sys.stderr)
+    if compare:
+        seen = observed_seconds(compare)
+        # per run: the training loop as run.json's wall_seconds counts it, and the whole job
+        both = (seconds / plan["runs"]).rename("projected_job_s").to_frame().join(seen, how="inner")
+        both.insert(0, "projected_s", both["projected_job_s"] - startup)
+        both["observed_over_projected"] = both["observed_s"] / both["projected_s"]
+        both["job_over_projected"] = both["job_s"] / both["projected_job_s"]
+        print(both.to_string(), file=sys.stderr)
+        res["compare"] = {"/".join(k): {c: (v.item() if hasattr(v, "item") else v)
+                                        for c, v in row.items()} for k, row in both.iterrows()}
+    return res
+
+
+def job_startup_seconds(repeats: int = 3) -> float:
+    """Seconds a training job spends before its first step that the loop's timing misses: a
+    fresh Python importing torch and the training code (the fastest of ``repeats``)."""
+    import subprocess
+    import sys
+
+    times = []
+    for _ in range(max(1, repeats)):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import bnopt.train"], check=True)
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
+    """Floating-point operations of a plan row's runs, counting conv and linear layers only:
+    forward + backward = 3 x forward per training pass, 1 + K + (L - 1) passes per measured step
+    (an upper bound: ICS backward passes stop at their layer), 2 x hessian_iters more per
+    curvature step (an upper bound: Lanczos may stop early), forward only for evaluations."""
+    from bnopt.datasets import NUM_CLASSES, input_shape
+    from bnopt.models import build_model
+
+    dataset, model_name, variant = key
+    s = train_settings(cfg, model_name)
+    shape = input_shape(dataset, None if model_name == "dln" else cfg["image_size"])
+    outputs = NUM_CLASSES[dataset] or shape[0]
+    net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1, outputs,
+                      s["width"])
+    per_image = forward_flops(net, torch.zeros(1, *shape))
+    passes = 1 + len(s["probe_multipliers"]) + len(net.layers) - 1
+    # a curvature step: at most hessian_iters Hessian-vector products of ~2 training passes each
+    curvature = row.get("curvature_steps", 0) * 2 * s["hessian_iters"]
+    train = (row["steps"] - row["measured_steps"] + row["measured_steps"] * passes
+             + curvature) * 3 * per_image * s["batch_size"]
+    return row["runs"] * (train + row["evals"] * row["eval_images"] * per_image)
