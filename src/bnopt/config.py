@@ -26,6 +26,8 @@ class ConfigError(ValueError):
     """The configuration is invalid; the message names the key and the fix."""
 
 
+PRECISIONS = ("fp32", "tf32")  # of float32 convolutions and matrix products on a GPU
+DTYPE_NAMES = ("float32", "float64")
 VMAP_CHANNELS_LAST = (
     "vmap_probes = true together with channels_last = true is not supported: PyTorch's vmap "
     "cannot batch BatchNorm over channels-last tensors on CUDA ('NYI: Tensor.clone(memory_format) "
@@ -277,6 +279,15 @@ class RunConfig:
         for name, value in model_defaults(self.model).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        # what the schema checks for the workflow, checked here for library use (before any
+        # data is loaded or GPU time spent)
+        for name, allowed in (("precision", PRECISIONS), ("eval_precision", PRECISIONS),
+                              ("dtype", DTYPE_NAMES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} = {getattr(self, name)!r}: choose one of "
+                                 f"{', '.join(allowed)}")
+        if self.vmap_probes and self.channels_last:
+            raise ValueError(VMAP_CHANNELS_LAST)
 
     def fingerprint(self) -> dict:
         """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, grad_and_value, jvp, vmap
 
+from bnopt.config import PRECISIONS
 from bnopt.models import reuse_noise
 from bnopt.tables import QUANTILES
 
@@ -31,7 +32,6 @@ def total_norm(tensors) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
-PRECISIONS = ("fp32", "tf32")
 
 
 @contextlib.contextmanager

@@ -24,9 +24,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from bnopt.config import VMAP_CHANNELS_LAST, RunConfig  # noqa: F401 (RunConfig: re-exported)
+from bnopt.config import DTYPE_NAMES, RunConfig  # noqa: F401 (RunConfig: re-exported)
 from bnopt.data import Dataset, DeviceData
-from bnopt.measure import (PRECISIONS, activation_summary,
+from bnopt.measure import (activation_summary,
                            channel_moments, histogram, ieee_fp32, layer_parameters,
                            matmul_precision, measure_curvature, measure_step, moment_shift,
                            total_norm)
@@ -111,7 +111,7 @@ def _to(obj, device):
     return obj
 
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}  # config.DTYPE_NAMES as torch types
 
 
 def run_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> torch.nn.Module:
@@ -136,8 +136,8 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     RNG streams). Measured steps snapshot the parameters and gradient once (two flat copies);
     there is no copy of the model.
 
-    With ``checkpoint_path`` and ``cfg.checkpoint_every``, the complete state of the loop is
-    saved (atomically) every ``checkpoint_every`` steps, and a run that finds a checkpoint of the
+    With ``checkpoint_path`` and ``cfg.checkpoint_every``, the complete state of the loop
+    (:class:`Loop`) is saved (atomically) every ``checkpoint_every`` steps, and a run that finds a checkpoint of the
     same configuration resumes from it; the result equals an uninterrupted run's (bitwise on
     the CPU), wall-clock columns aside. The caller removes the checkpoint once outputs exist.
 
@@ -146,15 +146,9 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     (their own forward and backward, every probe and ICS pass), curvature steps and the step
     after each measured one (for the moment shift) always run in IEEE arithmetic of
     ``cfg.dtype``. TF32 exists only on GPUs: on the CPU every setting computes the same bits.
+    On CUDA with ``cfg.cuda_graph`` the plain steps replay as one CUDA graph
+    (:class:`CudaGraphStep`); measured, curvature and evaluation passes stay eager.
     """
-    if cfg.precision not in PRECISIONS:
-        raise ValueError(f"precision = {cfg.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if cfg.dtype not in DTYPES:
-        raise ValueError(f"dtype = {cfg.dtype!r}: choose one of {', '.join(DTYPES)}")
-    if cfg.eval_precision not in PRECISIONS:
-        raise ValueError(f"eval_precision = {cfg.eval_precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if cfg.vmap_probes and cfg.channels_last:
-        raise ValueError(VMAP_CHANNELS_LAST)
     with matmul_precision(cfg.precision), cudnn_autotune(cfg.cudnn_benchmark):
         return _train_run(cfg, dataset, progress, threads, checkpoint_path)
 
@@ -361,6 +355,112 @@ class CudaGraphStep:
         self.captures += 1
 
 
+class Loop:
+    """The complete state of a run's step loop: the model, the optimizer, noisy BN's noise
+    generator, the batch stream's position, the global torch RNG and everything recorded so
+    far. ``state_dict`` is the checkpoint, ``load_state_dict`` restores it; ``next_step`` and
+    ``elapsed`` say where the run stands."""
+
+    def __init__(self, cfg: RunConfig, model, opt, noise_gen, batches, rec: Recorder):
+        self.cfg, self.model, self.opt, self.noise_gen = cfg, model, opt, noise_gen
+        self.batches, self.rec = batches, rec
+        self.next_step, self.elapsed = 0, 0.0
+
+    def state_dict(self) -> dict:
+        n = self.next_step
+        return {"config": self.cfg.fingerprint(), "next_step": n,
+                "elapsed": float(self.rec.host_t[n - 1]) if n else 0.0,
+                "torch_rng": torch.get_rng_state(), "record": self.rec.state_dict(n),
+                "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "noise_rng": self.noise_gen.get_state(), "batches": self.batches.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = self.rec.buf.device
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(_to(state["optimizer"], device))
+        self.noise_gen.set_state(state["noise_rng"])
+        self.batches.load_state_dict(state["batches"])
+        torch.set_rng_state(state["torch_rng"])
+        self.next_step = self.rec.load_state_dict(state["record"])
+        self.elapsed = state["elapsed"]
+
+    def save(self, path) -> None:
+        """Write the checkpoint atomically (a killed write leaves the previous one)."""
+        from bnopt.io import atomic_path
+
+        with atomic_path(path) as tmp:
+            torch.save(_to(self.state_dict(), "cpu"), tmp)
+
+    def resume(self, path) -> None:
+        """Continue from the checkpoint at ``path`` if it was written with this run's config;
+        an unreadable one or another config's is ignored (the run starts over), and said so."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # unreadable (another torch version, damaged disk): start over
+            print(f"ignoring unreadable {path}: {e}", file=sys.stderr, flush=True)
+            return
+        if state.get("config") != self.cfg.fingerprint():
+            print(f"ignoring {path}: it was written with another configuration",
+                  file=sys.stderr, flush=True)
+            return
+        self.load_state_dict(state)
+        print(f"resumed from {path} at step {self.next_step}", file=sys.stderr, flush=True)
+
+
+def ieee_step(cfg: RunConfig, model, opt, rec: Recorder, step: int, x, y, measured: bool,
+              curvature: bool, step_sizes) -> None:
+    """A step in IEEE arithmetic: a measured step (activation statistics of its own pass, then
+    probes and ICS after the update), a curvature step, or the step after a measured one (the
+    per-unit moment shift). Its autograd graph dies when this returns: a live one would keep
+    the parameters' AccumulateGrad nodes on this stream, and a CUDA graph captured later
+    would fail on them."""
+    preacts = [] if (measured or rec.pending_moments is not None) else None
+    named = dict(model.named_parameters())
+    with ieee_fp32():
+        out, loss = forward_backward(model, opt, x, y, preacts)
+    with torch.no_grad():
+        rec.step(step, loss, out, y, list(named.values()))
+        if preacts is not None:
+            rec.activations(step, preacts, measured,
+                            cfg.hist_every > 0 and step % cfg.hist_every == 0)
+        if measured or curvature:  # the step's parameters and gradient: two flat copies
+            before = {n: p.detach().clone() for n, p in named.items()}
+            grad = {n: p.grad.detach().clone() for n, p in named.items()}
+    opt.step()
+    if measured or curvature:
+        for kind, values in measure_after_step(
+                model, x, y, before, grad, step_sizes if measured else None, cfg.vmap_probes,
+                (cfg.hessian_iters, cfg.hessian_tol) if curvature else None).items():
+            rec.add(kind, step, values)
+
+
+def record_eval(rec: Recorder, model, data: DeviceData, cfg: RunConfig, step: int) -> None:
+    """Evaluate (eval mode, the full splits, in ``eval_precision``) and record the distance of
+    each weight layer from its initial value."""
+    with matmul_precision(cfg.eval_precision):
+        tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
+        vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
+    rec.add("eval", step, torch.stack([tl, ta, vl, va]))
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        rec.add("init_distance", step, torch.stack(
+            [torch.stack([torch.linalg.vector_norm(named[w] - w0), torch.linalg.vector_norm(w0)])
+             for w, w0 in zip(layer_parameters(model)[1], rec.w_init)]))
+
+
+def sync(rec: Recorder, start: int, stop: int, bar) -> int | None:
+    """The one host sync per ``log_every`` steps: the first step in [start, stop) whose loss is
+    not finite (None if all are), and the progress bar's update."""
+    block = rec.buf[start:stop, 0].cpu()
+    bad = (~torch.isfinite(block)).nonzero()
+    if bar is not None:
+        span = rec.host_t[stop - 1] - (rec.host_t[start - 1] if start else 0)
+        bar.set_postfix(loss=f"{float(block[-1]):.4f}",
+                        steps_s=f"{(stop - start) / max(span, 1e-9):.1f}", refresh=False)
+        bar.update(stop - start)
+    return start + int(bad[0]) if len(bad) else None
+
+
 def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | None,
                checkpoint_path) -> RunResult:
     if checkpoint_path is not None and cfg.checkpoint_every and cfg.checkpoint_every % cfg.log_every:
@@ -381,39 +481,16 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
                           weight_decay=cfg.weight_decay)
     batches = data.train_batches(cfg.batch_size, data_gen, cfg.augment)
-    _, weight_names = layer_parameters(model)
-    rec = Recorder(cfg.steps, device, dtype, [named[w].detach().clone() for w in weight_names])
+    rec = Recorder(cfg.steps, device, dtype,
+                   [named[w].detach().clone() for w in layer_parameters(model)[1]])
+    loop = Loop(cfg, model, opt, noise_gen, batches, rec)
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        loop.resume(checkpoint_path)
+    start = loop.next_step
     # on the device once (a copy in the loop is a CUDA sync)
     step_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
                               device=device)
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
-
-    def run_eval(step: int):
-        with matmul_precision(cfg.eval_precision):
-            tl, ta = evaluate(model, data, data.x_train, data.y_train, cfg.eval_batch_size)
-            vl, va = evaluate(model, data, data.x_test, data.y_test, cfg.eval_batch_size)
-        rec.add("eval", step, torch.stack([tl, ta, vl, va]))
-        with torch.no_grad():
-            rec.add("init_distance", step, torch.stack(
-                [torch.stack([torch.linalg.vector_norm(named[w] - w0), torch.linalg.vector_norm(w0)])
-                 for w, w0 in zip(weight_names, rec.w_init)]))
-
-    # the complete state of the loop, for resumable checkpoints
-    state = {"model": model, "optimizer": opt, "noise_rng": noise_gen, "batches": batches}
-    start, elapsed_before = 0, 0.0
-    if checkpoint_path is not None and os.path.exists(checkpoint_path):
-        start, elapsed_before = _resume(checkpoint_path, cfg, state, rec, device)
-
-    def save_checkpoint(next_step: int):
-        from bnopt.io import atomic_path
-
-        ck = {"config": cfg.fingerprint(), "next_step": next_step,
-              "elapsed": float(rec.host_t[next_step - 1]), "torch_rng": torch.get_rng_state(),
-              "record": rec.state_dict(next_step),
-              **{k: (v.get_state() if k == "noise_rng" else v.state_dict()) for k, v in state.items()}}
-        with atomic_path(checkpoint_path) as tmp:
-            torch.save(_to(ck, "cpu"), tmp)
-
     bar = None
     if progress:
         from tqdm import tqdm
@@ -422,60 +499,30 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     # unmeasured steps replay as one CUDA graph (built after resuming: it holds the tensors)
     graphed = (CudaGraphStep(noise_gen) if cfg.cuda_graph and device.type == "cuda" else None)
     model.train()
-    t0 = time.perf_counter() - elapsed_before
+    t0 = time.perf_counter() - loop.elapsed
     done, diverged, flushed = cfg.steps, False, start
     for step in range(start, cfg.steps):
         if step in eval_steps:
-            run_eval(step)
+            record_eval(rec, model, data, cfg, step)
         measured = cfg.measure_every > 0 and step % cfg.measure_every == 0
         curvature = cfg.hessian_every > 0 and step % cfg.hessian_every == 0
-        preacts = [] if (measured or rec.pending_moments is not None) else None
         x, y = next(batches)
-        if preacts is None and not curvature:  # a plain step: in the run's precision
+        if measured or curvature or rec.pending_moments is not None:
+            ieee_step(cfg, model, opt, rec, step, x, y, measured, curvature, step_sizes)
+        else:  # a plain step, in the run's precision
             (graphed or plain_step)(model, opt, params, rec, step, x, y)
-        else:
-            # measured and curvature steps, and the step after a measured one (the moment
-            # shift), run in IEEE arithmetic
-            with ieee_fp32():
-                out, loss = forward_backward(model, opt, x, y, preacts)
-            with torch.no_grad():
-                rec.step(step, loss, out, y, params)
-                if preacts is not None:
-                    rec.activations(step, preacts, measured,
-                                    cfg.hist_every > 0 and step % cfg.hist_every == 0)
-                if measured or curvature:  # the step's parameters and gradient: two flat copies
-                    before = {n: p.detach().clone() for n, p in named.items()}
-                    grad = {n: p.grad.detach().clone() for n, p in named.items()}
-            opt.step()
-            if measured or curvature:
-                for kind, values in measure_after_step(
-                        model, x, y, before, grad, step_sizes if measured else None,
-                        cfg.vmap_probes,
-                        (cfg.hessian_iters, cfg.hessian_tol) if curvature else None).items():
-                    rec.add(kind, step, values)
-                del before, grad
-            # drop this step's autograd graph: a live one keeps the parameters' AccumulateGrad
-            # nodes on this stream, and a CUDA graph captured later would fail on them
-            del out, loss, preacts
         rec.host_t[step] = time.perf_counter() - t0
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            block = rec.buf[flushed:step + 1, 0].cpu()  # the one host sync per log_every steps
-            bad = (~torch.isfinite(block)).nonzero()
-            if len(bad):
-                done, diverged = flushed + int(bad[0]), True
-            if bar is not None:
-                span = rec.host_t[step] - (rec.host_t[flushed - 1] if flushed else 0)
-                bar.set_postfix(loss=f"{float(block[-1]):.4f}",
-                                steps_s=f"{(step + 1 - flushed) / max(span, 1e-9):.1f}", refresh=False)
-                bar.update(step + 1 - flushed)
-            flushed = step + 1
-            if diverged:
+            bad = sync(rec, flushed, step + 1, bar)
+            flushed = loop.next_step = step + 1
+            if bad is not None:
+                done, diverged = bad, True
                 break
             if (checkpoint_path is not None and cfg.checkpoint_every
                     and flushed % cfg.checkpoint_every == 0 and flushed < cfg.steps):
-                save_checkpoint(flushed)
+                loop.save(checkpoint_path)
     if not diverged:
-        run_eval(cfg.steps)
+        record_eval(rec, model, data, cfg, cfg.steps)
     wall = time.perf_counter() - t0
     if bar is not None:
         bar.close()
@@ -507,29 +554,6 @@ def _meta(cfg: RunConfig, model, dataset: Dataset, device, tables: dict, done: i
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch_version": torch.__version__,
     }
-
-
-def _resume(path, cfg: RunConfig, state: dict, rec: Recorder, device) -> tuple[int, float]:
-    """Load the checkpoint at ``path`` into ``state`` (model, optimizer, noise generator, batch
-    order) and ``rec`` if it was written with ``cfg``; returns (next step, elapsed seconds), or
-    (0, 0.0) to start over."""
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # unreadable (another torch version, damaged disk): start over
-        print(f"ignoring unreadable {path}: {e}", file=sys.stderr, flush=True)
-        return 0, 0.0
-    if ck.get("config") != cfg.fingerprint():
-        print(f"ignoring {path}: it was written with another configuration",
-              file=sys.stderr, flush=True)
-        return 0, 0.0
-    state["model"].load_state_dict(ck["model"])
-    state["optimizer"].load_state_dict(_to(ck["optimizer"], device))
-    state["noise_rng"].set_state(ck["noise_rng"])
-    state["batches"].load_state_dict(ck["batches"])
-    torch.set_rng_state(ck["torch_rng"])
-    start = rec.load_state_dict(ck["record"])
-    print(f"resumed from {path} at step {start}", file=sys.stderr, flush=True)
-    return start, ck["elapsed"]
 
 
 def _rows(recs, last_step: int, columns) -> pd.DataFrame:
