@@ -36,3 +36,25 @@ def test_run_notes_name_diverged_and_never_learned_runs():
     assert note.splitlines() == ["Standard: 3/3 runs never learned",
                                  "Standard + BatchNorm: 1/2 runs diverged"]
     assert _run_notes(metas, 0.1, ["noisy_batchnorm"]) == ""
+
+
+def test_smooth_downsample_is_a_centred_mean_over_1_percent_then_at_most_max_points():
+    """Per run: a rolling mean over len/100 steps, centred, then every ceil(len/MAX_POINTS)-th
+    row. A linear ramp is unchanged by a centred mean (away from the ends), so the kept rows
+    are the ramp at the kept steps; a constant per run stays that constant; runs never mix."""
+    import numpy as np
+    import pandas as pd
+
+    from bnopt.figures import MAX_POINTS, smooth_downsample
+
+    n = 1000
+    df = pd.DataFrame({"step": np.tile(np.arange(n), 2), "run": np.repeat(["a", "b"], n),
+                       "y": np.r_[np.arange(n, dtype=float), np.full(n, 7.0)]})
+    out = smooth_downsample(df.sample(frac=1.0, random_state=0), "y", ["run"])  # any order
+    stride = int(np.ceil(n / MAX_POINTS))  # 4: 250 rows per run
+    a, b = out[out.run == "a"], out[out.run == "b"]
+    assert len(a) == len(b) == len(range(0, n, stride))
+    assert list(a.step) == list(range(0, n, stride))
+    inner = a[(a.step >= 10) & (a.step < n - 10)]  # window 10: the ends average fewer rows
+    np.testing.assert_allclose(inner.y, inner.step - 0.5)  # even window: centred half a step late
+    assert (b.y == 7.0).all()

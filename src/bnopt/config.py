@@ -11,6 +11,7 @@ import functools
 import math
 import os
 from dataclasses import dataclass, field
+from typing import Callable
 from pathlib import Path
 
 import jsonschema
@@ -341,52 +342,84 @@ def run_dir(dataset: str, model: str, variant: str, lr, seed) -> str:
                           seed=int(seed))
 
 
-def figure_specs(cfg: dict) -> dict:
-    """Each figure: the runs it needs as (family, variants, lrs) groups, family 'net' (the
-    configured dataset and model) or 'dln', and the keyword arguments of its plot."""
-    dln = cfg["dln"]
-    bn, every, lp = variants_in("bn"), variants_in("noisy"), variants_in("lp")
-    norms = variants_in("normalisers")
-    lr, dlr = cfg["figure_lr"], dln["figure_lr"]
-    return {
-        "fig1_accuracy": ([("net", bn, cfg["fig1_lrs"])], {"lrs": cfg["fig1_lrs"]}),
-        "fig1_activations": ([("net", bn, [lr])], {"lr": lr, "layers": cfg["fig1_layers"]}),
-        "fig2_noisy_bn": ([("net", every, [lr])], {"lr": lr, "layers": cfg["fig2_layers"]}),
-        "fig3_ics": ([("net", bn, cfg["fig3_lrs"])],
-                     {"lrs": cfg["fig3_lrs"], "layers": cfg["fig3_layers"]}),
-        "fig3_ics_dln": ([("dln", bn, dln["fig3_lrs"])],
-                         {"lrs": dln["fig3_lrs"], "layers": dln["fig3_layers"]}),
-        "fig4_landscape": ([("net", bn, [lr])], {"lr": lr}),
-        "fig5_lp": ([("net", lp, [lr]), ("dln", lp, [dlr])], {"lr": lr, "dln_lr": dlr}),
-        "fig6_lp_activations": ([("net", lp, [lr])], {"lr": lr, "layer": cfg["fig6_layer"]}),
-        "fig8_activation_shift": ([("net", every, [lr])], {"lr": lr, "layers": cfg["fig8_layers"]}),
-        "fig9_dln_activations": ([("dln", bn, [dlr])], {"lr": dlr, "layers": dln["fig9_layers"]}),
-        "fig10_dln_landscape": ([("dln", bn, [dlr])], {"lr": dlr}),
-        "fig11_gradient_vs_step": ([("net", bn, [lr])], {"lr": lr}),
-        "fig12_lp_vgg": ([("net", lp, [lr])], {"lr": lr}),
-        "fig13_lp_dln": ([("dln", lp, [dlr])], {"lr": dlr}),
-        "fig14_normalisers_vgg": ([("net", norms, [lr])], {"lr": lr}),
-        "fig15_normalisers_dln": ([("dln", norms, [dlr])], {"lr": dlr}),
-        "fig16_curvature": ([("net", bn, [lr]), ("dln", bn, [dlr])], {"lr": lr, "dln_lr": dlr}),
-    }
+@dataclass(frozen=True)
+class Figure:
+    """One figure, its whole entry: the runs it shows, as (family, variant family, lrs) groups
+    of the checked config (family 'net': the configured dataset and model, or 'dln'; variant
+    family: :func:`bnopt.variants.variants_in`), the keyword arguments of its draw function,
+    and the settings its runs must have on (> 0), by family, or they record nothing for it.
+    ``bnopt.figures.FIGURES[name]`` draws it and ``workflow/report/<name>.rst`` is its caption
+    (both tested); the rules, ``all``, the refusal of a figure whose measurement is off and the
+    report derive from this entry."""
+    runs: Callable[[dict], list[tuple]]
+    kwargs: Callable[[dict], dict]
+    needs: tuple[tuple[str, str], ...] = ()
 
 
-# The settings each figure's runs must have on (> 0), by family ('net': the top level, 'dln':
-# the dln section): without them the runs record nothing for the figure to draw.
-FIGURE_NEEDS = {
-    "fig1_activations": [("net", "measure_every")], "fig2_noisy_bn": [("net", "measure_every")],
-    "fig3_ics": [("net", "measure_every")], "fig3_ics_dln": [("dln", "measure_every")],
-    "fig4_landscape": [("net", "measure_every")],
-    "fig6_lp_activations": [("net", "measure_every"), ("net", "hist_every")],
-    "fig8_activation_shift": [("net", "measure_every")],
-    "fig9_dln_activations": [("dln", "measure_every")],
-    "fig10_dln_landscape": [("dln", "measure_every")],
-    "fig11_gradient_vs_step": [("net", "measure_every")], "fig12_lp_vgg": [("net", "measure_every")],
-    "fig13_lp_dln": [("dln", "measure_every")],
-    "fig14_normalisers_vgg": [("net", "measure_every")],
-    "fig15_normalisers_dln": [("dln", "measure_every")],
-    "fig16_curvature": [("net", "hessian_every"), ("dln", "hessian_every")],
+_MEASURED = (("net", "measure_every"),)
+_MEASURED_DLN = (("dln", "measure_every"),)
+
+
+def _lr(c):
+    return [c["figure_lr"]]
+
+
+def _dlr(c):
+    return [c["dln"]["figure_lr"]]
+
+
+FIGURE_REGISTRY: dict[str, Figure] = {
+    "fig1_accuracy": Figure(lambda c: [("net", "bn", c["fig1_lrs"])],
+                            lambda c: {"lrs": c["fig1_lrs"]}),
+    "fig1_activations": Figure(lambda c: [("net", "bn", _lr(c))],
+                               lambda c: {"lr": c["figure_lr"], "layers": c["fig1_layers"]},
+                               _MEASURED),
+    "fig2_noisy_bn": Figure(lambda c: [("net", "noisy", _lr(c))],
+                            lambda c: {"lr": c["figure_lr"], "layers": c["fig2_layers"]},
+                            _MEASURED),
+    "fig3_ics": Figure(lambda c: [("net", "bn", c["fig3_lrs"])],
+                       lambda c: {"lrs": c["fig3_lrs"], "layers": c["fig3_layers"]}, _MEASURED),
+    "fig3_ics_dln": Figure(lambda c: [("dln", "bn", c["dln"]["fig3_lrs"])],
+                           lambda c: {"lrs": c["dln"]["fig3_lrs"],
+                                      "layers": c["dln"]["fig3_layers"]}, _MEASURED_DLN),
+    "fig4_landscape": Figure(lambda c: [("net", "bn", _lr(c))],
+                             lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+    "fig5_lp": Figure(lambda c: [("net", "lp", _lr(c)), ("dln", "lp", _dlr(c))],
+                      lambda c: {"lr": c["figure_lr"], "dln_lr": c["dln"]["figure_lr"]}),
+    "fig6_lp_activations": Figure(lambda c: [("net", "lp", _lr(c))],
+                                  lambda c: {"lr": c["figure_lr"], "layer": c["fig6_layer"]},
+                                  (("net", "measure_every"), ("net", "hist_every"))),
+    "fig8_activation_shift": Figure(lambda c: [("net", "noisy", _lr(c))],
+                                    lambda c: {"lr": c["figure_lr"], "layers": c["fig8_layers"]},
+                                    _MEASURED),
+    "fig9_dln_activations": Figure(lambda c: [("dln", "bn", _dlr(c))],
+                                   lambda c: {"lr": c["dln"]["figure_lr"],
+                                              "layers": c["dln"]["fig9_layers"]}, _MEASURED_DLN),
+    "fig10_dln_landscape": Figure(lambda c: [("dln", "bn", _dlr(c))],
+                                  lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN),
+    "fig11_gradient_vs_step": Figure(lambda c: [("net", "bn", _lr(c))],
+                                     lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+    "fig12_lp_vgg": Figure(lambda c: [("net", "lp", _lr(c))],
+                           lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+    "fig13_lp_dln": Figure(lambda c: [("dln", "lp", _dlr(c))],
+                           lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN),
+    "fig14_normalisers_vgg": Figure(lambda c: [("net", "normalisers", _lr(c))],
+                                    lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+    "fig15_normalisers_dln": Figure(lambda c: [("dln", "normalisers", _dlr(c))],
+                                    lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN),
+    "fig16_curvature": Figure(lambda c: [("net", "bn", _lr(c)), ("dln", "bn", _dlr(c))],
+                              lambda c: {"lr": c["figure_lr"], "dln_lr": c["dln"]["figure_lr"]},
+                              (("net", "hessian_every"), ("dln", "hessian_every"))),
 }
+# The settings each figure's runs must have on, by figure (from the registry)
+FIGURE_NEEDS = {name: list(f.needs) for name, f in FIGURE_REGISTRY.items() if f.needs}
+
+
+def figure_specs(cfg: dict) -> dict:
+    """Each figure of the registry for the checked config ``cfg``: the runs it needs as
+    (family, variants, lrs) groups, and the keyword arguments of its plot."""
+    return {name: ([(fam, variants_in(group), lrs) for fam, group, lrs in f.runs(cfg)],
+                   f.kwargs(cfg)) for name, f in FIGURE_REGISTRY.items()}
 
 
 def figure_blockers(cfg: dict) -> dict[str, str]:
