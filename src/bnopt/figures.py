@@ -10,6 +10,8 @@ steps. "Test accuracy" is measured in eval mode (BN running statistics) on the f
 
 from __future__ import annotations
 
+from functools import partial
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -84,7 +86,22 @@ def _stability_line(ax, lr: float, momentum: float):
                label=f"edge of stability {what} = {level:.3g} (lr {lr:g})")
 
 
+def _subplots(*args, **kwargs):
+    """Every figure's preamble: the house style (seaborn's whitegrid), then
+    ``plt.subplots(*args, **kwargs)``; with no arguments, an empty figure of ``figsize``."""
+    sns.set_theme(style="whitegrid", context="notebook")
+    if not args and set(kwargs) <= {"figsize"}:
+        return plt.figure(**kwargs)
+    return plt.subplots(*args, **kwargs)
+
+
+def _seeds(metas: list[dict]) -> str:
+    """What a figure's bands are (aggregate.band_label) for the seeds among ``metas``."""
+    return band_label(len({m["seed"] for m in metas}))
+
+
 def _save(fig, out_path, rect=None, tight=True) -> None:
+    """Every figure's epilogue: lay out, write the PNG, free the figure."""
     if tight:
         fig.tight_layout(rect=rect) if rect else fig.tight_layout()
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
@@ -110,9 +127,8 @@ def fig1_accuracy(meta_paths, out_path, lrs) -> None:
     variants = [v for v in BN_PAIR if any(m["variant"] == v for m in metas)]
     steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
     evals = load_table(meta_paths, "eval")
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(2, len(lrs), figsize=(5.2 * len(lrs), 7.6), squeeze=False,
-                             sharex=True, sharey="row")
+    fig, axes = _subplots(2, len(lrs), figsize=(5.2 * len(lrs), 7.6), squeeze=False,
+                          sharex=True, sharey="row")
     for j, lr in enumerate(lrs):
         _lineplot(axes[0, j], steps[steps.lr == lr], "accuracy", variants)
         _lineplot(axes[1, j], evals[evals.lr == lr], "test_acc", variants, marker="o", markersize=3)
@@ -124,9 +140,8 @@ def fig1_accuracy(meta_paths, out_path, lrs) -> None:
     for ax in axes.ravel():
         ax.set_ylim(0, 1.02)
     _legend(fig, axes, variants)
-    nseeds = len({m["seed"] for m in metas})
     fig.suptitle(f"Figure 1(a,b): {_name(metas)}, standard vs BatchNorm "
-                 f"({band_label(nseeds)})", fontsize=13)
+                 f"({_seeds(metas)})", fontsize=13)
     _save(fig, out_path, rect=(0, 0.04, 1, 1))
 
 
@@ -193,9 +208,8 @@ def fig1_activations(meta_paths, out_path, layers, lr, title="Figure 1(c)",
     metas = _read_metas(meta_paths)
     _check_layers(metas, layers)
     variants = BN_PAIR
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(len(layers), 2, figsize=(11, 3.4 * len(layers)), squeeze=False,
-                             sharex=True)
+    fig, axes = _subplots(len(layers), 2, figsize=(11, 3.4 * len(layers)), squeeze=False,
+                          sharex=True)
     seed = _activation_grid(axes, metas, variants, layers, lr)
     fig.suptitle(f"{title}: activation distributions over training, "
                  f"{_name(metas)}, lr {lr:g}, seed {seed}\n"
@@ -211,8 +225,7 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
     variants = [v for v in NOISY_VARIANTS
                 if any(m["variant"] == v for m in metas)]
     steps = smooth_downsample(load_table(meta_paths, "steps"), "accuracy", ["variant", "lr", "seed"])
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig = plt.figure(figsize=(13, 3.9 + 2.9 * len(layers)))
+    fig = _subplots(figsize=(13, 3.9 + 2.9 * len(layers)))
     gs = fig.add_gridspec(1 + len(layers), len(variants), height_ratios=[1.3] + [1] * len(layers))
     ax = fig.add_subplot(gs[0, :])
     _lineplot(ax, steps, "accuracy", variants)
@@ -222,8 +235,7 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
     _annotate_runs(ax, metas, lr, variants)
     handles, labels = ax.get_legend_handles_labels()
     ax.legend(handles, [LABELS[v] for v in labels], loc="lower right", fontsize=9)
-    nseeds = len({m["seed"] for m in metas})
-    ax.set_title(f"training accuracy ({band_label(nseeds)})", fontsize=10)
+    ax.set_title(f"training accuracy ({_seeds(metas)})", fontsize=10)
     grid = [[fig.add_subplot(gs[1 + i, j]) for j in range(len(variants))] for i in range(len(layers))]
     seed = _activation_grid(grid, metas, variants, layers, lr)
     fig.suptitle(f"Figure 2: noisy BatchNorm trains almost as well as BatchNorm although its "
@@ -252,9 +264,8 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
     steps = smooth_downsample(load_table(meta_paths, "steps"), top, ["variant", "lr", "seed"])
     ics = load_table(meta_paths, "ics")
     rows = ["acc"] + [("l2", i) for i in layers] + [("cos", i) for i in layers]
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(len(rows), len(lrs), figsize=(5.4 * len(lrs), 2.5 * len(rows)),
-                             squeeze=False, sharex=True)
+    fig, axes = _subplots(len(rows), len(lrs), figsize=(5.4 * len(lrs), 2.5 * len(rows)),
+                          squeeze=False, sharex=True)
     for j, lr in enumerate(lrs):
         for i, row in enumerate(rows):
             ax = axes[i, j]
@@ -269,15 +280,15 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
                 if kind == "l2":
                     ax.set_yscale("log")
                     ylabel = f"layer {layer}: ||G - G'||"
-                else:
-                    ax.set_ylim(-0.05, 1.05)
+                else:  # down to -1 where a cosine is negative, as BN's can be
+                    ax.set_ylim(-1.05 if (d["cos"] < -0.05).any() else -0.05, 1.05)
                     ylabel = f"layer {layer}: cos(G, G')"
             ax.set_ylabel(ylabel if j == 0 else "")
         axes[-1, j].set_xlabel("training step")
     _legend(fig, axes, variants)
     fig.suptitle(f"{title}: internal covariate shift in the gradient sense (Definition 2.1)\n"
                  "G' = layer gradient after the layers below take the step's update; "
-                 f"{_name(metas)}, {band_label(len({m['seed'] for m in metas}))}", fontsize=11)
+                 f"{_name(metas)}, {_seeds(metas)}", fontsize=11)
     _save(fig, out_path, rect=(0, 0.03, 1, 1))
 
 
@@ -295,9 +306,8 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
                          "landscape to draw: set measure_every > 0 and rerun their training.")
     mean = land.groupby(["variant", "step"]).mean(numeric_only=True).reset_index()
     mults = metas[0]["probe_multipliers"]
-    sns.set_theme(style="whitegrid", context="notebook")
     n = 3 + (top is not None)
-    fig, axes = plt.subplots(1, n, figsize=(5.7 * n, 4.8))
+    fig, axes = _subplots(1, n, figsize=(5.7 * n, 4.8))
     if top is not None:
         steps = smooth_downsample(load_table(meta_paths, "steps"), top, ["variant", "lr", "seed"])
         axes[0].set_ylabel(_top_panel(axes[0], steps, top, variants))
@@ -326,10 +336,9 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
     for ax in axes:
         ax.set_xlabel("training step")
     a.legend(loc="upper right", fontsize=9)
-    nseeds = len({m["seed"] for m in metas})
     fig.suptitle(f"{title}. {_name(metas)}, lr {lr:g}; probes at eta = {min(mults):g}..{max(mults):g} "
                  f"x lr ({len(mults)} points)\nbands in the landscape panels: seed-mean of min..max "
-                 f"over the probe points; other panels: {band_label(nseeds)}", fontsize=11)
+                 f"over the probe points; other panels: {_seeds(metas)}", fontsize=11)
     _save(fig, out_path)
 
 
@@ -340,9 +349,8 @@ def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
     _check_layers(metas, layers)
     variants = NOISY_VARIANTS
     acts = load_table(meta_paths, "activations").dropna(subset=["mean_shift"])
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(2, len(layers), figsize=(5 * len(layers), 7.2), squeeze=False,
-                             sharex=True)
+    fig, axes = _subplots(2, len(layers), figsize=(5 * len(layers), 7.2), squeeze=False,
+                          sharex=True)
     for j, layer in enumerate(layers):
         d = acts[acts.layer == layer]
         for i, (col, what) in enumerate((("mean_shift", "|change of mean|"),
@@ -356,7 +364,7 @@ def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
     _legend(fig, axes, variants)
     fig.suptitle("Figure 8: change of the activation moments between consecutive steps "
                  f"(per unit, averaged over units)\n{metas[0]['model'].upper()} on "
-                 f"{metas[0]['dataset']}, lr {lr:g}, {band_label(len({m['seed'] for m in metas}))}",
+                 f"{metas[0]['dataset']}, lr {lr:g}, {_seeds(metas)}",
                  fontsize=11)
     _save(fig, out_path, rect=(0, 0.04, 1, 1))
 
@@ -367,8 +375,7 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     metas = _read_metas(meta_paths)
     variants = BN_PAIR
     runs, seed = _first_seed_runs(metas, variants, lr)
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
+    fig, axes = _subplots(1, 2, figsize=(12, 4.8), sharey=True)
     probes = {v: load_table([p], "probes") for v, p in runs.items()}
     all_steps = sorted(set().union(*(set(p.step) for p in probes.values())))
     pick = all_steps[:: max(1, int(np.ceil(len(all_steps) / max_curves)))]
@@ -392,9 +399,6 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     _save(fig, out_path, tight=False)  # the colorbar spans both panels
 
 
-def fig3_ics_dln(meta_paths, out_path, lrs, layers) -> None:
-    """Figure 3(b): gradient ICS in the deep linear network, with its training loss."""
-    fig3_ics(meta_paths, out_path, lrs, layers, top="loss", title="Figure 3(b)")
 
 
 def fig5_lp(meta_paths, out_path, lr, dln_lr) -> None:
@@ -403,8 +407,7 @@ def fig5_lp(meta_paths, out_path, lr, dln_lr) -> None:
     metas = _read_metas(meta_paths)
     groups = {"net": [m["_path"] for m in metas if m["model"] != "dln"],
               "dln": [m["_path"] for m in metas if m["model"] == "dln"]}
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.9))
+    fig, axes = _subplots(1, 2, figsize=(13, 4.9))
     for ax, (key, top, rate, label) in zip(axes, (("net", "accuracy", lr, "(a)"),
                                                   ("dln", "loss", dln_lr, "(b)"))):
         paths = groups[key]
@@ -417,8 +420,7 @@ def fig5_lp(meta_paths, out_path, lr, dln_lr) -> None:
                   loc="lower right" if top == "accuracy" else "upper right")
         ax.set_title(f"{label} {_name([read_meta(paths[0])])}, lr {rate:g}", fontsize=11)
         _annotate_runs(ax, [m for m in metas if m["_path"] in paths], rate, variants)
-    nseeds = len({m["seed"] for m in metas})
-    fig.suptitle(f"Figure 5: l_p normalisations train like BatchNorm ({band_label(nseeds)})",
+    fig.suptitle(f"Figure 5: l_p normalisations train like BatchNorm ({_seeds(metas)})",
                  fontsize=12)
     _save(fig, out_path)
 
@@ -428,8 +430,7 @@ def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
     metas = _read_metas(meta_paths)
     _check_layers(metas, [layer])
     runs, seed = _first_seed_runs(metas, LP_VARIANTS, lr)
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.6 * len(runs), 3.6), squeeze=False)
+    fig, axes = _subplots(1, len(runs), figsize=(3.6 * len(runs), 3.6), squeeze=False)
     for ax, (v, p) in zip(axes[0], runs.items()):
         h = load_table([p], "histograms")
         h = h[(h.layer == layer) & (h.step == h.step.max())]
@@ -445,42 +446,16 @@ def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
     _save(fig, out_path)
 
 
-def fig9_dln_activations(meta_paths, out_path, layers, lr) -> None:
-    """Figure 9: activation distributions of the deep linear network over training."""
-    fig1_activations(meta_paths, out_path, layers, lr, title="Figure 9",
-                     what="each layer's output (after its normalisation)")
 
 
-def fig10_dln_landscape(meta_paths, out_path, lr) -> None:
-    """Figure 10: Figure 4 for the deep linear network."""
-    fig4_landscape(meta_paths, out_path, lr, title="Figure 10: loss landscape of the DLN",
-                   log_all=True)
 
 
-def fig12_lp_vgg(meta_paths, out_path, lr) -> None:
-    """Figure 12: Figure 4's panels plus training accuracy for the l_p variants (network)."""
-    fig4_landscape(meta_paths, out_path, lr, LP_VARIANTS, top="accuracy",
-                   title="Figure 12: l_p normalisations also smooth the landscape")
 
 
-def fig13_lp_dln(meta_paths, out_path, lr) -> None:
-    """Figure 13: Figure 4's panels plus training loss for the l_p variants (DLN)."""
-    fig4_landscape(meta_paths, out_path, lr, LP_VARIANTS, top="loss",
-                   title="Figure 13: l_p normalisations in the deep linear network", log_all=True)
 
 
-def fig14_normalisers_vgg(meta_paths, out_path, lr) -> None:
-    """Figure 14 (ours): Figure 12 for the normalisers that replaced BN in practice: standard,
-    BN, LayerNorm, GroupNorm and weight normalisation (network)."""
-    fig4_landscape(meta_paths, out_path, lr, NORMALISER_VARIANTS, top="accuracy",
-                   title="Figure 14: LayerNorm, GroupNorm and weight normalisation")
 
 
-def fig15_normalisers_dln(meta_paths, out_path, lr) -> None:
-    """Figure 15 (ours): Figure 14 for the deep linear network, with training loss."""
-    fig4_landscape(meta_paths, out_path, lr, NORMALISER_VARIANTS, top="loss",
-                   title="Figure 15: LayerNorm, GroupNorm and weight normalisation in the DLN",
-                   log_all=True)
 
 
 def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
@@ -492,9 +467,8 @@ def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
     families = [(f, [m for m in metas if (m["model"] == "dln") == (f == "dln")], rate)
                 for f, rate in (("net", lr), ("dln", dln_lr))]
     families = [(f, ms, rate) for f, ms, rate in families if ms]
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig, axes = plt.subplots(len(BN_PAIR), len(families), figsize=(6.4 * len(families), 8.4),
-                             squeeze=False, sharex="col", sharey="col")
+    fig, axes = _subplots(len(BN_PAIR), len(families), figsize=(6.4 * len(families), 8.4),
+                          squeeze=False, sharex="col", sharey="col")
     styles = (("lambda_max", "top Hessian eigenvalue lambda_max", "-"),
               ("batch_sharpness", "batch sharpness g'Hg / g'g", "--"),
               ("beta_max", "effective beta (paper, Fig. 4c)", ":"))
@@ -535,23 +509,50 @@ def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
             ax.set_ylabel("curvature (log scale)" if j == 0 else "")
             _annotate_runs(ax, ms, rate, [v])
         axes[-1, j].set_xlabel("training step")
-    nseeds = len({m["seed"] for m in metas})
     fig.suptitle("Figure 16: curvature of the training loss (training-mode BN, each step's batch): "
                  "top Hessian eigenvalue (Lanczos)\nand batch sharpness along the gradient, with "
-                 f"the paper's effective beta; {band_label(nseeds)}; dashed black: 2/lr",
+                 f"the paper's effective beta; {_seeds(metas)}; dashed black: 2/lr",
                  fontsize=11)
     _save(fig, out_path)
 
 
-FIGURES = {"fig1_accuracy": fig1_accuracy, "fig1_activations": fig1_activations,
-           "fig2_noisy_bn": fig2_noisy_bn, "fig3_ics": fig3_ics, "fig3_ics_dln": fig3_ics_dln,
-           "fig4_landscape": fig4_landscape, "fig5_lp": fig5_lp,
-           "fig6_lp_activations": fig6_lp_activations,
-           "fig8_activation_shift": fig8_activation_shift, "fig9_dln_activations": fig9_dln_activations,
-           "fig10_dln_landscape": fig10_dln_landscape,
-           "fig11_gradient_vs_step": fig11_gradient_vs_step, "fig12_lp_vgg": fig12_lp_vgg,
-           "fig13_lp_dln": fig13_lp_dln, "fig14_normalisers_vgg": fig14_normalisers_vgg,
-           "fig15_normalisers_dln": fig15_normalisers_dln, "fig16_curvature": fig16_curvature}
+# Every figure's draw function, by the name of its registry entry (bnopt.config.FIGURE_REGISTRY,
+# which says which runs and arguments it gets); the figures that are another one's panels for
+# other runs or variants are that one with its arguments bound.
+FIGURES = {
+    "fig1_accuracy": fig1_accuracy,
+    "fig1_activations": fig1_activations,
+    "fig2_noisy_bn": fig2_noisy_bn,
+    "fig3_ics": fig3_ics,
+    # Figure 3(b): gradient ICS in the deep linear network, with its training loss
+    "fig3_ics_dln": partial(fig3_ics, top="loss", title="Figure 3(b)"),
+    "fig4_landscape": fig4_landscape,
+    "fig5_lp": fig5_lp,
+    "fig6_lp_activations": fig6_lp_activations,
+    "fig8_activation_shift": fig8_activation_shift,
+    # Figure 9: activation distributions of the deep linear network over training
+    "fig9_dln_activations": partial(fig1_activations, title="Figure 9",
+                                    what="each layer's output (after its normalisation)"),
+    # Figure 10: Figure 4 for the deep linear network
+    "fig10_dln_landscape": partial(fig4_landscape, title="Figure 10: loss landscape of the DLN",
+                                   log_all=True),
+    "fig11_gradient_vs_step": fig11_gradient_vs_step,
+    # Figures 12 and 13: Figure 4's panels plus training accuracy (network) or loss (DLN) for
+    # the l_p variants
+    "fig12_lp_vgg": partial(fig4_landscape, variants=LP_VARIANTS, top="accuracy",
+                            title="Figure 12: l_p normalisations also smooth the landscape"),
+    "fig13_lp_dln": partial(fig4_landscape, variants=LP_VARIANTS, top="loss", log_all=True,
+                            title="Figure 13: l_p normalisations in the deep linear network"),
+    # Figures 14 and 15 (ours): the same for the normalisers that replaced BN in practice:
+    # standard, BN, LayerNorm, GroupNorm and weight normalisation
+    "fig14_normalisers_vgg": partial(
+        fig4_landscape, variants=NORMALISER_VARIANTS, top="accuracy",
+        title="Figure 14: LayerNorm, GroupNorm and weight normalisation"),
+    "fig15_normalisers_dln": partial(
+        fig4_landscape, variants=NORMALISER_VARIANTS, top="loss", log_all=True,
+        title="Figure 15: LayerNorm, GroupNorm and weight normalisation in the DLN"),
+    "fig16_curvature": fig16_curvature,
+}
 
 
 VERDICT_COLOURS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive": "#ff9f1c",
@@ -573,8 +574,7 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     heights = [len(g) * row_h + 0.25 for _, g in sections]
     total = top + sum(h + pad_below + pad_above for h in heights)
     width = 16.0
-    sns.set_theme(style="whitegrid", context="notebook")
-    fig = plt.figure(figsize=(width, total))
+    fig = _subplots(figsize=(width, total))
     axes, y_top = [], total - top
     for h in heights:
         y_top -= pad_above + h
