@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from bnopt.io import write_parquet
-from bnopt.train import (EVAL_COLUMNS, STEP_COLUMNS, TABLES, RunConfig, resolve_device,
-                         train_run, write_run)
+from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run
 
 TINY = dict(dataset="synthetic", model="vgg", lr=0.05, seed=0, steps=30, batch_size=64,
             width=0.125, eval_every=10, log_every=7, device="cpu", measure_every=5, hist_every=10,
@@ -31,9 +30,18 @@ def test_same_config_and_seed_give_identical_parquet(tmp_path, synthetic, varian
     assert not np.array_equal(other.steps["loss"], tables[0]["steps"].column("loss").to_numpy())
 
 
-def test_tables_follow_the_documented_schema(synthetic):
+def test_tables_follow_the_documented_schema(synthetic, tmp_path):
+    """What a user reads back from the Parquet files: the documented columns (README,
+    "Tables") with integer steps and layers and float values, one row per step."""
     r = train_run(RunConfig(variant="batchnorm", **TINY), synthetic, progress=False)
-    assert list(r.steps.columns) == STEP_COLUMNS and list(r.evals.columns) == EVAL_COLUMNS
+    write_run(r, {n: tmp_path / f"{n}.parquet" for n in TABLES}, tmp_path / "run.json")
+    for name, cols in TABLES.items():
+        back = pd.read_parquet(tmp_path / f"{name}.parquet")
+        assert list(back.columns) == cols, name
+        for c in cols:
+            want = "int64" if c in ("step", "layer", "point", "bin", "iterations") else "float"
+            assert str(back[c].dtype).startswith(want), (name, c, back[c].dtype)
+    assert json.loads((tmp_path / "run.json").read_text())["steps_completed"] == 30
     assert r.steps["step"].tolist() == list(range(30))
     assert r.evals["step"].tolist() == [0, 10, 20, 30]
     assert np.isfinite(r.steps[["loss", "grad_norm", "param_norm"]].to_numpy()).all()
@@ -111,7 +119,7 @@ def test_measuring_changes_nothing_the_training_sees(synthetic, variant, momentu
     on = train_run(RunConfig(variant=variant, **{**base, "measure_every": 3, "hist_every": 6,
                                                  "hessian_every": 4, "hessian_iters": 3}),
                    synthetic, progress=False)
-    cols = [c for c in STEP_COLUMNS if c != "elapsed_s"]
+    cols = [c for c in TABLES["steps"] if c != "elapsed_s"]
     pd.testing.assert_frame_equal(on.steps[cols], off.steps[cols], check_exact=True)
     pd.testing.assert_frame_equal(on.evals, off.evals, check_exact=True)
     assert len(on.tables["probes"]) == 8 * 3 and len(off.tables["probes"]) == 0
@@ -123,8 +131,6 @@ def test_measurement_tables(synthetic):
     cfg = RunConfig(variant="batchnorm", **TINY)
     r = train_run(cfg, synthetic, progress=False)
     t = r.tables
-    for name, cols in TABLES.items():
-        assert list(t[name].columns) == cols, name
     measured = list(range(0, 30, 5))
     L = r.meta["num_layers"]
     assert L == 14
