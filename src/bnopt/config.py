@@ -11,8 +11,8 @@ import functools
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable
 from pathlib import Path
+from typing import Callable
 
 import jsonschema
 import yaml

@@ -137,9 +137,10 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     there is no copy of the model.
 
     With ``checkpoint_path`` and ``cfg.checkpoint_every``, the complete state of the loop
-    (:class:`Loop`) is saved (atomically) every ``checkpoint_every`` steps, and a run that finds a checkpoint of the
-    same configuration resumes from it; the result equals an uninterrupted run's (bitwise on
-    the CPU), wall-clock columns aside. The caller removes the checkpoint once outputs exist.
+    (:class:`Loop`) is saved (atomically) every ``checkpoint_every`` steps, and a run that
+    finds a checkpoint of the same configuration resumes from it; the result equals an
+    uninterrupted run's (bitwise on the CPU), wall-clock columns aside. The caller removes the
+    checkpoint once outputs exist.
 
     Precision: with ``cfg.precision='tf32'`` unmeasured steps may use TF32 tensor cores for
     convolutions and matrix products; evaluations use ``cfg.eval_precision``; measured steps
