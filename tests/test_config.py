@@ -110,7 +110,7 @@ def test_run_settings_are_listed_once_with_the_schema_s_defaults():
             want = props[key]["default"]
             assert (list(default) if isinstance(default, tuple) else default) == want, key
     assert (net.steps, net.batch_size) == (BASE["steps"], BASE["batch_size"])  # no schema default
-    assert fields["noisy_bn"].default_factory() == NOISY_BN_DEFAULTS
+    assert net.noisy_bn == NOISY_BN_DEFAULTS and net.noisy_bn is not NOISY_BN_DEFAULTS
     assert set(DLN_KEYS) <= set(TRAIN_KEYS) and set(DLN_KEYS) <= set(props["dln"]["properties"])
     # the shipped config.yaml leaves noisy_bn to the one default
     assert check_config(yaml.safe_load((ROOT / "config.yaml").read_text()))["noisy_bn"] == NOISY_BN_DEFAULTS

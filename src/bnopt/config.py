@@ -10,7 +10,7 @@ import dataclasses
 import functools
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -195,10 +195,6 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     return cfg
 
 
-# Default probe step lengths, as multiples of the learning rate: 8 evenly spaced points over the
-# paper's VGG range 1/2 .. 4 x lr (Appendix A.2.2 does not state the number of points).
-DEFAULT_MULTIPLIERS = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
-
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
 DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
             "hessian_every", "probe_multipliers", "dtype", "vmap_probes", "device")
@@ -207,45 +203,44 @@ DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_e
 DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["dln"],
              "momentum": 0.0, "weight_decay": 0.0, "augment": False, "width": 1.0,
              "channels_last": False}
-# The run settings whose default depends on the model, at their values for the conv nets
-# (the schema's top-level defaults; tested). A DLN's come from model_defaults("dln").
-NET_DEFAULTS = {"steps": 15_000, "batch_size": 128, "momentum": 0.0, "weight_decay": 0.0,
-                "width": 1.0, "init": "kaiming", "augment": False, "eval_every": 500,
-                "eval_batch_size": 1000, "log_every": 100, "device": "auto",
-                "measure_every": 100, "probe_multipliers": DEFAULT_MULTIPLIERS,
-                "hist_every": 1000, "dtype": "float32", "channels_last": False,
-                "vmap_probes": False, "hessian_every": 0}
+# The run settings a config must choose (the schema requires them, so it has no default):
+# the paper's, for a RunConfig made from the library.
+PAPER_RUN = {"steps": 15_000, "batch_size": 128}
 
 
 @functools.lru_cache(maxsize=None)
-def _dln_defaults() -> tuple:
-    dln = load_schema()["properties"]["dln"]["default"]
-    out = {k: dln[k] for k in DLN_KEYS}
+def _run_defaults(model: str) -> tuple:
+    props = load_schema()["properties"]
+    out = {k: copy.deepcopy(props[k]["default"]) for k in TRAIN_KEYS if "default" in props[k]}
+    out.update(PAPER_RUN, noisy_bn=dict(NOISY_BN_DEFAULTS))
+    if model == "dln":
+        dln = props["dln"]["default"]
+        out.update({k: dln[k] for k in DLN_KEYS}, **DLN_FIXED)
     out["probe_multipliers"] = tuple(float(m) for m in out["probe_multipliers"])
-    return tuple({**out, **DLN_FIXED}.items())
+    return tuple(out.items())
 
 
 def model_defaults(model: str) -> dict:
-    """The defaults of the model-dependent run settings (``NET_DEFAULTS``' keys) for ``model``:
-    the conv nets' for the VGG and the small CNN; for the DLN the schema's ``dln`` defaults of
-    ``DLN_KEYS`` (Glorot, float64, 10,000 steps, probes at 1/100..30 x lr, ...) and
+    """Every run setting's default for ``model``: the schema's (the one place they are written;
+    the two it requires of a config, ``PAPER_RUN``), and for the DLN the schema's ``dln``
+    defaults of ``DLN_KEYS`` (Glorot, float64, 10,000 steps, probes at 1/100..30 x lr, ...) and
     ``DLN_FIXED``, which is what the workflow gives a DLN run."""
-    return {**NET_DEFAULTS, **(dict(_dln_defaults()) if model == "dln" else {})}
+    return copy.deepcopy(dict(_run_defaults(model)))
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that decides what one training run computes. The config keys of the same
-    names (``TRAIN_KEYS``) are derived from these fields, and a test checks that their schema
-    defaults equal the defaults here. A setting left ``None`` takes its model's default
-    (:func:`model_defaults`): ``RunConfig(dataset="dln", model="dln", ...)`` gets the deep
+    names (``TRAIN_KEYS``) are these fields. A setting left ``None`` takes its model's default
+    (:func:`model_defaults`), read from the config schema, so the library and the workflow
+    share one set of defaults: ``RunConfig(dataset="dln", model="dln", ...)`` gets the deep
     linear network's Glorot init, float64 and full batch, as the workflow gives it."""
     dataset: str
     model: str
     variant: str
     lr: float
     seed: int
-    # None: the model's default (NET_DEFAULTS for the conv nets; model_defaults)
+    # None: the model's default (model_defaults: the schema's, the DLN's for the DLN)
     steps: int | None = None
     batch_size: int | None = None
     momentum: float | None = None
@@ -257,24 +252,24 @@ class RunConfig:
     eval_batch_size: int | None = None
     log_every: int | None = None
     device: str | None = None
-    noisy_bn: dict = field(default_factory=lambda: dict(NOISY_BN_DEFAULTS))
+    noisy_bn: dict | None = None
     measure_every: int | None = None
     probe_multipliers: tuple | None = None
     hist_every: int | None = None
-    checkpoint_every: int = 1000
-    keep_checkpoints: bool = False
+    checkpoint_every: int | None = None
+    keep_checkpoints: bool | None = None
     # speed and precision (see README, "Precision and speed")
-    precision: str = "fp32"       # float32 convs/matmuls of unmeasured steps: 'fp32' or 'tf32'
-    eval_precision: str = "tf32"  # ... of evaluations (they do not feed back into training)
-    cudnn_benchmark: bool = True  # cuDNN picks convolution algorithms by timing them
-    cuda_graph: bool = True       # unmeasured steps on a GPU replay as one CUDA graph
+    precision: str | None = None        # float32 convs/matmuls of unmeasured steps: fp32, tf32
+    eval_precision: str | None = None   # ... of evaluations (they do not feed back into training)
+    cudnn_benchmark: bool | None = None  # cuDNN picks convolution algorithms by timing them
+    cuda_graph: bool | None = None      # unmeasured steps on a GPU replay as one CUDA graph
     dtype: str | None = None      # parameters, activations and data: 'float32' or 'float64'
     channels_last: bool | None = None  # NHWC memory format for conv nets
     vmap_probes: bool | None = None    # all probe points in one torch.func.vmap pass
     # curvature (README, "Curvature"): every hessian_every steps (0: never)
     hessian_every: int | None = None
-    hessian_iters: int = 20       # Lanczos iterations (Hessian-vector products) at most
-    hessian_tol: float = 1e-3     # stop once the top Ritz pair's relative residual is below
+    hessian_iters: int | None = None  # Lanczos iterations (Hessian-vector products) at most
+    hessian_tol: float | None = None  # stop once the top Ritz pair's relative residual is below
 
     def __post_init__(self):
         for name, value in model_defaults(self.model).items():
