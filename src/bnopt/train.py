@@ -199,6 +199,9 @@ class Recorder:
 
     KINDS = ("eval", "init_distance", "probes", "ics", "activations", "activation_shift",
              "histograms", "hessian")  # as the tables they fill (the shift joins activations)
+    # their names in checkpoints written before 2026-11-26, which still resume
+    OLD_KINDS = {"init": "init_distance", "acts": "activations", "shift": "activation_shift",
+                 "hist": "histograms"}
 
     def __init__(self, steps: int, device, dtype, w_init: list[torch.Tensor]):
         self.buf = torch.full((steps, 4), float("nan"), device=device, dtype=dtype)
@@ -246,7 +249,8 @@ class Recorder:
         start = len(state["host_t"])
         self.buf[:start] = state["buf"].to(device)
         self.host_t[:start] = state["host_t"]
-        self.rows = _to(state["rows"], device)
+        rows = {self.OLD_KINDS.get(k, k): v for k, v in state["rows"].items()}
+        self.rows = _to(rows, device)
         self.pending_moments = _to(state["pending_moments"], device)
         self.w_init = _to(state["w_init"], device)
         return start
