@@ -28,7 +28,7 @@ from pathlib import Path
 from bnopt.gpus import mps_active
 
 CHILD = r"""
-import json, os, sys, time
+import dataclasses, json, os, sys, time
 import torch
 from bnopt.data import fake_dataset
 from bnopt.train import RunConfig, train_run
@@ -40,7 +40,7 @@ cfg = RunConfig(dataset=a["dataset"], model="vgg", variant=a["variant"], lr=0.05
                 eval_every=a["steps"], log_every=100, measure_every=a["measure_every"],
                 hist_every=0, device=a["device"], precision=a["precision"],
                 cuda_graph=a["cuda_graph"], channels_last=a["channels_last"], checkpoint_every=0)
-warm = train_run(RunConfig(**{**cfg.__dict__, "steps": 20, "eval_every": 20}), data, progress=False)
+train_run(dataclasses.replace(cfg, steps=20, eval_every=20), data, progress=False)  # warm-up
 open(a["ready"], "w").close()
 while not os.path.exists(a["go"]):
     time.sleep(0.001)

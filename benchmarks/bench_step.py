@@ -34,14 +34,14 @@ import time
 
 import torch
 
-from bnopt.cost import device_name, forward_flops
+from bnopt.cost import forward_flops
 from bnopt.data import DeviceData, fake_dataset
 from bnopt.datasets import TRAIN_SIZES
 from bnopt.measure import ieee_fp32, matmul_precision
 from bnopt.models import set_noise_generator
 from bnopt.reference import _copy, naive_measure_step
 from bnopt.train import (DTYPES, CudaGraphStep, Recorder, RunConfig, criterion, cudnn_autotune,
-                         measure_after_step, plain_step, run_model)
+                         device_name, measure_after_step, plain_step, run_model)
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}

@@ -241,12 +241,6 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
     return total
 
 
-def device_name(device: torch.device) -> str:
-    import platform
-
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
-
-
 def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float = 0.5,
             repeats: int = 3, cores: int | None = None, compare=None) -> dict:
     """Time each (dataset, model, variant) of the sweep of the config at ``config_path`` on its
@@ -260,6 +254,7 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     import yaml
 
     from bnopt.config import check_config
+    from bnopt.train import device_name
 
     with open(config_path) as f:
         cfg = check_config(yaml.safe_load(f))
@@ -291,7 +286,7 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
            "costs_s": {"/".join(k): v for k, v in costs.items()},
            "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
     print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, one GPU job at a time "
-          f"(jobs_per_gpu > 1 measured 0.96-1.06x, BENCHMARKS.md), {totals['cpu_job_minutes']:.1f} "
+          f"(BENCHMARKS.md: sharing a GPU measured no faster), {totals['cpu_job_minutes']:.1f} "
           f"CPU job-minutes ({totals['cpu_slots']} at once on {cores} cores); the sweep "
           f"{res['projected_minutes']:.1f} minutes", file=sys.stderr)
     if compare:

@@ -117,10 +117,9 @@ def mps_active(env=None) -> bool:
 def sharing_note(slots: int, env=None) -> str | None:
     """What a job that may share its GPU (``jobs_per_gpu`` = ``slots`` > 1) should say when no
     MPS daemon runs: the jobs' CUDA contexts then take turns on the GPU, so sharing adds no
-    throughput (BENCHMARKS.md, "GPU sharing")."""
+    throughput (BENCHMARKS.md, "Several jobs on one GPU")."""
     if slots <= 1 or mps_active(env):
         return None
     return (f"jobs_per_gpu = {slots} but CUDA MPS is not running: jobs sharing a GPU take turns "
             "(time-slicing), so together they train no faster than one at a time. Start MPS "
             "(README, 'Several jobs per GPU') or set jobs_per_gpu: 1.")
-

@@ -111,6 +111,11 @@ def _to(obj, device):
     return obj
 
 
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's (run.json's ``device_name``; the benchmarks' ``device``)."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
+
+
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}  # config.DTYPE_NAMES as torch types
 
 
@@ -556,7 +561,7 @@ def _meta(cfg: RunConfig, model, dataset: Dataset, device, tables: dict, done: i
         **training_outcome(steps["loss"].to_numpy(), steps["accuracy"].to_numpy(),
                            dataset.num_classes, diverged),
         "num_parameters": sum(p.numel() for p in model.parameters()),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
+        "device_name": device_name(device),
         "torch_version": torch.__version__,
     }
 
