@@ -1,3 +1,4 @@
+import gzip
 import pickle
 
 import numpy as np
@@ -89,16 +90,50 @@ def _idx(path, arr):
     path.write_bytes(header + arr.tobytes())
 
 
-def test_fashion_mnist_local_copy_through_torchvision(tmp_path):
-    raw = tmp_path / "FashionMNIST" / "raw"
+def _write_fashion(root, gzipped: bool):
+    raw = root / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    _idx(raw / "train-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28)))
-    _idx(raw / "train-labels-idx1-ubyte", rng.integers(0, 10, 30))
-    _idx(raw / "t10k-images-idx3-ubyte", rng.integers(0, 256, (10, 28, 28)))
-    _idx(raw / "t10k-labels-idx1-ubyte", rng.integers(0, 10, 10))
-    ds = load_dataset("fashion_mnist", tmp_path)
-    assert ds.x_train.shape == (30, 1, 28, 28) and ds.x_test.shape == (10, 1, 28, 28)
+    for name, arr in [("train-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28))),
+                      ("train-labels-idx1-ubyte", rng.integers(0, 10, 30)),
+                      ("t10k-images-idx3-ubyte", rng.integers(0, 256, (10, 28, 28))),
+                      ("t10k-labels-idx1-ubyte", rng.integers(0, 10, 10))]:
+        _idx(raw / name, arr)
+        if gzipped:  # as distributed (Zalando's release, Debian's dataset-fashion-mnist)
+            (raw / f"{name}.gz").write_bytes(gzip.compress((raw / name).read_bytes()))
+            (raw / name).unlink()
+    return raw
+
+
+def test_fashion_mnist_local_copy_plain_or_gzipped_reads_as_torchvision_does(tmp_path):
+    from torchvision.datasets import FashionMNIST
+
+    _write_fashion(tmp_path / "plain", gzipped=False)
+    _write_fashion(tmp_path / "gz", gzipped=True)
+    plain, gz = load_dataset("fashion_mnist", tmp_path / "plain"), load_dataset("fashion_mnist", tmp_path / "gz")
+    assert plain.x_train.shape == (30, 1, 28, 28) and plain.x_test.shape == (10, 1, 28, 28)
+    assert plain.x_train.dtype == torch.uint8 and plain.y_train.dtype == torch.int64
+    tv = FashionMNIST(str(tmp_path / "plain"), train=True, download=False)
+    assert torch.equal(plain.x_train[:, 0], tv.data) and torch.equal(plain.y_train, tv.targets)
+    for a, b in zip((plain.x_train, plain.y_train, plain.x_test, plain.y_test),
+                    (gz.x_train, gz.y_train, gz.x_test, gz.y_test)):
+        assert torch.equal(a, b)
+
+
+def test_a_damaged_idx_file_is_named(tmp_path):
+    raw = _write_fashion(tmp_path, gzipped=False)
+    labels = raw / "t10k-labels-idx1-ubyte"
+    good = labels.read_bytes()
+    labels.write_bytes(good[:-3])
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte holds 7 values where its header says 10"):
+        load_dataset("fashion_mnist", tmp_path)
+    labels.write_bytes(b"<html>not found</html>")
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is not a uint8 IDX file"):
+        load_dataset("fashion_mnist", tmp_path)
+    labels.write_bytes(good)
+    (raw / "t10k-images-idx3-ubyte").unlink()  # one the presence check does not look for
+    with pytest.raises(DataError, match="is incomplete .*t10k-images-idx3-ubyte is missing"):
+        load_dataset("fashion_mnist", tmp_path)
 
 
 def test_missing_copy_names_the_path_and_the_fix(tmp_path):

@@ -1,24 +1,28 @@
 """Datasets as whole uint8 tensors, resident on the training device.
 
-``load_dataset`` reads a dataset once (torchvision for CIFAR-10 / Fashion-MNIST, scikit-learn's
-bundled digits, or a generated synthetic set) into a :class:`Dataset` of uint8 images (N, C, H, W)
-and int64 labels. ``DeviceData`` moves it to the device and serves shuffled batches with
+``load_dataset`` reads a dataset once (CIFAR-10 through torchvision, Fashion-MNIST from its IDX
+files, plain or gzipped; scikit-learn's bundled digits, or a generated synthetic set) into a
+:class:`Dataset` of uint8 images (N, C, H, W) and int64 labels. ``DeviceData`` moves it to the device and serves shuffled batches with
 device-side indexing (and optional crop + flip augmentation): no DataLoader, no per-sample Python.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gzip
+import math
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bnopt.datasets import (DATASETS, DEFAULT_ROOT, DLN_DIM, DOWNLOADABLE, NUM_CLASSES,
-                            TEST_SIZES, TRAIN_SIZES, dataset_present, input_shape,
-                            missing_data_message)
+                            TEST_SIZES, TRAIN_SIZES, dataset_present, expected_files,
+                            input_shape, missing_data_message)
+
 
 class DataError(RuntimeError):
     """A dataset is missing or unreadable; the message says where we looked and what to do."""
@@ -161,6 +165,40 @@ def _torchvision(name: str, root: str | os.PathLike, download: bool) -> Dataset:
     return Dataset(name, xtr, ytr, xte, yte, len(train.classes))
 
 
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """A uint8 IDX file, the MNIST family's format (two zero bytes, the type 0x08, the rank, the
+    sizes as big-endian uint32, then the values), plain or gzipped (a name ending in .gz)."""
+    path = Path(path)
+    with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+        data = f.read()
+    rank = data[3] if len(data) >= 4 else 0
+    if data[:3] != b"\0\0\x08" or not 1 <= rank <= 3:
+        raise DataError(f"{path} is not a uint8 IDX file (it starts {data[:4]!r}); replace it "
+                        "with the file as distributed")
+    sizes = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(rank)]
+    values = data[4 + 4 * rank:]
+    if len(values) != math.prod(sizes):
+        raise DataError(f"{path} holds {len(values)} values where its header says "
+                        f"{' x '.join(map(str, sizes))}: a truncated copy; replace it")
+    return torch.frombuffer(bytearray(values), dtype=torch.uint8).view(*sizes)
+
+
+def _mnist_folder(name: str, root: str | os.PathLike) -> Dataset:
+    """Fashion-MNIST from its four IDX files in torchvision's layout, each plain or gzipped as
+    distributed (torchvision itself reads only the unpacked ones)."""
+    folder = expected_files(name, root)[0].parent
+    found = lambda stem: next((p for p in (folder / stem, folder / f"{stem}.gz") if p.exists()),  # noqa: E731
+                              folder / stem)
+    split = lambda prefix: (read_idx(found(f"{prefix}-images-idx3-ubyte"))[:, None],  # noqa: E731
+                            read_idx(found(f"{prefix}-labels-idx1-ubyte")).long())
+    try:
+        (xtr, ytr), (xte, yte) = split("train"), split("t10k")
+    except FileNotFoundError as e:
+        raise DataError(missing_data_message(name, root, f"is incomplete ({e.filename} is "
+                                             "missing)")) from e
+    return Dataset(name, xtr, ytr, xte, yte, NUM_CLASSES[name])
+
+
 def load_dataset(name: str, data_root: str | os.PathLike | None = None,
                  data_seed: int = 0, image_size: int | None = None) -> Dataset:
     """Load ``name``. For torchvision sets, ``data_root`` is an existing copy in torchvision's
@@ -186,6 +224,8 @@ def _load(name: str, data_root, data_seed: int) -> Dataset:
         return _torchvision(name, DEFAULT_ROOT, download=True)
     if not dataset_present(name, data_root):
         raise DataError(missing_data_message(name, data_root))
+    if name == "fashion_mnist":
+        return _mnist_folder(name, data_root)
     return _torchvision(name, data_root, download=False)
 
 
