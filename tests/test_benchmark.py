@@ -89,9 +89,21 @@ def test_tf32_fidelity_pairs_are_identical_on_the_cpu():
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert len(res["runs"]) == 2 * 2 * 2 and res["all_within_spread"]
+    assert len(res["runs"]) == 2 * 2 * 2 and not res["any_differs"]
     assert all(row["mean_difference"] == 0.0 for row in res["comparison"])
-    assert {row["quantity"] for row in res["comparison"]} >= {"final_test_acc", "beta_smoothness"}
+    assert {row["quantity"] for row in res["comparison"]} >= {"final_test_acc", "beta_smoothness",
+                                                             "final_train_loss", "ics_l2_late"}
+
+
+def test_tf32_fidelity_with_tf32_emulated_on_the_cpu_departs():
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/tf32_fidelity.py"), "--smoke",
+                        "--emulate", "nearest", "--variants", "standard", "--json"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["emulated_tf32"] == "nearest" and res["mantissa"] == 10
+    diff = {row["quantity"]: row["mean_difference"] for row in res["comparison"]}
+    assert diff["final_train_loss"] != 0.0 and diff["loss_range"] != 0.0
 
 
 def test_a_cuda_graph_benchmark_needs_cuda():

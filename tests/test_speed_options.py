@@ -216,7 +216,8 @@ def test_a_run_on_the_gpu_starts_where_the_cpu_one_does(synthetic):
     the He-initialised standard net's full-batch grad_norm departs from the CPU's by 1e-3 at
     step 4 and 6% at step 9 (H200, issue 20), as it would between two CPUs."""
     cfg = RunConfig(**{**TINY, "variant": "standard", "dtype": "float32", "steps": 12,
-                       "batch_size": 1024, "eval_batch_size": 1024, "eval_precision": "fp32"})
+                       "batch_size": 1024, "eval_batch_size": 1024, "precision": "fp32",
+                       "eval_precision": "fp32"})
     cpu = _tables(cfg, synthetic)
     gpu = _tables(dataclasses.replace(cfg, device="cuda"), synthetic)
     assert len(gpu["steps"]) == len(cpu["steps"]) == 12
