@@ -131,8 +131,42 @@ def gradient_ics(loss_fn: LossFn, before: Params, after: Params, layers: list[li
             _, gi = loss_and_grad(loss_fn, mixed, wrt=[w])
             g2 = gi[w]
         l2.append(torch.linalg.vector_norm(g - g2))
-        # NaN, not 0, when either gradient is zero (e.g. a layer behind dead ReLUs)
-        cos.append((g * g2).sum() / (torch.linalg.vector_norm(g) * torch.linalg.vector_norm(g2)))
+        cos.append(_cosine(g, g2))
+    return torch.stack(l2), torch.stack(cos)
+
+
+def _cosine(g: torch.Tensor, g2: torch.Tensor) -> torch.Tensor:
+    # NaN, not 0, when either gradient is zero (e.g. a layer behind dead ReLUs)
+    return (g * g2).sum() / (torch.linalg.vector_norm(g) * torch.linalg.vector_norm(g2))
+
+
+def gradient_ics_layered(model: nn.Module, criterion, x, y, before: Params, after: Params,
+                         grad_before: Params) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`gradient_ics` for a :class:`bnopt.models.Net`, with the same passes shared: the
+    input of layer i with layers 1..i-1 at their values ``after`` the step is the same for every
+    later layer's G', so one pass through the network at ``after`` gives all of them, and each
+    G'_i runs only layers i..L forward and back. The same operations on the same values as
+    :func:`gradient_ics` (equal to it bitwise on the CPU, tested). For the 14-layer VGG it
+    saves 12 of the 13 full forward passes' prefixes: by arithmetic on its per-layer FLOPs
+    about 13% of a measured step (its VGG-16 blocks cost about the same each, so the late
+    layers' passes are not much cheaper than the early ones')."""
+    _, weights = layer_parameters(model)
+    inputs = [x]  # inputs[i]: the input of layer i (0-based) under ``after``
+    with torch.no_grad():
+        for i in range(len(weights) - 1):
+            inputs.append(functional_call(model, after, (inputs[-1],), {"start": i, "stop": i + 1}))
+    l2, cos = [], []
+    for i, w in enumerate(weights):
+        g = grad_before[w]
+        if i == 0:
+            g2 = g
+        else:
+            def rest(p, i=i):  # layers i..L at ``before`` (their own parameters are ``before``)
+                return criterion(functional_call(model, p, (inputs[i],), {"start": i}), y)
+            _, gi = loss_and_grad(rest, before, wrt=[w])
+            g2 = gi[w]
+        l2.append(torch.linalg.vector_norm(g - g2))
+        cos.append(_cosine(g, g2))
     return torch.stack(l2), torch.stack(cos)
 
 
@@ -157,11 +191,10 @@ def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params
     def loss_fn(p):
         return criterion(functional_call(model, p, (x,)), y)
 
-    groups, weights = layer_parameters(model)
     with probing(model), ieee_fp32():
         probes = probe_along_gradient(loss_fn, before, grad, step_sizes, vectorize)
         after = {n: p.detach() for n, p in model.named_parameters()}
-        l2, cos = gradient_ics(loss_fn, before, after, groups, weights, grad)
+        l2, cos = gradient_ics_layered(model, criterion, x, y, before, after, grad)
     return probes, l2, cos
 
 

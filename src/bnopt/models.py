@@ -159,8 +159,11 @@ class Net(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor, preacts: list | None = None) -> torch.Tensor:
-        for layer in self.layers:
+    def forward(self, x: torch.Tensor, preacts: list | None = None, start: int = 0,
+                stop: int | None = None) -> torch.Tensor:
+        """The network, or layers ``start`` .. ``stop`` - 1 of it (0-based) applied to ``x``, the
+        input of layer ``start``: running [0, i) then [i, L) computes what one pass computes."""
+        for layer in self.layers[start:stop]:
             if layer.flatten:
                 x = x.flatten(1)
             z = layer.norm(layer.weight_layer(x))
