@@ -147,9 +147,8 @@ def gradient_ics_layered(model: nn.Module, criterion, x, y, before: Params, afte
     later layer's G', so one pass through the network at ``after`` gives all of them, and each
     G'_i runs only layers i..L forward and back. The same operations on the same values as
     :func:`gradient_ics` (equal to it bitwise on the CPU, tested). For the 14-layer VGG it
-    saves 12 of the 13 full forward passes' prefixes: by arithmetic on its per-layer FLOPs
-    about 13% of a measured step (its VGG-16 blocks cost about the same each, so the late
-    layers' passes are not much cheaper than the early ones')."""
+    saves the prefixes of 12 of the 13 ICS passes: a measured step 19% faster on a 2-core CPU
+    (BENCHMARKS.md), about 13% fewer FLOPs by arithmetic; on a GPU not yet measured."""
     _, weights = layer_parameters(model)
     inputs = [x]  # inputs[i]: the input of layer i (0-based) under ``after``
     with torch.no_grad():
