@@ -120,16 +120,22 @@ def gradient_ics(loss_fn: LossFn, before: Params, after: Params, layers: list[li
     lists layer j's parameter names) take their values ``after`` the step, same batch.
     Returns (||G - G'||_2, cos(G, G')), each of shape (L,); cos is NaN where G or G' is zero.
     For layer 1 nothing before it changed, so G' = G exactly: l2 = 0 without a pass."""
+    def moved_gradient(i: int, w: str) -> torch.Tensor:
+        moved = set().union(*layers[:i])
+        mixed = {n: (after[n] if n in moved else before[n]) for n in before}
+        return loss_and_grad(loss_fn, mixed, wrt=[w])[1][w]
+
+    return _ics_rows(weights, grad_before, moved_gradient)
+
+
+def _ics_rows(weights: list[str], grad_before: Params, moved_gradient
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(||G - G'||, cos(G, G')) per layer, G' = ``moved_gradient(i, W_i)`` for layers 2..L and
+    G' = G for layer 1 (nothing before it moved)."""
     l2, cos = [], []
     for i, w in enumerate(weights):
         g = grad_before[w]
-        if i == 0:
-            g2 = g
-        else:
-            moved = set().union(*layers[:i])
-            mixed = {n: (after[n] if n in moved else before[n]) for n in before}
-            _, gi = loss_and_grad(loss_fn, mixed, wrt=[w])
-            g2 = gi[w]
+        g2 = g if i == 0 else moved_gradient(i, w)
         l2.append(torch.linalg.vector_norm(g - g2))
         cos.append(_cosine(g, g2))
     return torch.stack(l2), torch.stack(cos)
@@ -154,19 +160,13 @@ def gradient_ics_layered(model: nn.Module, criterion, x, y, before: Params, afte
     with torch.no_grad():
         for i in range(len(weights) - 1):
             inputs.append(functional_call(model, after, (inputs[-1],), {"start": i, "stop": i + 1}))
-    l2, cos = [], []
-    for i, w in enumerate(weights):
-        g = grad_before[w]
-        if i == 0:
-            g2 = g
-        else:
-            def rest(p, i=i):  # layers i..L at ``before`` (their own parameters are ``before``)
-                return criterion(functional_call(model, p, (inputs[i],), {"start": i}), y)
-            _, gi = loss_and_grad(rest, before, wrt=[w])
-            g2 = gi[w]
-        l2.append(torch.linalg.vector_norm(g - g2))
-        cos.append(_cosine(g, g2))
-    return torch.stack(l2), torch.stack(cos)
+
+    def moved_gradient(i: int, w: str) -> torch.Tensor:
+        def rest(p):  # layers i..L at ``before`` (their own parameters are ``before``)
+            return criterion(functional_call(model, p, (inputs[i],), {"start": i}), y)
+        return loss_and_grad(rest, before, wrt=[w])[1][w]
+
+    return _ics_rows(weights, grad_before, moved_gradient)
 
 
 def layer_parameters(model: nn.Module) -> tuple[list[list[str]], list[str]]:
