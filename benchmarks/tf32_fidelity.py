@@ -1,6 +1,6 @@
 """Does TF32 for unmeasured steps (config ``precision: tf32``) change the science? The same runs
-(same seeds, data and settings) with ``precision: fp32`` and ``tf32``, and per variant the
-seed-paired differences of the scorecard's quantities against their seed-to-seed spread.
+(same seeds, data and settings) with ``precision: fp32`` and ``tf32``, and per variant a
+paired t-test over seeds of each of the scorecard's quantities.
 
     python benchmarks/tf32_fidelity.py --device cuda --json
     python benchmarks/tf32_fidelity.py --emulate nearest --json   # CPU, TF32 emulated
@@ -9,8 +9,8 @@ seed-paired differences of the scorecard's quantities against their seed-to-seed
 Default: scikit-learn's digits at 16x16 (shipped; no download), the VGG at width 0.25, batch
 128, lr 0.1, 1,500 steps measured every 100, seeds 0-2, standard and BatchNorm. Measured steps,
 the step after each and everything on the CPU are IEEE in both (README, "Precision and speed").
-Per variant and quantity it reports both precisions' means and spreads across seeds and a
-paired t-test over seeds (``differs``: p < 0.05). ``--emulate`` runs on the CPU with TF32's rounding
+Per variant and quantity it reports both precisions' means and spreads across seeds and the
+paired test's p (``differs``: p < 0.05). ``--emulate`` runs on the CPU with TF32's rounding
 emulated (:mod:`bnopt.tf32`): an approximation of the hardware, to be confirmed on a GPU.
 ``--dataset fashion_mnist --data-root DIR`` uses a local copy of a real dataset.
 
@@ -126,7 +126,8 @@ def main(argv=None) -> dict:
     print(table.to_string(index=False), file=sys.stderr)
     res = {"device": a.device, "emulated_tf32": a.emulate,
            "mantissa": a.mantissa if a.emulate else None, "dataset": a.dataset,
-           "image_size": a.image_size, "lr": a.lr, "steps": a.steps, "width": a.width, "seeds": a.seeds,
+           "image_size": a.image_size, "lr": a.lr, "steps": a.steps, "width": a.width,
+           "seeds": a.seeds,
            "runs": runs.to_dict("records"), "comparison": table.to_dict("records"),
            "any_differs": bool(table["differs"].any()),
            "wall_s": {p: float(np.sum(runs.wall_s[runs.precision == p])) for p in ("fp32", "tf32")}}

@@ -110,7 +110,8 @@ def test_fashion_mnist_local_copy_plain_or_gzipped_reads_as_torchvision_does(tmp
 
     _write_fashion(tmp_path / "plain", gzipped=False)
     _write_fashion(tmp_path / "gz", gzipped=True)
-    plain, gz = load_dataset("fashion_mnist", tmp_path / "plain"), load_dataset("fashion_mnist", tmp_path / "gz")
+    plain = load_dataset("fashion_mnist", tmp_path / "plain")
+    gz = load_dataset("fashion_mnist", tmp_path / "gz")
     assert plain.x_train.shape == (30, 1, 28, 28) and plain.x_test.shape == (10, 1, 28, 28)
     assert plain.x_train.dtype == torch.uint8 and plain.y_train.dtype == torch.int64
     tv = FashionMNIST(str(tmp_path / "plain"), train=True, download=False)
@@ -125,7 +126,8 @@ def test_a_damaged_idx_file_is_named(tmp_path):
     labels = raw / "t10k-labels-idx1-ubyte"
     good = labels.read_bytes()
     labels.write_bytes(good[:-3])
-    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte holds 7 values where its header says 10"):
+    with pytest.raises(DataError,
+                       match="t10k-labels-idx1-ubyte holds 7 values where its header says 10"):
         load_dataset("fashion_mnist", tmp_path)
     labels.write_bytes(b"<html>not found</html>")
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte is not a uint8 IDX file"):

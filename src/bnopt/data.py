@@ -2,8 +2,9 @@
 
 ``load_dataset`` reads a dataset once (CIFAR-10 through torchvision, Fashion-MNIST from its IDX
 files, plain or gzipped; scikit-learn's bundled digits, or a generated synthetic set) into a
-:class:`Dataset` of uint8 images (N, C, H, W) and int64 labels. ``DeviceData`` moves it to the device and serves shuffled batches with
-device-side indexing (and optional crop + flip augmentation): no DataLoader, no per-sample Python.
+:class:`Dataset` of uint8 images (N, C, H, W) and int64 labels. ``DeviceData`` moves it to the
+device and serves shuffled batches with device-side indexing (and optional crop + flip
+augmentation): no DataLoader, no per-sample Python.
 """
 
 from __future__ import annotations
@@ -187,10 +188,15 @@ def _mnist_folder(name: str, root: str | os.PathLike) -> Dataset:
     """Fashion-MNIST from its four IDX files in torchvision's layout, each plain or gzipped as
     distributed (torchvision itself reads only the unpacked ones)."""
     folder = expected_files(name, root)[0].parent
-    found = lambda stem: next((p for p in (folder / stem, folder / f"{stem}.gz") if p.exists()),  # noqa: E731
-                              folder / stem)
-    split = lambda prefix: (read_idx(found(f"{prefix}-images-idx3-ubyte"))[:, None],  # noqa: E731
-                            read_idx(found(f"{prefix}-labels-idx1-ubyte")).long())
+
+    def read(stem: str) -> torch.Tensor:
+        gz = folder / f"{stem}.gz"
+        return read_idx(folder / stem if (folder / stem).exists() or not gz.exists() else gz)
+
+    def split(prefix: str):
+        return (read(f"{prefix}-images-idx3-ubyte")[:, None],
+                read(f"{prefix}-labels-idx1-ubyte").long())
+
     try:
         (xtr, ytr), (xte, yte) = split("train"), split("t10k")
     except FileNotFoundError as e:
