@@ -132,7 +132,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--data-root", default=None,
                     help="a local copy of a torchvision dataset (see README, data_root)")
     ap.add_argument("--emulate", choices=ROUNDINGS, default=None,
-                    help="on the CPU, emulate TF32 with this rounding of fp32 to TF32")
+                    help="on the CPU, emulate TF32 with this rounding of fp32 to TF32 (away: "
+                         "ties away from zero, as PTX's cvt.rna; nearest: ties to even; the two "
+                         "differ on exact ties only; see bnopt.tf32)")
     ap.add_argument("--mantissa", type=int, nargs="+", default=[TF32_MANTISSA],
                     help="with --emulate: mantissa bits kept, one arm each against the same fp32 "
                          "runs (TF32: 10; more, e.g. 16: a control for any small perturbation)")

@@ -23,6 +23,13 @@ def test_round_tf32_keeps_ten_mantissa_bits_rounding_ties_to_even():
     assert round_tf32(x).tolist() == want
     assert round_tf32(x, "truncate").tolist() == [1 + ULP, 1.0, 1 + ULP, 1.0, -(1 + ULP),
                                                  2.0 ** -30, 0.0]
+    assert round_tf32(x, "away").tolist() == [1 + ULP, 1 + ULP, 1 + 2 * ULP, 1 + ULP,
+                                             -(1 + 2 * ULP), 2.0 ** -30, 0.0]
+    # what a cuBLAS product on an RTX 3090 gave for 1024.5 x 1 (pytorch/pytorch#53635): 1025
+    tie = torch.tensor([1024.5, -1024.5, 1025.5])
+    assert round_tf32(tie, "away").tolist() == [1025.0, -1025.0, 1026.0]
+    assert round_tf32(tie, "nearest").tolist() == [1024.0, -1024.0, 1026.0]
+    assert round_tf32(tie, "truncate").tolist() == [1024.0, -1024.0, 1025.0]
     special = torch.tensor([float("inf"), -float("inf"), float("nan"), torch.finfo().max])
     r = round_tf32(special)
     assert r[:2].tolist() == [float("inf"), -float("inf")] and r[2].isnan()
@@ -42,6 +49,12 @@ def test_round_tf32_error_is_at_most_half_a_tf32_ulp():
     rel = ((round_tf32(x) - x) / x).abs().max()
     assert 2.0 ** -13 < rel <= 2.0 ** -11  # RNE to 11 significant bits: half an ulp at most
     assert ((round_tf32(x, "truncate") - x) / x).abs().max() < 2.0 ** -10
+    away = round_tf32(x, "away")
+    assert ((away - x) / x).abs().max() <= 2.0 ** -11
+    y = torch.randn(1_000_000, generator=torch.Generator().manual_seed(1))
+    differ = round_tf32(y, "away") != round_tf32(y)  # on exact ties with an even kept part only:
+    assert 0 < differ.sum() < 200  # ~2^-14 of random floats; the dropped 13 bits are 1 then 0s
+    assert ((y[differ].view(torch.int32) & 0x3FFF) == 0x1000).all()
 
 
 def _off(exact: torch.Tensor) -> torch.Tensor:
@@ -126,3 +139,50 @@ def test_an_emulated_tf32_run_departs_while_its_first_measured_step_stays_ieee()
     # step 1 is IEEE too (the moment shift); step 2 is the first TF32 step, and it changes step 3
     assert tf32.steps["loss"].iloc[3] != fp32.steps["loss"].iloc[3]
     assert abs(tf32.steps["loss"].iloc[3] / fp32.steps["loss"].iloc[3] - 1) < 1e-2
+
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def _tf32_gpu(kind: str, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``x`` times ``w`` on the GPU with TF32 allowed: a matrix product (cuBLAS) or the same
+    product as a 1x1 convolution (cuDNN), back on the CPU."""
+    x, w = x.cuda(), w.cuda()
+    with matmul_precision("tf32"):
+        if kind == "linear":
+            y = F.linear(x, w)
+        else:
+            y = F.conv2d(x[:, :, None, None], w[:, :, None, None])[:, :, 0, 0]
+    return y.cpu()
+
+
+@CUDA
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_the_gpu_rounds_tf32_operands_as_an_emulated_rounding_does(kind):
+    """A product with the identity returns its operand as the tensor cores read it, so the
+    hardware's rounding shows bit for bit: it must be one of :data:`bnopt.tf32.ROUNDINGS`."""
+    x = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
+    x[0, :4] = torch.tensor([1024.5, -1024.5, 1025.5, 1 + 2.0 ** -11])  # ties
+    y = _tf32_gpu(kind, x, torch.eye(256))
+    if torch.equal(y, x):
+        pytest.skip(f"this GPU's {kind} kernel for a 256x256 product did not use TF32")
+    modes = [m for m in ("nearest", "away", "truncate") if torch.equal(y, round_tf32(x, m))]
+    assert modes, f"the GPU's TF32 reading of x matches no emulated rounding: {y[0, :4]}"
+    print(f"{torch.cuda.get_device_name()}: {kind} rounds TF32 operands as {modes}")
+
+
+@CUDA
+def test_the_emulation_reproduces_a_gpu_tf32_product_up_to_summation_order():
+    """Emulated TF32 and the hardware's round the same operands: they agree far more closely
+    than either agrees with IEEE fp32 (what remains is the order of the fp32 sums)."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(512, 256, generator=g), torch.randn(128, 256, generator=g)
+    gpu = _tf32_gpu("linear", x, w).double()
+    with ieee_fp32():
+        ieee = F.linear(x, w).double()
+    emulated = {m: F.linear(round_tf32(x, m), round_tf32(w, m)).double()
+                for m in ("nearest", "away")}
+    tf32_error = (gpu - ieee).norm()
+    assert tf32_error > 1e-5 * ieee.norm()  # TF32 was used: the product is not IEEE's
+    for m, e in emulated.items():
+        assert (gpu - e).norm() < 0.05 * tf32_error, m

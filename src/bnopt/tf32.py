@@ -12,10 +12,17 @@ training loop runs unchanged: plain steps under ``precision: tf32`` and evaluati
 ``eval_precision: tf32`` are rounded, and measured and curvature steps (inside
 :func:`bnopt.measure.ieee_fp32`) are not.
 
-An emulation, not the hardware: the accumulation order is the CPU's, the rounding of fp32 to
-TF32 inside cuDNN and cuBLAS kernels is not documented (``rounding='nearest'``, round to nearest
-even, or ``'truncate'``, toward zero), and cuDNN may pick algorithms (Winograd, FFT) that round
-elsewhere. Use it to ask whether TF32's rounding *can* change a result, and confirm on a GPU.
+An emulation, not the hardware: the accumulation order is the CPU's, and cuDNN may pick
+algorithms (Winograd, FFT) that round elsewhere. How cuDNN and cuBLAS kernels turn fp32 operands
+into TF32 is not documented. The tensor cores' MMA instruction ignores the 13 low mantissa bits
+of what it is given (``'truncate'``, toward zero) unless the kernel converts first with PTX's
+``cvt.rna.tf32.f32``: to nearest, ties away from zero (``'away'``). A cuBLAS product on an
+RTX 3090 (2021) returned 1024.5 x 1 as 1025 (pytorch/pytorch#53635): a tie rounded away from
+zero, neither truncated nor to even; and PyTorch's notes were corrected from "truncated" to
+"rounded" by NVIDIA's own maintainer (pytorch/pytorch#49625). Hopper's kernels are unchecked.
+``'nearest'`` (ties to even) differs from ``'away'`` only on exact ties, about one random float
+in 16,000. Use the emulation to ask whether TF32's rounding *can* change a result, and confirm
+on a GPU.
 """
 
 from __future__ import annotations
@@ -25,14 +32,15 @@ import contextlib
 import torch
 import torch.nn.functional as F
 
-ROUNDINGS = ("nearest", "truncate")
+ROUNDINGS = ("nearest", "away", "truncate")
 TF32_MANTISSA = 10  # explicit mantissa bits of TF32 (float32 has 23)
 
 
 def round_tf32(x: torch.Tensor, rounding: str = "nearest",
                mantissa: int = TF32_MANTISSA) -> torch.Tensor:
     """``x`` (float32) rounded to TF32's 10 mantissa bits (or ``mantissa`` bits, 1..22), as
-    float32: to nearest (ties to even) or toward zero. Infinities and NaNs pass unchanged; other
+    float32: to nearest with ties to even (``'nearest'``) or away from zero (``'away'``, PTX's
+    ``cvt.rna``), or toward zero (``'truncate'``). Infinities and NaNs pass unchanged; other
     dtypes are returned as they are."""
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding {rounding!r}: choose one of {', '.join(ROUNDINGS)}")
@@ -44,6 +52,8 @@ def round_tf32(x: torch.Tensor, rounding: str = "nearest",
     bits = x.contiguous().view(torch.int32)
     if rounding == "nearest":  # add half an ulp of the result, minus one unless the kept lsb is odd
         bits = bits + ((1 << (dropped - 1)) - 1 + ((bits >> dropped) & 1))
+    elif rounding == "away":  # sign and magnitude: half an ulp more magnitude, then truncate
+        bits = bits + (1 << (dropped - 1))
     out = (bits & ~((1 << dropped) - 1)).view(torch.float32)
     return torch.where(torch.isfinite(x), out, x)
 
