@@ -10,7 +10,8 @@ from scipy import stats
 
 from bnopt.aggregate import band_label, seed_interval
 from bnopt.claims import (CLAIMS, EDGE, QUANTITIES, VERDICTS, Check, checks, judge,
-                          judge_effects, load_values, run_values, scorecard_runs, to_markdown)
+                          judge_effects, load_values, precision_note, run_values, scorecard_runs,
+                          to_markdown)
 from bnopt.config import check_config, figure_blockers, sweep_runs
 from conftest import ROOT
 
@@ -237,3 +238,16 @@ def test_markdown_has_a_tally_and_one_line_per_check():
     line = to_markdown(pd.DataFrame([judge(ics, v)])).splitlines()[-3]
     assert "ICS \\|\\|G - G'\\|\\|, VGG lr 0.1 layer 5" in line
     assert line.count("|") - line.count("\\|") == 9  # 8 cells
+
+def test_a_scorecard_of_tf32_gpu_runs_says_so_and_one_of_cpu_runs_says_nothing(tmp_path):
+    def meta(name, **kw):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"precision": "fp32", "device": "cpu", **kw}))
+        return path
+
+    cpu = [meta("a", precision="tf32"), meta("b")]  # TF32 does not exist on the CPU
+    assert precision_note(cpu) == ""
+    assert precision_note([meta("c", device="cuda"), meta("d", device="cuda:1")]) == ""
+    note = precision_note(cpu + [meta("e", device="cuda", precision="tf32")])
+    assert "**1 of 3 runs trained their unmeasured steps in TF32**" in note
+    assert "`precision: fp32`" in note

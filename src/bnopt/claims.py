@@ -451,6 +451,22 @@ def _effect_text(row) -> str:
     return txt
 
 
+def precision_note(meta_paths) -> str:
+    """A paragraph for claims.md where runs trained their unmeasured steps in TF32 on a GPU
+    (``precision: tf32``; measurements are IEEE whatever it says): such a scorecard is for
+    exploration. Empty otherwise: on the CPU ``precision`` changes nothing."""
+    metas = [read_meta(p) for p in meta_paths]
+    tf32 = [m for m in metas
+            if m.get("precision") == "tf32" and str(m.get("device", "")).startswith("cuda")]
+    if not tf32:
+        return ""
+    return (f"\n**{len(tf32)} of {len(metas)} runs trained their unmeasured steps in TF32** "
+            "(`precision: tf32`). TF32 moves the standard net's trajectory and, in our "
+            "measurement, its landscape medians: use this scorecard to explore, and rerun with "
+            "`precision: fp32` (the default) for numbers you report (README, 'Precision and "
+            "speed').\n")
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     """The scorecard as Markdown: a tally of verdicts per claim and family of runs, then one
     line per check."""

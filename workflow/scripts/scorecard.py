@@ -1,5 +1,5 @@
 """Rule scorecard: every claim of the paper judged from the runs (claims.csv and claims.md)."""
-from bnopt.claims import scorecard, to_markdown
+from bnopt.claims import precision_note, scorecard, to_markdown
 from bnopt.io import atomic_path, write_csv
 from bnopt.workflow import log_to
 
@@ -7,9 +7,10 @@ from bnopt.workflow import log_to
 def main(sm):
     table = scorecard(sm.config, list(sm.input.runs))
     write_csv(table, sm.output.csv)
+    md = to_markdown(table) + precision_note(list(sm.input.runs))
     with atomic_path(sm.output.md) as tmp:
-        tmp.write_text(to_markdown(table))
-    print(to_markdown(table))
+        tmp.write_text(md)
+    print(md)
 
 
 if __name__ == "__main__" and "snakemake" in globals():
