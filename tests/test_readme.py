@@ -28,7 +28,7 @@ def readme_commands() -> list[str]:
             if line and not line.startswith("#"):
                 commands += [c.strip() for c in line.split("&&")]
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
-    for inline in re.findall(r"`((?:snakemake|python) [^`]*)`", prose):
+    for inline in re.findall(r"`((?:snakemake|python)\s[^`]*)`", prose):  # may span lines
         if not re.search(r"<|\.\.\.|\|", inline):
             commands.append(" ".join(inline.split()))
     return list(dict.fromkeys(commands))

@@ -452,19 +452,19 @@ def _effect_text(row) -> str:
 
 
 def precision_note(meta_paths) -> str:
-    """A paragraph for claims.md where runs trained their unmeasured steps in TF32 on a GPU
-    (``precision: tf32``; measurements are IEEE whatever it says): such a scorecard is for
-    exploration. Empty otherwise: on the CPU ``precision`` changes nothing."""
+    """A paragraph for claims.md saying how many runs trained their unmeasured steps in TF32 on
+    a GPU (``precision: tf32``, the default; measurements are IEEE whatever it says), so a
+    reader knows the arithmetic behind the verdicts. Empty where none did: on the CPU
+    ``precision`` changes nothing."""
     metas = [read_meta(p) for p in meta_paths]
     tf32 = [m for m in metas
             if m.get("precision") == "tf32" and str(m.get("device", "")).startswith("cuda")]
     if not tf32:
         return ""
-    return (f"\n**{len(tf32)} of {len(metas)} runs trained their unmeasured steps in TF32** "
-            "(`precision: tf32`). TF32 moves the standard net's trajectory and, in our "
-            "measurement, its landscape medians: use this scorecard to explore, and rerun with "
-            "`precision: fp32` (the default) for numbers you report (README, 'Precision and "
-            "speed').\n")
+    return (f"\n{len(tf32)} of {len(metas)} runs trained their unmeasured steps in TF32 "
+            "(`precision: tf32`); every measurement is IEEE fp32. README, 'Precision and speed', "
+            "measures what TF32 changes; `--config precision=fp32` trains in IEEE "
+            "throughout.\n")
 
 
 def to_markdown(table: pd.DataFrame) -> str:
