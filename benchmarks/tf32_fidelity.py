@@ -170,7 +170,8 @@ def main(argv=None) -> dict:
                                 seed=seed, steps=a.steps, batch_size=a.batch_size, width=a.width,
                                 eval_every=a.steps, log_every=every, measure_every=every,
                                 hist_every=0, device=a.device, precision="tf32" if arm else "fp32",
-                                eval_precision="fp32", checkpoint_every=0)
+                                eval_precision="fp32", channels_last=False,  # TF32 alone
+                                checkpoint_every=0)
                 emulation = (emulate_tf32(a.emulate, mantissa) if a.emulate and arm
                              else contextlib.nullcontext())
                 with emulation:

@@ -34,6 +34,9 @@ def test_command_line_strings_are_coerced():
     fast = check_config(with_(precision="tf32", vmap_probes="true", channels_last="false"))
     assert fast["precision"] == "tf32" and fast["vmap_probes"] is True
     assert fast["channels_last"] is False
+    assert check_config(BASE)["channels_last"] == "auto"  # resolved per run: RunConfig
+    assert check_config(with_(vmap_probes="true"))["channels_last"] == "auto"  # auto yields
+    assert check_config(with_(channels_last="true"))["channels_last"] is True
     assert check_config(BASE)["dln"]["dtype"] == "float64"
 
 

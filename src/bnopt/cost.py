@@ -197,7 +197,7 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     dev, dtype = resolve_device(base.device), DTYPES[base.dtype]
     n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)
     data = fake_dataset(dataset, n_train=n_eval, n_test=1, image_size=size)
-    dd = DeviceData(data, dev, dtype, base.channels_last)
+    dd = DeviceData(data, dev, dtype, base.uses_channels_last(dev))
     net = run_model(base, data, dev)
 
     def timed_eval(times: int = 1) -> float:  # as training does it, in the run's precision

@@ -125,7 +125,7 @@ def run_model(cfg: RunConfig, dataset: Dataset, device: torch.device) -> torch.n
     c, h = dataset.shape[0], (dataset.shape[1] if len(dataset.shape) > 1 else 1)
     model = build_model(cfg.model, cfg.variant, c, h, dataset.num_outputs, cfg.width,
                         cfg.noisy_bn, cfg.init).to(device, DTYPES[cfg.dtype])
-    if cfg.channels_last:
+    if cfg.uses_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
     return model
 
@@ -480,7 +480,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     if threads:
         torch.set_num_threads(threads)
     dtype = DTYPES[cfg.dtype]
-    data = DeviceData(dataset, device, dtype, cfg.channels_last)
+    data = DeviceData(dataset, device, dtype, cfg.uses_channels_last(device))
     torch.manual_seed(cfg.seed)  # weights: same seed -> same conv/linear init in every variant
     model = run_model(cfg, dataset, device)
     noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
@@ -562,6 +562,7 @@ def _meta(cfg: RunConfig, model, dataset: Dataset, device, tables: dict, done: i
                            dataset.num_classes, diverged),
         "num_parameters": sum(p.numel() for p in model.parameters()),
         "device_name": device_name(device),
+        "channels_last_used": cfg.uses_channels_last(device),
         "torch_version": torch.__version__,
     }
 
