@@ -250,4 +250,8 @@ def test_a_scorecard_of_tf32_gpu_runs_says_so_and_one_of_cpu_runs_says_nothing(t
     assert precision_note([meta("c", device="cuda"), meta("d", device="cuda:1")]) == ""
     note = precision_note(cpu + [meta("e", device="cuda", precision="tf32")])
     assert "1 of 3 runs trained their unmeasured steps in TF32" in note
+    # the default device: auto, resolved at run time and recorded as device_type
+    auto = [meta("f", device="auto", device_type="cuda", precision="tf32"),
+            meta("g", device="auto", device_type="cpu", precision="tf32")]
+    assert "1 of 2 runs trained" in precision_note(auto)
     assert "precision=fp32" in note

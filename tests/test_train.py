@@ -50,6 +50,8 @@ def test_tables_follow_the_documented_schema(synthetic, tmp_path):
     assert r.evals["test_acc"].iloc[0] < 0.3
     assert r.meta["steps_completed"] == 30 and r.meta["diverged"] is False
     assert r.meta["final_test_acc"] == r.evals["test_acc"].iloc[-1]
+    # where it trained, resolved ('device' may say auto), and the layout channels_last gave
+    assert r.meta["device_type"] == "cpu" and r.meta["channels_last_used"] is False
 
 
 def test_bn_network_learns_the_synthetic_task(synthetic):

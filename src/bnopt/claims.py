@@ -457,8 +457,9 @@ def precision_note(meta_paths) -> str:
     reader knows the arithmetic behind the verdicts. Empty where none did: on the CPU
     ``precision`` changes nothing."""
     metas = [read_meta(p) for p in meta_paths]
-    tf32 = [m for m in metas
-            if m.get("precision") == "tf32" and str(m.get("device", "")).startswith("cuda")]
+    tf32 = [m for m in metas  # device_type: where it trained (device may say auto)
+            if m.get("precision") == "tf32"
+            and str(m.get("device_type", m.get("device", ""))).startswith("cuda")]
     if not tf32:
         return ""
     return (f"\n{len(tf32)} of {len(metas)} runs trained their unmeasured steps in TF32 "

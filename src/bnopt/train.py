@@ -561,6 +561,7 @@ def _meta(cfg: RunConfig, model, dataset: Dataset, device, tables: dict, done: i
         **training_outcome(steps["loss"].to_numpy(), steps["accuracy"].to_numpy(),
                            dataset.num_classes, diverged),
         "num_parameters": sum(p.numel() for p in model.parameters()),
+        "device_type": device.type,  # where it trained ('device' may say auto)
         "device_name": device_name(device),
         "channels_last_used": cfg.uses_channels_last(device),
         "torch_version": torch.__version__,
