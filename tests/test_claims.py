@@ -9,10 +9,11 @@ import yaml
 from scipy import stats
 
 from bnopt.aggregate import band_label, seed_interval
-from bnopt.claims import (CLAIMS, EDGE, QUANTITIES, VERDICTS, Check, checks, judge,
-                          judge_effects, load_values, precision_note, run_values, scorecard_runs,
-                          to_markdown)
+from bnopt.claims import (ALMOST_AS_WELL, CLAIMS, COLUMNS, EDGE, ICS_FACTOR, LOSS_FACTOR,
+                          QUANTITIES, VERDICTS, Check, checks, judge, judge_effects, load_values,
+                          precision_note, run_values, scorecard_runs, to_markdown)
 from bnopt.config import check_config, figure_blockers, sweep_runs
+from bnopt.progress import MIN_STEPS_PER_BIN
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -47,6 +48,14 @@ def test_seed_interval_is_the_t_interval_with_three_seeds_the_range_with_two():
     ([0.3, 1.2], "ratio", "within", 2.0, "inconclusive"),
     ([0.8, 0.9], "ratio", "not_higher", 0, "holds"),
     ([1.1, 1.3], "ratio", "not_higher", 0, "does not hold"),
+    # Claim 3: "not reduced" unless by a factor of ICS_FACTOR (a ratio's margin is a factor)
+    ([0.6, 0.9], "ratio", "not_lower", 2.0, "holds"),
+    ([0.3, 0.45], "ratio", "not_lower", 2.0, "does not hold"),
+    ([0.4, 0.9], "ratio", "not_lower", 2.0, "inconclusive"),
+    ([1.4, 1.9], "ratio", "not_higher", 2.0, "holds"),
+    ([0.05, 0.12], "difference", "not_higher", 0.1, "inconclusive"),
+    # every seed must agree: a t-interval would straddle 0 here, the verdict does not
+    ([1.0, 2.0, 3.0], "difference", "higher", 0, "holds"),
 ])
 def test_verdicts_on_constructed_effects(effects, comparison, direction, margin, verdict):
     out = judge_effects(effects, comparison, direction, margin)
@@ -55,23 +64,46 @@ def test_verdicts_on_constructed_effects(effects, comparison, direction, margin,
     assert bool(out["why"]) == (verdict == "inconclusive")
 
 
-def test_a_t_interval_of_three_seeds_can_straddle_what_their_mean_clears():
-    """Differences 1, 2, 3: the mean 2 is above 0, but the 95% t-interval [-0.48, 4.48] is not."""
+def test_the_verdict_rests_on_the_seed_range_and_says_so():
     out = judge_effects([1.0, 2.0, 3.0], "difference", "higher")
     assert out["effect"] == pytest.approx(2.0)
-    assert out["effect_lo"] == pytest.approx(-0.4841, abs=1e-4)
-    assert out["verdict"] == "inconclusive" and out["interval"] == "mean of 3 seeds, 95% t-CI"
+    assert (out["effect_lo"], out["effect_hi"]) == (1.0, 3.0)
+    assert out["interval"] == "range of 3 seeds" and out["basis"] == "3/3 seeds > 0"
+    assert out["seed_effects"] == "1 / 2 / 3" and out["threshold"] == "> 0"
+    mixed = judge_effects([0.4, 0.9, 0.7], "ratio", "not_lower", ICS_FACTOR)
+    assert mixed["verdict"] == "inconclusive" and mixed["basis"] == "2/3 seeds >= 0.5"
+    assert mixed["why"] == "seeds disagree: 2/3 seeds >= 0.5"
 
 
-def test_ratios_are_averaged_and_banded_on_a_log_scale():
+@pytest.mark.parametrize("comparison,direction,margin", [
+    ("ratio", "lower", 0.0), ("ratio", "not_lower", ICS_FACTOR), ("ratio", "within", 2.0),
+    ("difference", "higher", 0.0), ("difference", "not_lower", ALMOST_AS_WELL),
+    ("difference", "not_higher", 0.1)])
+def test_a_seed_inside_the_others_range_never_changes_the_verdict(comparison, direction, margin):
+    """Synthetic effects of 2 to 10 seeds, near the threshold so that every verdict occurs; each
+    seed added inside the range of those before it leaves the verdict as it was."""
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(300):
+        n = int(rng.integers(2, 10))
+        x = rng.normal(0, 0.3, n) + rng.normal(0, 0.5)
+        effects = list(np.exp(x) if comparison == "ratio" else x)
+        verdict = judge_effects(effects, comparison, direction, margin)["verdict"]
+        seen.add(verdict)
+        while len(effects) < 10:
+            effects.append(float(rng.uniform(min(effects), max(effects))))
+            assert judge_effects(effects, comparison, direction, margin)["verdict"] == verdict
+    assert seen == {"holds", "does not hold", "inconclusive"}
+
+
+def test_ratios_are_averaged_on_a_log_scale():
     out = judge_effects([2.0, 8.0], "ratio", "higher")
     assert out["effect"] == pytest.approx(4.0)  # geometric mean
     assert (out["effect_lo"], out["effect_hi"]) == pytest.approx((2.0, 8.0))
-    assert out["interval"] == "mean and range of 2 seeds" and out["verdict"] == "holds"
+    assert out["interval"] == "range of 2 seeds" and out["verdict"] == "holds"
     three = judge_effects([1.0, 10.0, 100.0], "ratio", "higher")
-    h = stats.t.ppf(0.975, 2) * 1.0 / math.sqrt(3)  # log10 values 0, 1, 2: sd 1
     assert three["effect"] == pytest.approx(10.0)
-    assert three["effect_lo"] == pytest.approx(10 ** (1 - h)) and three["verdict"] == "inconclusive"
+    assert three["verdict"] == "inconclusive"  # seed 0's ratio 1 is not above 1
 
 
 def test_a_ratio_of_a_non_positive_value_is_inconclusive():
@@ -85,16 +117,21 @@ def test_a_ratio_of_a_non_positive_value_is_inconclusive():
 # --- judge on constructed run values ----------------------------------------------------------
 
 def values(rows) -> pd.DataFrame:
-    """A load_values-like table: rows of (variant, lr, seed, quantity, value[, layer, failed])."""
+    """A load_values-like table: rows of (variant, lr, seed, quantity, value[, layer, failed]).
+    A matched quantity gets its run-long row and the same value in one training-loss bin (0)
+    with enough measured steps, so every run shares that stage of training."""
     out = []
     for r in rows:
         variant, lr, seed, quantity, value, *rest = r
         layer = rest[0] if rest else 0
         failed = rest[1] if len(rest) > 1 else ""
-        out.append({"family": "net", "dataset": "digits", "model": "vgg", "variant": variant,
-                    "lr": lr, "seed": seed, "diverged": failed == "diverged",
-                    "never_learned": failed == "never", "momentum": 0.0, "quantity": quantity,
-                    "layer": layer, "value": value})
+        row = {"family": "net", "dataset": "digits", "model": "vgg", "variant": variant,
+               "lr": lr, "seed": seed, "diverged": failed == "diverged",
+               "never_learned": failed == "never", "momentum": 0.0, "quantity": quantity,
+               "layer": layer, "bin": math.nan, "count": 1, "value": value}
+        out.append(row)
+        if QUANTITIES[quantity].matched:
+            out.append({**row, "bin": 0.0, "count": MIN_STEPS_PER_BIN})
     return pd.DataFrame(out)
 
 
@@ -133,7 +170,7 @@ def test_a_missing_run_is_not_measured_and_a_failed_baseline_is_inconclusive():
 def test_a_check_whose_figure_is_off_is_not_measured_with_the_key_to_set():
     cfg = check_config({**BASE, "hessian_every": 0})
     blocked = figure_blockers(cfg)
-    c = Check("curvature", CLAIMS["curvature"], "lambda_max_late", "net", 0.1, "batchnorm",
+    c = Check("curvature", CLAIMS["curvature"], "lambda_max", "net", 0.1, "batchnorm",
               "standard", "lower", "fig16_curvature")
     row = judge(c, values([]), blocked)
     assert row["verdict"] == "not measured" and "hessian_every" in row["why"]
@@ -174,7 +211,8 @@ def test_bn_trains_where_the_standard_net_does_not(bn_at_05, std_at_05, verdict)
 # --- per-run values from a run folder -----------------------------------------------------------
 
 def test_run_values_are_medians_of_the_run_tables(tmp_path):
-    """A constructed run: 10 steps, measured at 0, 2, ..., 8, curvature at 0 and 5."""
+    """A constructed run: 10 steps at training loss 2 (one bin), measured at 0, 2, ..., 8,
+    curvature at 0 and 5."""
     meta = {"dataset": "digits", "model": "vgg", "variant": "batchnorm", "lr": 0.1, "seed": 3,
             "steps": 10, "diverged": False, "never_learned": False, "final_test_acc": 0.9,
             "final_batch_acc": 0.95, "momentum": 0.0}
@@ -184,26 +222,132 @@ def test_run_values_are_medians_of_the_run_tables(tmp_path):
                             "beta": float(10 * s + p)} for s in steps for p in (0, 1)])
     probes.to_parquet(tmp_path / "probes.parquet")
     pd.DataFrame([{"step": s, "layer": layer, "l2": float(s * layer), "cos": 1.0 / layer,
-                   "grad_norm": 1.0} for s in steps for layer in (1, 2)]
+                   "grad_norm": 2.0} for s in steps for layer in (1, 2)]
                  ).to_parquet(tmp_path / "ics.parquet")
-    pd.DataFrame([{"step": s, "layer": 2, "mean_shift": float(s) if s < 8 else np.nan,
+    pd.DataFrame([{"step": s, "layer": 2, "std": 2.0, "mean_shift": float(s) if s < 8 else np.nan,
                    "var_shift": 2.0} for s in steps]).to_parquet(tmp_path / "activations.parquet")
-    pd.DataFrame({"step": range(10), "accuracy": np.linspace(0.1, 1.0, 10)}
-                 ).to_parquet(tmp_path / "steps.parquet")
+    pd.DataFrame({"step": range(10), "loss": np.full(10, 2.0),
+                  "accuracy": np.linspace(0.1, 1.0, 10)}).to_parquet(tmp_path / "steps.parquet")
     pd.DataFrame({"step": [0, 5], "lambda_max": [100.0, 7.0], "batch_sharpness": [-1.0, 3.0]}
                  ).to_parquet(tmp_path / "hessian.parquet")
-    got = {(r["quantity"], r["layer"]): r["value"] for r in run_values(tmp_path / "run.json")}
+    rows = run_values(tmp_path / "run.json").to_dict("records")
+    got = {(r["quantity"], r["layer"]): r["value"] for r in rows if math.isnan(r["bin"])}
     assert got[("loss_range", 0)] == 1.0                       # max - min over the 2 points
     assert got[("beta_smoothness", 0)] == 41.0                 # median of 1, 21, 41, 61, 81
     assert got[("beta_late", 0)] == 51.0                       # steps >= 1: 21, 41, 61, 81
-    assert got[("lambda_max_late", 0)] == 7.0 and got[("batch_sharpness_late", 0)] == 3.0
-    assert got[("ics_l2", 2)] == 8.0 and got[("ics_cos", 2)] == 0.5
-    assert got[("mean_shift", 2)] == 3.0                       # 0, 2, 4, 6 (step 8: no next)
+    assert got[("lambda_max", 0)] == 53.5 and got[("batch_sharpness_late", 0)] == 3.0
+    assert got[("ics_rel", 2)] == 4.0 and got[("ics_cos", 2)] == 0.5  # (2 s) / 2
+    # over the layer's std 2 and variance 4: 0, 1, 2, 3 (step 8: no next step)
+    assert got[("mean_shift", 2)] == 1.5 and got[("var_shift", 2)] == 0.5
     assert got[("trained", 0)] == 1.0 and got[("final_test_acc", 0)] == 0.9
     assert got[("mean_batch_acc", 0)] == pytest.approx(0.55)
+    assert got[("run_loss", 0)] == pytest.approx(2.0)
     assert set(q for q, _ in got) == set(QUANTITIES)
+    # every step lies in the bin [1, 3.16): the per-bin rows equal the run-long ones
+    binned = {(r["quantity"], r["layer"]): (r["bin"], r["count"], r["value"]) for r in rows
+              if not math.isnan(r["bin"])}
+    assert binned[("ics_rel", 2)] == (0.0, 5, 4.0) and binned[("mean_shift", 2)] == (0.0, 4, 1.5)
+    assert binned[("lambda_max", 0)] == (0.0, 2, 53.5)
+    assert {q for q, _ in binned} == {q for q, x in QUANTITIES.items() if x.matched}
     table = load_values([tmp_path / "run.json"])
     assert (table.family == "net").all() and (table.seed == 3).all()
+
+
+# --- matched training progress, on constructed runs whose answer is known -----------------------
+
+def write_run(folder, variant, seed, loss, per_step, every=5):
+    """A finished run of ``len(loss)`` steps with training loss ``loss`` (per step), measured
+    every ``every`` steps; the quantities at a measured step are ``per_step(loss)``: a dict of
+    loss_range and ics_rel (layer 5)."""
+    folder.mkdir(parents=True)
+    n = len(loss)
+    meta = {"dataset": "digits", "model": "vgg", "variant": variant, "lr": 0.1, "seed": seed,
+            "steps": n, "diverged": False, "never_learned": False, "final_test_acc": 0.9,
+            "momentum": 0.0}
+    (folder / "run.json").write_text(json.dumps(meta))
+    pd.DataFrame({"step": np.arange(n), "loss": loss, "accuracy": np.full(n, 0.9)}
+                 ).to_parquet(folder / "steps.parquet")
+    measured = np.arange(0, n, every)
+    q = [per_step(loss[s]) for s in measured]
+    pd.DataFrame([{"step": s, "point": p, "loss": loss[s] + p * v["loss_range"],
+                   "grad_change": 1.0, "beta": 1.0} for s, v in zip(measured, q) for p in (0, 1)]
+                 ).to_parquet(folder / "probes.parquet")
+    pd.DataFrame([{"step": s, "layer": 5, "l2": v["ics_rel"] * 3.0, "cos": 0.5,
+                   "grad_norm": 3.0} for s, v in zip(measured, q)]
+                 ).to_parquet(folder / "ics.parquet")
+    pd.DataFrame(columns=["step", "layer", "std", "mean_shift", "var_shift"]
+                 ).to_parquet(folder / "activations.parquet")
+    pd.DataFrame(columns=["step", "lambda_max", "batch_sharpness"]
+                 ).to_parquet(folder / "hessian.parquet")
+    return folder / "run.json"
+
+
+def matched_scorecard(tmp_path, bn_loss, std_loss, per_step, bn_factor=1.0):
+    """The loss-range (Claim 4) and relative-ICS (Claim 3) rows for two seeds of a BN and a
+    standard run with the given loss curves; BN's quantities are ``bn_factor`` x the standard
+    net's at the same training loss."""
+    metas = []
+    for seed in (0, 1):
+        jitter = 1 + 0.01 * seed
+        metas.append(write_run(tmp_path / f"std{seed}", "standard", seed, std_loss * jitter,
+                               per_step))
+        metas.append(write_run(tmp_path / f"bn{seed}", "batchnorm", seed, bn_loss * jitter,
+                               lambda x: {k: bn_factor * v for k, v in per_step(x).items()}))
+    values = load_values(metas)
+    range_check = check()  # Claim 4: BN's loss range lower
+    ics_check = Check("3", CLAIMS["3"], "ics_rel", "net", 0.1, "batchnorm", "standard",
+                      "not_lower", "fig3_ics", layer=5, margin=ICS_FACTOR)
+    return judge(range_check, values), judge(ics_check, values)
+
+
+def levels(*spans):
+    """A training-loss curve that sits at each level for its number of steps:
+    levels((2.0, 30), (0.2, 30)) is 30 steps at 2.0, then 30 at 0.2."""
+    return np.concatenate([np.full(n, x) for x, n in spans])
+
+
+# the training loss at three levels, one per bin (1-3.16, 0.1-0.316, 0.01-0.0316); each
+# quantity is proportional to it, so two nets at the same loss have the same values
+STANDARD = levels((2.0, 400), (0.2, 300), (0.02, 300))  # trains over the whole run
+EARLY_BN = levels((2.0, 30), (0.2, 30), (0.02, 940))     # converges early, then sits there
+def same_at_same_loss(x):
+    return {"loss_range": 0.1 * x, "ics_rel": 0.5 * x}
+
+
+def test_a_net_that_converged_early_is_compared_at_the_standard_nets_loss(tmp_path):
+    """Both nets have the same loss range and relative ICS at every training loss: the effect
+    is 1 at matched loss, while the run-long medians, dominated by BN's converged steps, say
+    BN's are 10x smaller."""
+    land, ics = matched_scorecard(tmp_path, EARLY_BN, STANDARD, same_at_same_loss)
+    for row in (land, ics):
+        assert row["effect"] == pytest.approx(1.0, rel=1e-12), row
+        assert row["run_median_effect"] == pytest.approx(0.1, rel=1e-12)
+        assert row["progress"] == "matched training loss 0.01-3.16 (3 bins, not contiguous)"
+    assert land["verdict"] == "does not hold"   # a ratio of 1 is not "smoother"
+    assert ics["verdict"] == "holds"            # and ICS is not reduced
+    # the bins, and every run's measured steps in each, are in the row
+    assert land["bins"] == "1-3.16 / 0.1-0.316 / 0.01-0.0316"
+    assert land["bin_steps"].startswith("1-3.16*: standard 80/80, batchnorm 6/6; ")
+
+
+def test_a_real_effect_at_matched_loss_is_found_whatever_the_stage(tmp_path):
+    land, ics = matched_scorecard(tmp_path, EARLY_BN, STANDARD, same_at_same_loss, bn_factor=0.25)
+    assert land["effect"] == pytest.approx(0.25, rel=1e-12) and land["verdict"] == "holds"
+    assert ics["verdict"] == "does not hold"    # reduced 4x: more than ICS_FACTOR
+    assert land["basis"] == "2/2 seeds < 1" and ics["basis"] == "0/2 seeds >= 0.5"
+
+
+def test_runs_that_share_no_stage_of_training_are_inconclusive(tmp_path):
+    high = np.full(300, 2.0)      # bin [1, 3.16)
+    low = np.full(300, 0.005)     # bin [0.00316, 0.01)
+    land, ics = matched_scorecard(tmp_path, low, high, lambda x: {"loss_range": 1.0,
+                                                                  "ics_rel": 1.0})
+    for row in (land, ics):
+        assert row["verdict"] == "inconclusive" and "share no stage of training" in row["why"]
+        assert row["progress"] == "none shared" and row["treatment_values"] == ""
+        assert row["run_median_effect"] == pytest.approx(1.0, rel=0.02)
+    assert land["bin_steps"] == "1-3.16: standard 60/60, batchnorm 0/0; 0.00316-0.01: " \
+                                "standard 0/0, batchnorm 60/60"
 
 
 # --- the checks a config asks for ---------------------------------------------------------------
@@ -214,6 +358,7 @@ def test_checks_follow_the_figures_lrs_and_layers_and_their_runs_are_trained_any
     ics = [c for c in cs if c.claim == "3" and c.family == "net"]
     assert {(c.lr, c.layer) for c in ics} == {(lr, layer) for lr in cfg["fig3_lrs"]
                                               for layer in cfg["fig3_layers"]}
+    assert {c.quantity for c in ics} == {"ics_rel", "ics_cos"}
     assert {c.lr for c in cs if c.quantity == "final_test_acc"} == set(cfg["fig1_lrs"])
     assert {c.claim for c in cs} == set(CLAIMS)
     assert all(c.quantity in QUANTITIES for c in cs)
@@ -224,6 +369,24 @@ def test_checks_follow_the_figures_lrs_and_layers_and_their_runs_are_trained_any
     assert set(scorecard_runs(on)) == set(scorecard_runs(cfg))
 
 
+def test_claims_2_and_5_test_training_as_well_as_stability_and_smoothness():
+    cs = checks(check_config(BASE))
+    two = [c for c in cs if c.claim == "2"]
+    acc = [c for c in two if c.quantity == "mean_batch_acc"]
+    assert [(c.treatment, c.baseline, c.direction, c.margin) for c in acc] == [
+        ("noisy_batchnorm", "batchnorm", "not_lower", ALMOST_AS_WELL)]
+    shifts = {(c.quantity, c.layer, c.baseline) for c in two if c.quantity != "mean_batch_acc"}
+    assert shifts == {(q, layer, b) for q in ("mean_shift", "var_shift") for layer in (2, 9, 13)
+                      for b in ("standard", "batchnorm")}
+    five = [c for c in cs if c.claim == "5"]
+    trains = {(c.family, c.treatment, c.quantity, c.direction, c.margin) for c in five
+              if c.quantity in ("mean_batch_acc", "run_loss")}
+    lp = ("l1", "l2", "linf")
+    assert trains == ({("net", v, "mean_batch_acc", "not_lower", ALMOST_AS_WELL) for v in lp}
+                      | {("dln", v, "run_loss", "not_higher", LOSS_FACTOR) for v in lp})
+    assert all(c.baseline == "standard" for c in five)
+
+
 def test_markdown_has_a_tally_and_one_line_per_check():
     v = values([("batchnorm", 0.1, s, "loss_range", 0.1) for s in (0, 1)]
                + [("standard", 0.1, s, "loss_range", 1.0) for s in (0, 1)])
@@ -231,13 +394,18 @@ def test_markdown_has_a_tally_and_one_line_per_check():
     md = to_markdown(table)
     assert "| 4: BN makes the landscape smoother | VGG on digits | 1 | 0 | 0 | 1 |" in md
     assert "BatchNorm vs Standard: loss range along the gradient, VGG lr 0.1" in md
-    assert "× 0.1 [0.1, 0.1] | **holds**" in md
+    assert ("| matched training loss 1-3.16 (1 bin) | 0 / 1 | 0.1 / 0.1 | 1 / 1 | "
+            "× 0.1 [0.1, 0.1] | × 0.1 [0.1, 0.1] | **holds** (2/2 seeds < 1) |") in md
     assert md.count("\n| 4 |") == 2
-    ics = Check("3", CLAIMS["3"], "ics_l2", "net", 0.1, "batchnorm", "standard", "not_lower",
-                "fig3_ics", layer=5)
+    ics = Check("3", CLAIMS["3"], "ics_rel", "net", 0.1, "batchnorm", "standard", "not_lower",
+                "fig3_ics", layer=5, margin=ICS_FACTOR)
+    v = values([(var, 0.1, s, "ics_rel", x, 5) for s in (0, 1)
+                for var, x in (("batchnorm", 0.6), ("standard", 1.0))])
     line = to_markdown(pd.DataFrame([judge(ics, v)])).splitlines()[-3]
-    assert "ICS \\|\\|G - G'\\|\\|, VGG lr 0.1 layer 5" in line
-    assert line.count("|") - line.count("\\|") == 9  # 8 cells
+    assert "relative ICS \\|\\|G - G'\\|\\| / \\|\\|G\\|\\|, VGG lr 0.1 layer 5" in line
+    assert "**holds** (2/2 seeds >= 0.5)" in line
+    assert line.count("|") - line.count("\\|") == 11  # 10 cells
+
 
 def test_a_scorecard_of_tf32_gpu_runs_says_so_and_one_of_cpu_runs_says_nothing(tmp_path):
     def meta(name, **kw):
@@ -255,3 +423,11 @@ def test_a_scorecard_of_tf32_gpu_runs_says_so_and_one_of_cpu_runs_says_nothing(t
             meta("g", device="auto", device_type="cpu", precision="tf32")]
     assert "1 of 2 runs trained" in precision_note(auto)
     assert "precision=fp32" in note
+
+
+def test_readme_names_every_column_of_claims_csv():
+    text = (ROOT / "README.md").read_text()
+    listed = text[text.index("`claims.csv` has, per row:"):]
+    listed = " ".join(listed[:listed.index("\n\n")].split())
+    named = {w.strip(",") for part in listed.split("`")[1::2] for w in part.split()}
+    assert named >= set(COLUMNS), set(COLUMNS) - named

@@ -72,17 +72,20 @@ def landscape_summary(probes: pd.DataFrame, keys=("step",)) -> pd.DataFrame:
     the gradient (min, max, max - min), the gradient-predictiveness range (min and max of
     ||grad(x') - grad(x)||), and the effective beta-smoothness (max over the points)."""
     g = probes.groupby(list(keys), sort=True)
-    out = g.agg(loss_min=("loss", "min"), loss_max=("loss", "max"),
-                grad_pred_min=("grad_change", "min"), grad_pred_max=("grad_change", "max"),
-                beta_max=("beta", "max")).reset_index()
-    out.insert(out.columns.get_loc("loss_max") + 1, "loss_range", out.loss_max - out.loss_min)
-    return out
+    lo, hi = g[["loss", "grad_change"]].min(), g[["loss", "grad_change", "beta"]].max()
+    return pd.DataFrame({"loss_min": lo.loss, "loss_max": hi.loss,
+                         "loss_range": hi.loss - lo.loss, "grad_pred_min": lo.grad_change,
+                         "grad_pred_max": hi.grad_change, "beta_max": hi.beta}).reset_index()
 
 
-def run_tables(meta_path, names=("probes", "ics", "hessian")) -> dict[str, pd.DataFrame]:
-    """A finished run's per-run tables, by name, read once."""
+def run_tables(meta_path, names=("probes", "ics", "hessian"),
+               columns: dict | None = None) -> dict[str, pd.DataFrame]:
+    """A finished run's per-run tables, by name, read once; ``columns``: the columns to read
+    of some of them, by name (Parquet reads only those)."""
     d = Path(meta_path).parent
-    return {name: pd.read_parquet(d / f"{name}.parquet") for name in names}
+    columns = columns or {}
+    return {name: pd.read_parquet(d / f"{name}.parquet", columns=columns.get(name))
+            for name in names}
 
 
 def run_medians(meta_path, tables: dict | None = None) -> dict:

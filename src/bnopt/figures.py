@@ -22,6 +22,8 @@ import seaborn as sns  # noqa: E402
 
 from bnopt.aggregate import (band_label, landscape_summary, load_table, read_meta,  # noqa: E402
                              seed_interval)
+from bnopt.progress import (BINS_PER_DECADE, MIN_STEPS_PER_BIN, bin_edges,  # noqa: E402
+                            binned, smoothed_loss)
 from bnopt.variants import VARIANT_INFO, variants_in  # noqa: E402
 
 # labels, colours and the variants each family of figures compares: from the registry
@@ -263,7 +265,10 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
     variants = BN_PAIR
     steps = smooth_downsample(load_table(meta_paths, "steps"), top, ["variant", "lr", "seed"])
     ics = load_table(meta_paths, "ics")
-    rows = ["acc"] + [("l2", i) for i in layers] + [("cos", i) for i in layers]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ics = ics.assign(rel=ics.l2 / ics.grad_norm)
+    rows = (["acc"] + [("rel", i) for i in layers] + [("cos", i) for i in layers]
+            + [("l2", i) for i in layers])
     fig, axes = _subplots(len(rows), len(lrs), figsize=(5.4 * len(lrs), 2.5 * len(rows)),
                           squeeze=False, sharex=True)
     for j, lr in enumerate(lrs):
@@ -277,9 +282,10 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
                 kind, layer = row
                 d = ics[(ics.lr == lr) & (ics.layer == layer)]
                 _lineplot(ax, d, kind, variants)
-                if kind == "l2":
+                if kind in ("l2", "rel"):
                     ax.set_yscale("log")
-                    ylabel = f"layer {layer}: ||G - G'||"
+                    ylabel = (f"layer {layer}: ||G - G'||" if kind == "l2" else
+                              f"layer {layer}: ||G - G'|| / ||G||")
                 else:  # down to -1 where a cosine is negative, as BN's can be
                     ax.set_ylim(-1.05 if (d["cos"] < -0.05).any() else -0.05, 1.05)
                     ylabel = f"layer {layer}: cos(G, G')"
@@ -287,7 +293,8 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
         axes[-1, j].set_xlabel("training step")
     _legend(fig, axes, variants)
     fig.suptitle(f"{title}: internal covariate shift in the gradient sense (Definition 2.1)\n"
-                 "G' = layer gradient after the layers below take the step's update; "
+                 "G' = layer gradient after the layers below take the step's update; relative "
+                 "ICS (the scorecard's), cosine, then absolute ICS\n"
                  f"{_name(metas)}, {_seeds(metas)}", fontsize=11)
     _save(fig, out_path, rect=(0, 0.03, 1, 1))
 
@@ -306,14 +313,15 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
                          "landscape to draw: set measure_every > 0 and rerun their training.")
     mean = land.groupby(["variant", "step"]).mean(numeric_only=True).reset_index()
     mults = metas[0]["probe_multipliers"]
-    n = 3 + (top is not None)
+    matched = top is None  # Figures 4 and 10: a fourth panel at matched training loss
+    n = 3 + (top is not None) + matched
     fig, axes = _subplots(1, n, figsize=(5.7 * n, 4.8))
     if top is not None:
         steps = smooth_downsample(load_table(meta_paths, "steps"), top, ["variant", "lr", "seed"])
         axes[0].set_ylabel(_top_panel(axes[0], steps, top, variants))
         axes[0].get_legend().remove()
         axes[0].set_title("training curve")
-    a, b, c = axes[-3:]
+    a, b, c = axes[-4:-1] if matched else axes[-3:]
     for v in variants:
         m = mean[mean.variant == v]
         for ax, lo, hi in ((a, "loss_min", "loss_max"), (b, "grad_pred_min", "grad_pred_max")):
@@ -333,13 +341,38 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
     b.set_ylabel("||grad L(x - eta g) - g|| (min..max)")
     c.set_title("(c) effective beta-smoothness")
     c.set_ylabel("max ||grad L(x') - g|| / ||x' - x||")
-    for ax in axes:
+    for ax in (a, b, c):
         ax.set_xlabel("training step")
+    if matched:
+        _matched_panel(axes[-1], meta_paths, land, "loss_range", variants)
+        axes[-1].set_title("(d) loss range at matched training loss")
+        axes[-1].set_ylabel("loss range along the gradient (max - min)")
     a.legend(loc="upper right", fontsize=9)
     fig.suptitle(f"{title}. {_name(metas)}, lr {lr:g}; probes at eta = {min(mults):g}..{max(mults):g} "
                  f"x lr ({len(mults)} points)\nbands in the landscape panels: seed-mean of min..max "
                  f"over the probe points; other panels: {_seeds(metas)}", fontsize=11)
     _save(fig, out_path)
+
+
+def _matched_panel(ax, meta_paths, per_step: pd.DataFrame, column: str, variants) -> None:
+    """``column`` of ``per_step`` (rows of variant, seed, step) against the training loss: each
+    run's median in each training-loss bin where it has enough measured steps, the seed mean
+    with its band, loss falling to the right. What the scorecard compares (bnopt.progress)."""
+    steps = load_table(meta_paths, "steps")
+    rows = []
+    for (v, s), g in steps.groupby(["variant", "seed"]):
+        vals = per_step[(per_step.variant == v) & (per_step.seed == s)]
+        b = binned(vals[["step", column]].rename(columns={column: "value"}), smoothed_loss(g))
+        rows.append(b[b["count"] >= MIN_STEPS_PER_BIN].assign(variant=v, seed=s))
+    df = pd.concat(rows, ignore_index=True)
+    df["loss"] = [np.sqrt(np.prod(bin_edges(int(k)))) for k in df["bin"]]
+    sns.lineplot(data=df, x="loss", y="value", hue="variant", hue_order=variants, palette=PALETTE,
+                 estimator="mean", errorbar=seed_interval, marker="o", ax=ax, legend=False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel(f"training loss (smoothed; bins of 1/{BINS_PER_DECADE} decade, "
+                  f">= {MIN_STEPS_PER_BIN} steps per run)")
 
 
 def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
@@ -564,9 +597,10 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     one row per check: the effect with its seed interval, coloured by verdict, against "no
     effect" (a dashed line); ratios on a log axis, differences on a linear one; one panel per
     claim and kind of comparison."""
-    from bnopt.claims import check_label, no_effect, threshold
+    from bnopt.claims import check_label, no_effect, threshold, verdict_text
 
-    table = pd.read_csv(claims_csv, keep_default_na=True).fillna({"layer": "", "why": ""})
+    table = pd.read_csv(claims_csv, keep_default_na=True).fillna(
+        {"layer": "", "why": "", "basis": "", "seed_effects": ""})
     table["layer"] = [str(int(x)) if isinstance(x, float) else str(x) for x in table.layer]
     sections = list(table.groupby(["claim", "comparison"], sort=False))
     # axes placed in inches: a column of check labels, the effects, a column of verdict notes
@@ -586,9 +620,13 @@ def fig0_scorecard(claims_csv, out_path) -> None:
         ratio = comparison == "ratio"
         for yi, (_, r) in zip(y, g.iterrows()):
             colour = VERDICT_COLOURS[r.verdict]
+            if np.isfinite(r.run_median_effect):  # the run-long median: shown, not judged
+                ax.plot(r.run_median_effect, yi, "D", mfc="none", mec="0.45", ms=5, mew=0.9)
             if np.isfinite(r.effect):
                 lo, hi = (r.effect_lo, r.effect_hi) if np.isfinite(r.effect_lo) else (r.effect,) * 2
                 ax.plot([lo, hi], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+                seeds = [float(x) for x in str(r.seed_effects).split(" / ") if x]
+                ax.plot(seeds, [yi] * len(seeds), "|", color="0.15", ms=7, mew=1.0)
                 ax.plot(r.effect, yi, "o", color=colour, ms=6, mec="0.15", mew=0.6)
             if r.direction == "within":
                 ax.plot([1 / r.margin, r.margin], [yi, yi], color="0.5", lw=6, alpha=0.2,
@@ -596,7 +634,7 @@ def fig0_scorecard(claims_csv, out_path) -> None:
             elif r.margin:
                 level = threshold(comparison, r.direction, r.margin)
                 ax.plot([level] * 2, [yi - 0.4, yi + 0.4], color="0.3", lw=1.2, ls=":")
-            note = r.verdict if r.verdict in ("holds", "does not hold") else (
+            note = verdict_text(r) if r.verdict in ("holds", "does not hold") else (
                 f"{r.verdict}: {r.why}" if r.why else r.verdict)
             ax.annotate(note[:85] + ("…" if len(note) > 85 else ""), (1.01, yi),
                         xycoords=("axes fraction", "data"), va="center", fontsize=7.5,
@@ -604,7 +642,8 @@ def fig0_scorecard(claims_csv, out_path) -> None:
         ax.axvline(e0, color="0.2", ls="--", lw=1)
         ax.set_yticks(y, [check_label(r) for _, r in g.iterrows()], fontsize=8)
         ax.set_ylim(-0.7, len(g) - 0.3)
-        vals = pd.concat([g.effect, g.effect_lo, g.effect_hi]).to_numpy(dtype=float)
+        vals = pd.concat([g.effect, g.effect_lo, g.effect_hi,
+                          g.run_median_effect]).to_numpy(dtype=float)
         vals = vals[np.isfinite(vals)]
         if ratio:
             ax.set_xscale("log")
@@ -621,9 +660,14 @@ def fig0_scorecard(claims_csv, out_path) -> None:
         ax.set_title(f"Claim {claim}: {g.statement.iloc[0]}" if claim[0].isdigit()
                      else g.statement.iloc[0], fontsize=10, loc="left")
         ax.tick_params(axis="x", labelsize=8)
-    handles = [matplotlib.lines.Line2D([], [], color=c, marker="o", lw=2.2, label=v)
+    line = matplotlib.lines.Line2D
+    handles = [line([], [], color=c, marker="o", lw=2.2, label=v)
                for v, c in VERDICT_COLOURS.items()]
-    handles.append(matplotlib.lines.Line2D([], [], color="0.2", ls="--", lw=1, label="no effect"))
+    handles += [line([], [], color="0.15", marker="|", ls="none", ms=7, label="one seed"),
+                line([], [], color="0.45", marker="D", mfc="none", ls="none",
+                     label="run-long median (not judged)"),
+                line([], [], color="0.3", ls=":", lw=1.2, label="threshold"),
+                line([], [], color="0.2", ls="--", lw=1, label="no effect")]
     n = int(table.seeds_compared.max()) if len(table) else 0
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.42 / total), fontsize=9)
@@ -631,7 +675,7 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     where = (f"{str(net.model.iloc[0]).upper()} on {net.dataset.iloc[0]}" if len(net)
              else "the network")
     fig.suptitle(f"Figure 0: does the paper hold here? {where} and the deep linear network; "
-                 f"effect and seed interval ({band_label(n)}), coloured by verdict",
-                 fontsize=12, y=1 - 0.12 / total)
+                 f"effect (mean) and the range of up to {n} seeds, coloured by verdict; "
+                 "per-step quantities at matched training loss", fontsize=12, y=1 - 0.12 / total)
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)

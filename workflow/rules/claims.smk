@@ -4,7 +4,7 @@ rule scorecard:
     localrule: True
     input:
         runs=CLAIM_RUNS,
-        code=TABLE_CODE + [str(_PKG / "claims.py")],
+        code=TABLE_CODE + [str(_PKG / "claims.py"), str(_PKG / "progress.py")],
     output:
         csv=report(
             "results/tables/claims.csv",
