@@ -213,3 +213,35 @@ def test_config_yaml_states_its_defaults_or_says_why_it_differs():
             f"is {default!r}; make them equal or say why on the line")
     # and every experiment choice is stated
     assert required <= set(BASE)
+
+
+def test_every_schema_enum_is_its_registry():
+    """The schema's lists of datasets, models, inits, precisions and dtypes are the registries'
+    (a new model or dataset is one entry in bnopt.variants / bnopt.datasets and one here)."""
+    from bnopt.config import DTYPE_NAMES, PRECISIONS
+    from bnopt.datasets import DATASETS
+    from bnopt.variants import INITS, MODELS
+
+    props = load_schema()["properties"]
+    dln = props["dln"]["properties"]
+    assert props["dataset"]["enum"] == [d for d in DATASETS if d != "dln"]
+    assert props["model"]["enum"] == [m for m in MODELS if m != "dln"]
+    assert props["init"]["enum"] == list(INITS) == dln["init"]["enum"]
+    assert props["precision"]["enum"] == list(PRECISIONS) == props["eval_precision"]["enum"]
+    assert props["dtype"]["enum"] == list(DTYPE_NAMES) == dln["dtype"]["enum"]
+
+
+@pytest.mark.parametrize("section", ["top", "dln"])
+def test_figure_lr_describes_exactly_the_figures_it_sets(section):
+    """Which figures figure_lr (dln.figure_lr) sets, found by changing it: the schema's
+    description names exactly those."""
+    import copy
+
+    from bnopt.config import figure_specs
+
+    other = copy.deepcopy(BASE)
+    (other if section == "top" else other["dln"])["figure_lr"] = 0.777e-7
+    a, b = figure_specs(check_config(BASE)), figure_specs(check_config(other))
+    props = load_schema()["properties"]
+    desc = (props if section == "top" else props["dln"]["properties"])["figure_lr"]["description"]
+    assert set(re.findall(r"fig\d+\w*", desc)) == {f for f in a if a[f] != b[f]}

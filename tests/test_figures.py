@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from bnopt.figures import _run_notes, edge_of_stability
+from bnopt.aggregate import edge_of_stability
+from bnopt.figures import _run_notes
 
 
 def _final_distance(curvature: float, lr: float, momentum: float, steps: int = 2000) -> float:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-IDENTITY = ["dataset", "model", "variant", "lr", "seed"]
+from bnopt.config import RUN_IDENTITY
+
+IDENTITY = list(RUN_IDENTITY)
 MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos", "lambda_max",
            "batch_sharpness"]
 SUMMARY_COLUMNS = IDENTITY + [
@@ -18,6 +20,13 @@ SUMMARY_COLUMNS = IDENTITY + [
     "final_train_loss", "final_train_acc", "final_test_acc", *MEDIANS, "wall_seconds", "init",
     "width", "batch_size", "momentum", "num_parameters", "device_name",
 ]
+def edge_of_stability(lr, momentum=0.0):
+    """The sharpness at which gradient descent (momentum mu) with step ``lr`` stops being stable
+    on a quadratic: 2 (1 + mu) / lr (Cohen et al. 2021; Andreyev & Beneventano 2024). Works on
+    numbers and on arrays or columns of them."""
+    return 2 * (1 + momentum) / lr
+
+
 def seed_interval(values) -> tuple[float, float]:
     """The band of a mean over seeds, the one rule every figure and the scorecard use: with 3 or
     more finite values the 95% confidence interval of the mean from Student's t (mean +-

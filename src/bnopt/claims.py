@@ -46,7 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bnopt.aggregate import landscape_summary, read_meta, run_tables
+from bnopt.aggregate import edge_of_stability, landscape_summary, read_meta, run_tables
+from bnopt.config import RUN_IDENTITY
 from bnopt.progress import (MIN_STEPS_PER_BIN, bin_label, binned, geometric_mean, shared_bins,
                             smoothed_loss, span)
 
@@ -205,9 +206,9 @@ def checks(cfg: dict) -> list[Check]:
 def scorecard_runs(cfg: dict) -> list[tuple]:
     """(dataset, model, variant, lr, seed) of every run the checks of ``cfg`` compare, where
     their figure is on: what the rule ``scorecard`` needs."""
-    from bnopt.config import family_runs, figure_blockers
+    from bnopt.config import family_runs, figures_off
 
-    blocked = figure_blockers(cfg)
+    blocked = figures_off(cfg)
     runs = []
     for c in checks(cfg):
         if c.figure in blocked:
@@ -293,8 +294,8 @@ def _run_values(meta_path) -> tuple[dict, pd.DataFrame]:
              "value": float}
     rows = pd.DataFrame({k: np.concatenate([np.asarray(p, dtype=types[k]) for p in parts])
                          for k, parts in cols.items()})
-    ident = {"family": "dln" if meta["model"] == "dln" else "net", "dataset": meta["dataset"],
-             "model": meta["model"], "variant": meta["variant"], "lr": float(meta["lr"]),
+    ident = {"family": "dln" if meta["model"] == "dln" else "net",
+             **{k: meta[k] for k in RUN_IDENTITY}, "lr": float(meta["lr"]),
              "seed": int(meta["seed"]), "diverged": diverged,
              "never_learned": bool(meta["never_learned"]),
              "momentum": float(meta.get("momentum", 0.0))}
@@ -310,9 +311,10 @@ def run_values(meta_path) -> pd.DataFrame:
     return load_values([meta_path])
 
 
-VALUE_COLUMNS = ["family", "dataset", "model", "variant", "lr", "seed", "diverged",
-                 "never_learned", "momentum", "quantity", "layer", "bin", "count", "value"]
-IDENTITY = VALUE_COLUMNS[:9]
+# a run's identity in the scorecard: its family, the run identity, what decides whether it
+# counts (diverged, never learned) and the momentum its edge of stability needs
+IDENTITY = ["family", *RUN_IDENTITY, "diverged", "never_learned", "momentum"]
+VALUE_COLUMNS = [*IDENTITY, "quantity", "layer", "bin", "count", "value"]
 CATEGORIES = ("family", "dataset", "model", "variant")  # every check filters by them
 
 
@@ -475,7 +477,9 @@ def _matched(check: Check, q: pd.DataFrame, seeds: list) -> tuple[dict, dict, di
 
 
 def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> dict:
-    """One scorecard row: ``check`` judged on ``values`` (:func:`load_values`)."""
+    """One scorecard row: ``check`` judged on ``values`` (:func:`load_values`); ``blocked``:
+    the figures this config cannot draw, with the settings that are off
+    (:func:`bnopt.config.figures_off`)."""
     row = {c: "" for c in COLUMNS} | {
         "claim": check.claim, "statement": check.statement, "quantity": check.quantity,
         "quantity_label": QUANTITIES[check.quantity].label, "family": check.family,
@@ -486,8 +490,10 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
         "run_median_effect": math.nan, "run_median_lo": math.nan, "run_median_hi": math.nan}
     empty = judge_effects([], check.comparison, check.direction, check.margin)
     if blocked and check.figure in blocked:
-        why = blocked[check.figure].split(", but this config")[0]
-        return {**row, **empty, "verdict": "not measured", "why": why}
+        from bnopt.config import needs_text
+
+        return {**row, **empty, "verdict": "not measured",
+                "why": needs_text(check.figure, blocked[check.figure])}
     if check.quantity == "trained":
         return {**row, **_judge_trained(check, values)}
     fam = values[(values.family == check.family) & (values.lr == check.lr)]
@@ -504,8 +510,8 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
         return {**row, **empty, "verdict": "not measured",
                 "why": f"no {' or '.join(missing)} run of {check.family} at lr {check.lr:g}{where}"}
     if check.baseline == EDGE:  # the edge of stability 2(1 + mu)/lr of each run
-        b = t.assign(value=2 * (1 + t.momentum) / t.lr, diverged=False, never_learned=False,
-                     variant=EDGE)
+        b = t.assign(value=edge_of_stability(t.lr, t.momentum), diverged=False,
+                     never_learned=False, variant=EDGE)
     seeds = sorted(set(t.index) & set(b.index))
     ratio = check.comparison == "ratio"
 
@@ -595,10 +601,10 @@ COLUMNS = ["claim", "statement", "quantity", "quantity_label", "family", "datase
 def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
     """The scorecard of a checked config ``cfg`` from its finished runs (``meta_paths``: their
     run.json files): one row per check, in the order of :func:`checks`."""
-    from bnopt.config import figure_blockers
+    from bnopt.config import figures_off
 
     values = load_values(meta_paths)
-    blocked = figure_blockers(cfg)
+    blocked = figures_off(cfg)
     # each check reads one (family, quantity, lr, layer), or for "trained" one (family,
     # quantity): split the table once, not once per check
     keys = ["family", "quantity", "lr", "layer"]

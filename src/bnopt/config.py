@@ -203,6 +203,12 @@ DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_e
 DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["dln"],
              "momentum": 0.0, "weight_decay": 0.0, "augment": False, "width": 1.0,
              "channels_last": False}
+def dln_settings(dln: dict) -> dict:
+    """What a DLN run takes from a config's ``dln`` section (``DLN_KEYS``) and what every DLN
+    run is (``DLN_FIXED``): the one place the DLN's overrides are applied."""
+    return {**{k: dln[k] for k in DLN_KEYS}, **DLN_FIXED}
+
+
 # The run settings a config must choose (the schema requires them, so it has no default):
 # the paper's, for a RunConfig made from the library.
 PAPER_RUN = {"steps": 15_000, "batch_size": 128}
@@ -214,8 +220,7 @@ def _run_defaults(model: str) -> tuple:
     out = {k: copy.deepcopy(props[k]["default"]) for k in TRAIN_KEYS if "default" in props[k]}
     out.update(PAPER_RUN, noisy_bn=dict(NOISY_BN_DEFAULTS))
     if model == "dln":
-        dln = props["dln"]["default"]
-        out.update({k: dln[k] for k in DLN_KEYS}, **DLN_FIXED)
+        out.update(dln_settings(props["dln"]["default"]))
     out["probe_multipliers"] = tuple(float(m) for m in out["probe_multipliers"])
     return tuple(out.items())
 
@@ -327,10 +332,9 @@ def train_settings(cfg: dict, model: str) -> dict:
     under the checked config ``cfg``."""
     settings = {k: cfg[k] for k in TRAIN_KEYS}
     if model == "dln":
-        settings.update({k: cfg["dln"][k] for k in DLN_KEYS})
+        settings.update(dln_settings(cfg["dln"]))
         if settings["device"] == "auto":  # dln.device auto: the top-level device
             settings["device"] = cfg["device"]
-        settings.update(DLN_FIXED)
     return settings
 
 
@@ -430,23 +434,37 @@ def figure_specs(cfg: dict) -> dict:
                    f.kwargs(cfg)) for name, f in FIGURE_REGISTRY.items()}
 
 
-def figure_blockers(cfg: dict) -> dict[str, str]:
-    """Figures the checked config ``cfg`` cannot draw, each with a message that names the
-    settings to turn on. ``snakemake`` (all) leaves them out; asking for one is an error raised
-    while the DAG is built, before any training."""
+def figures_off(cfg: dict) -> dict[str, list[str]]:
+    """Figures the checked config ``cfg`` cannot draw, each with the settings it needs that
+    ``cfg`` sets to 0 (``dln.``-prefixed for the DLN's): the one place this is decided."""
     out = {}
     for fig, needs in FIGURE_NEEDS.items():
         off = [f"{'dln.' if fam == 'dln' else ''}{key}" for fam, key in needs
                if not (cfg["dln"] if fam == "dln" else cfg)[key]]
         if off:
-            top = [f"{k}=100" for k in off if not k.startswith("dln.")]
-            dln = [f"{k[4:]}: 100" for k in off if k.startswith("dln.")]
-            example = " ".join(top + ([f"dln='{{{', '.join(dln)}}}'"] if dln else []))
-            out[fig] = (f"results/figures/{fig}.png needs {' and '.join(off)} > 0, but this config "
-                        f"sets {'them' if len(off) > 1 else 'it'} to 0, so its runs record nothing "
-                        f"to draw. Set {'them' if len(off) > 1 else 'it'} in your config file or "
-                        f"on the command line, e.g. `--config {example}`; runs trained without "
-                        "are retrained, since their settings change.")
+            out[fig] = off
+    return out
+
+
+def needs_text(figure: str, off: list[str]) -> str:
+    """'results/figures/F.png needs hessian_every > 0': why ``figure`` is off, in words."""
+    return f"results/figures/{figure}.png needs {' and '.join(off)} > 0"
+
+
+def figure_blockers(cfg: dict) -> dict[str, str]:
+    """Figures the checked config ``cfg`` cannot draw (:func:`figures_off`), each with a message
+    that names the settings to turn on. ``snakemake`` (all) leaves them out; asking for one is
+    an error raised while the DAG is built, before any training."""
+    out = {}
+    for fig, off in figures_off(cfg).items():
+        top = [f"{k}=100" for k in off if not k.startswith("dln.")]
+        dln = [f"{k[4:]}: 100" for k in off if k.startswith("dln.")]
+        example = " ".join(top + ([f"dln='{{{', '.join(dln)}}}'"] if dln else []))
+        them = "them" if len(off) > 1 else "it"
+        out[fig] = (f"{needs_text(fig, off)}, but this config sets {them} to 0, so its runs "
+                    f"record nothing to draw. Set {them} in your config file or on the command "
+                    f"line, e.g. `--config {example}`; runs trained without are retrained, since "
+                    "their settings change.")
     return out
 
 

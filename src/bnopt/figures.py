@@ -20,8 +20,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from bnopt.aggregate import (band_label, landscape_summary, load_table, read_meta,  # noqa: E402
-                             seed_interval)
+from bnopt.aggregate import (band_label, edge_of_stability, landscape_summary,  # noqa: E402
+                             load_table, read_meta, seed_interval)
 from bnopt.progress import (BINS_PER_DECADE, MIN_STEPS_PER_BIN, bin_edges,  # noqa: E402
                             binned, smoothed_loss)
 from bnopt.variants import VARIANT_INFO, variants_in  # noqa: E402
@@ -72,12 +72,6 @@ def _annotate_runs(ax, metas: list[dict], lr: float, variants: list[str]) -> Non
     if note:
         ax.text(0.02, 0.98, note, transform=ax.transAxes, va="top", fontsize=8, color="0.15",
                 bbox=dict(facecolor="#fff4e5", alpha=0.9, edgecolor="#e08000"), zorder=10)
-
-
-def edge_of_stability(lr: float, momentum: float = 0.0) -> float:
-    """The sharpness at which gradient descent (momentum mu) with step ``lr`` stops being stable
-    on a quadratic: 2 (1 + mu) / lr (Cohen et al. 2021; Andreyev & Beneventano 2024)."""
-    return 2 * (1 + momentum) / lr
 
 
 def _stability_line(ax, lr: float, momentum: float):
