@@ -9,7 +9,7 @@ temporary folder, one finished run folder per run of the config's sweep
 probes and ICS rows at every ``measure_every`` step, activation rows per layer, curvature rows
 at every ``hessian_every`` step; the values are synthetic: a decaying training loss with noise,
 positive random measurements), then times the rule ``summary``'s work (the summary table and
-the combined steps and eval tables) and the rule ``scorecard``'s (:func:`bnopt.claims.scorecard`
+the combined steps and eval tables) and the rule ``scorecard``'s (:func:`bnopt.verdicts.scorecard`
 on the runs its checks compare), each the fastest of ``--repeats``, and with ``--figures`` the
 drawing of every figure once (the figure rules' work). Prints one line per part and,
 with ``--json``, one JSON object. Results: BENCHMARKS.md.
@@ -28,12 +28,13 @@ import pandas as pd
 import yaml
 
 from bnopt.aggregate import load_table, summary_table
-from bnopt.claims import scorecard, scorecard_runs
+from bnopt.claims import scorecard_runs
 from bnopt.config import (check_config, family_runs, figure_blockers, figure_specs, run_dir,
                           sweep_runs, train_settings)
 from bnopt.figures import FIGURES
 from bnopt.tables import TABLES
 from bnopt.variants import NUM_LAYERS
+from bnopt.verdicts import scorecard
 
 
 def write_run(root: Path, run: tuple, settings: dict, rng) -> Path:

@@ -1,4 +1,5 @@
-"""The scorecard's verdict rules on constructed effects and run tables whose verdict is known."""
+"""The scorecard (bnopt.claims, claim_values, verdicts, claims_text): its verdict rules on
+constructed effects and run tables whose verdict is known."""
 import json
 import math
 
@@ -9,11 +10,13 @@ import yaml
 from scipy import stats
 
 from bnopt.aggregate import band_label, seed_interval
-from bnopt.claims import (ALMOST_AS_WELL, CLAIMS, COLUMNS, EDGE, ICS_FACTOR, LOSS_FACTOR,
-                          QUANTITIES, VERDICTS, Check, checks, judge, judge_effects, load_values,
-                          precision_note, run_values, scorecard_runs, to_markdown)
+from bnopt.claim_values import load_values, run_values
+from bnopt.claims import (ALMOST_AS_WELL, CLAIMS, EDGE, ICS_FACTOR, LOSS_FACTOR, QUANTITIES,
+                          VERDICTS, Check, checks, scorecard_runs)
+from bnopt.claims_text import precision_note, to_markdown
 from bnopt.config import check_config, figures_off, sweep_runs
 from bnopt.progress import MIN_STEPS_PER_BIN
+from bnopt.verdicts import COLUMNS, judge, judge_effects
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())

@@ -2,7 +2,7 @@
 
 Every curve is the mean over seeds, with the band of :func:`bnopt.aggregate.seed_interval` (the
 95% t-interval of the mean with 3 or more seeds, the range with 2); titles say which. The
-scorecard (:mod:`bnopt.claims`) uses the same rule. "Train accuracy" is the accuracy
+scorecard (:mod:`bnopt.verdicts`) uses the same rule. "Train accuracy" is the accuracy
 on each step's training batch in training mode (batch statistics, and noise for noisy BN), as
 the model sees it while it learns, smoothed with a centred rolling mean over ``steps / 100``
 steps. "Test accuracy" is measured in eval mode (BN running statistics) on the full test split.
@@ -587,11 +587,12 @@ VERDICT_COLOURS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive
 
 
 def fig0_scorecard(claims_csv, out_path) -> None:
-    """Figure 0 (ours): the scorecard (``results/tables/claims.csv``, :mod:`bnopt.claims`),
+    """Figure 0 (ours): the scorecard (``results/tables/claims.csv``, :mod:`bnopt.verdicts`),
     one row per check: the effect with its seed interval, coloured by verdict, against "no
     effect" (a dashed line); ratios on a log axis, differences on a linear one; one panel per
     claim and kind of comparison."""
-    from bnopt.claims import check_label, no_effect, threshold, verdict_text
+    from bnopt.claims_text import check_label, verdict_text
+    from bnopt.verdicts import no_effect, threshold
 
     table = pd.read_csv(claims_csv, keep_default_na=True).fillna(
         {"layer": "", "why": "", "basis": "", "seed_effects": ""})

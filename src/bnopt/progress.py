@@ -4,7 +4,7 @@ stage of training rather than at the same step.
 A network that has converged has small gradients, small gradient differences and a small loss
 range along its gradient simply because it sits near a minimum; comparing it, step for step,
 with a network that is still training measures where each net is, not what BatchNorm does. So
-the scorecard (:mod:`bnopt.claims`) compares per-step measurements within *bins of the training
+the scorecard (:mod:`bnopt.verdicts`) compares per-step measurements within *bins of the training
 loss* both runs visit:
 
 - progress at step ``s`` is the run's logged training-mode batch loss (``steps.parquet``, every

@@ -1,10 +1,11 @@
-# The scorecard: every claim of the paper judged from the runs (bnopt.claims; README, "Scorecard").
+# The scorecard: every claim of the paper judged from the runs (bnopt.claims: the checks,
+# claim_values, verdicts, claims_text; README, "Scorecard").
 rule scorecard:
     """One row per check: per-seed values, effect, seed interval, verdict and its rule."""
     localrule: True
     input:
         runs=CLAIM_RUNS,
-        code=TABLE_CODE + [str(_PKG / "claims.py"), str(_PKG / "progress.py")],
+        code=TABLE_CODE + SCORECARD_CODE,
     output:
         csv=report(
             "results/tables/claims.csv",
@@ -25,7 +26,7 @@ rule fig0_scorecard:
     localrule: True
     input:
         claims="results/tables/claims.csv",
-        code=FIGURE_CODE + [str(_PKG / "claims.py")],
+        code=FIGURE_CODE + SCORECARD_CODE,
     output:
         report(
             "results/figures/fig0_scorecard.png",

@@ -93,6 +93,8 @@ DRAWABLE = [f for f in FIGURE_SPECS if f not in BLOCKED]
 _PKG = Path(workflow.basedir) / "src" / "bnopt"
 TABLE_CODE = [str(_PKG / "aggregate.py")]
 FIGURE_CODE = [str(_PKG / "figures.py"), str(_PKG / "aggregate.py"), str(_PKG / "progress.py")]
+SCORECARD_CODE = [str(_PKG / f"{m}.py")
+                  for m in ("claims", "claim_values", "verdicts", "claims_text", "progress")]
 
 
 def figure_inputs(figure, groups):

@@ -1,5 +1,6 @@
 """Rule scorecard: every claim of the paper judged from the runs (claims.csv and claims.md)."""
-from bnopt.claims import precision_note, scorecard, to_markdown
+from bnopt.claims_text import precision_note, to_markdown
+from bnopt.verdicts import scorecard
 from bnopt.io import atomic_path, write_csv
 from bnopt.workflow import log_to
 
