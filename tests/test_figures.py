@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from bnopt.aggregate import edge_of_stability
-from bnopt.figures import _run_notes
+from bnopt.plotting import run_notes
 
 
 def _final_distance(curvature: float, lr: float, momentum: float, steps: int = 2000) -> float:
@@ -33,10 +33,10 @@ def test_run_notes_name_diverged_and_never_learned_runs():
     metas += [{"variant": "batchnorm", "lr": 0.1, "seed": 0, "diverged": True, "never_learned": False},
               {"variant": "batchnorm", "lr": 0.1, "seed": 1, "diverged": False, "never_learned": False},
               {"variant": "batchnorm", "lr": 0.5, "seed": 0, "diverged": True, "never_learned": False}]
-    note = _run_notes(metas, 0.1, ["standard", "batchnorm"])
+    note = run_notes(metas, 0.1, ["standard", "batchnorm"])
     assert note.splitlines() == ["Standard: 3/3 runs never learned",
                                  "Standard + BatchNorm: 1/2 runs diverged"]
-    assert _run_notes(metas, 0.1, ["noisy_batchnorm"]) == ""
+    assert run_notes(metas, 0.1, ["noisy_batchnorm"]) == ""
 
 
 def test_smooth_downsample_is_a_centred_mean_over_1_percent_then_at_most_max_points():
@@ -46,7 +46,7 @@ def test_smooth_downsample_is_a_centred_mean_over_1_percent_then_at_most_max_poi
     import numpy as np
     import pandas as pd
 
-    from bnopt.figures import MAX_POINTS, smooth_downsample
+    from bnopt.plotting import MAX_POINTS, smooth_downsample
 
     n = 1000
     df = pd.DataFrame({"step": np.tile(np.arange(n), 2), "run": np.repeat(["a", "b"], n),

@@ -8,7 +8,8 @@ import torch
 import yaml
 from torch.func import functional_call
 
-from bnopt.figures import FIGURES, LABELS, PALETTE
+from bnopt.figures import FIGURES
+from bnopt.plotting import LABELS, PALETTE
 from bnopt.measure import layer_parameters, measure_curvature, measure_step
 from bnopt.models import NORMALISERS, WeightNorm, build_model, group_count
 from bnopt.variants import DLN_VARIANTS, VARIANTS, variants_in

@@ -26,7 +26,7 @@ rule fig0_scorecard:
     localrule: True
     input:
         claims="results/tables/claims.csv",
-        code=FIGURE_CODE + SCORECARD_CODE,
+        code=FIGURE_CODE + SCORECARD_CODE + [str(_PKG / "scorecard_figure.py")],
     output:
         report(
             "results/figures/fig0_scorecard.png",

@@ -92,7 +92,7 @@ DRAWABLE = [f for f in FIGURE_SPECS if f not in BLOCKED]
 # --forcerun train to retrain after changing the training code).
 _PKG = Path(workflow.basedir) / "src" / "bnopt"
 TABLE_CODE = [str(_PKG / "aggregate.py")]
-FIGURE_CODE = [str(_PKG / "figures.py"), str(_PKG / "aggregate.py"), str(_PKG / "progress.py")]
+FIGURE_CODE = [str(_PKG / f"{m}.py") for m in ("figures", "plotting", "aggregate", "progress")]
 SCORECARD_CODE = [str(_PKG / f"{m}.py")
                   for m in ("claims", "claim_values", "verdicts", "claims_text", "progress")]
 

@@ -1,5 +1,5 @@
 """Rule fig0_scorecard: draw the scorecard table as Figure 0."""
-from bnopt.figures import fig0_scorecard
+from bnopt.scorecard_figure import fig0_scorecard
 from bnopt.workflow import log_to
 
 
