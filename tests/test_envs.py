@@ -23,3 +23,35 @@ def test_conda_env_matches_pyproject():
     have = dict(split(d) for d in env["dependencies"] if isinstance(d, str))
     have.pop("python")
     assert have == want
+
+
+def test_the_wheel_carries_the_config_schema(tmp_path):
+    """A plain (non-editable) install reads the schema from the package: the wheel holds it."""
+    import os
+    import subprocess
+    import sys
+    import zipfile
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w",
+                        str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (wheel,) = tmp_path.glob("bnopt-*.whl")
+    assert "bnopt/config.schema.yaml" in zipfile.ZipFile(wheel).namelist()
+    # installed from the wheel (not the checkout), used from another folder: the defaults and
+    # the config check read the schema the package carries
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                        str(target), str(wheel)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = ("import bnopt, yaml; from bnopt.config import RunConfig, check_config; "
+            "import bnopt.config; print(bnopt.__file__, bnopt.config.__file__); "
+            "r = RunConfig(dataset='digits', model='vgg', variant='batchnorm', lr=0.1, seed=0, "
+            "steps=10, batch_size=8); print(r.measure_every, r.precision); "
+            f"print(check_config(yaml.safe_load(open({str(ROOT / 'config.yaml')!r})))['steps'])")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                       env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    where, defaults, steps = r.stdout.split("\n")[:3]
+    assert all(w.startswith(str(target)) for w in where.split()), where
+    assert defaults == "100 tf32" and steps == "15000"

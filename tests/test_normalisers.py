@@ -8,6 +8,7 @@ import torch
 import yaml
 from torch.func import functional_call
 
+from bnopt.config import load_schema
 from bnopt.figures import FIGURES
 from bnopt.plotting import LABELS, PALETTE
 from bnopt.measure import layer_parameters, measure_curvature, measure_step
@@ -23,7 +24,7 @@ def test_every_registered_variant_is_allowed_built_drawn_and_compared():
     """The schema (a separate text) allows exactly the registry's variants; each one builds a
     network that runs (the VGG, and the DLN where the registry allows it); each has its own
     colour and belongs to a figure family, so some figure shows it."""
-    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    schema = load_schema()
     props = schema["properties"]
     assert props["variants"]["items"]["enum"] == list(VARIANTS)
     assert props["dln"]["properties"]["variants"]["items"]["enum"] == list(DLN_VARIANTS)

@@ -15,6 +15,7 @@ from bnopt.claims import LANDSCAPE, LATE_FRACTION, QUANTITIES
 from bnopt.config import RUN_IDENTITY
 from bnopt.progress import binned, geometric_mean, smoothed_loss
 
+
 def _late(df: pd.DataFrame, steps: int) -> pd.DataFrame:
     return df[df.step >= LATE_FRACTION * steps]
 

@@ -53,7 +53,6 @@ QUANTITIES = {
     "beta_late": Quantity("effective beta after the first 10% (median)", "ratio"),
     "batch_sharpness_late": Quantity("batch sharpness after the first 10% (median)", "ratio"),
 }
-LAYERED = ("ics_rel", "ics_cos", "mean_shift", "var_shift")
 
 
 @dataclass(frozen=True)

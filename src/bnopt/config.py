@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import importlib.resources
 import math
 import os
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ import yaml
 from bnopt.datasets import TRAIN_SIZES, dataset_present, missing_data_message
 from bnopt.variants import NOISY_BN_DEFAULTS, NUM_LAYERS, variants_in
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# package data: the same file in a checkout, a wheel or any install (pyproject's package-data)
+SCHEMA_PATH = Path(str(importlib.resources.files("bnopt") / "config.schema.yaml"))
 
 
 class ConfigError(ValueError):

@@ -4,15 +4,16 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-# The science lives in the bnopt package (src/bnopt), installed with `pip install -e .` (README,
-# "Quick start"); rule scripts and cluster jobs import it from the same environment. Parsing
+# The science lives in the bnopt package (src/bnopt), installed with `pip install .` or
+# `pip install -e .` (README, "Quick start"); rule scripts and cluster jobs import it from the
+# same environment, and its config schema comes with it (package data). Parsing
 # imports only its light modules (names, settings, the scorecard's runs): no torch, no seaborn.
 try:
     import bnopt
 except ImportError:
     raise WorkflowError(
         "the bnopt package is not installed in this Python environment: run `pip install -e .` "
-        f"in {workflow.basedir} (README, 'Quick start')"
+        f"(or `pip install .`) in {workflow.basedir} (README, 'Quick start')"
     ) from None
 
 from bnopt.claims import scorecard_runs
@@ -35,7 +36,7 @@ from bnopt.tables import TABLES
 # check_config coerces command-line strings, validates against the schema, fills defaults and
 # checks what the schema cannot; the config every rule sees is its result.
 try:
-    _checked = check_config(config, workflow.source_path("../schemas/config.schema.yaml"))
+    _checked = check_config(config)  # bnopt's own schema (package data)
 except ConfigError as e:
     raise WorkflowError(f"Config error: {e}") from None
 config.clear()
@@ -90,7 +91,7 @@ DRAWABLE = [f for f in FIGURE_SPECS if f not in BLOCKED]
 
 # The code that draws figures and tables: they rebuild when it changes (training does not; use
 # --forcerun train to retrain after changing the training code).
-_PKG = Path(workflow.basedir) / "src" / "bnopt"
+_PKG = Path(bnopt.__file__).parent  # the package actually imported, wherever installed
 TABLE_CODE = [str(_PKG / "aggregate.py")]
 FIGURE_CODE = [str(_PKG / f"{m}.py") for m in ("figures", "plotting", "aggregate", "progress")]
 SCORECARD_CODE = [str(_PKG / f"{m}.py")
