@@ -8,6 +8,7 @@ import pandas as pd
 from bnopt.aggregate import read_meta
 from bnopt.claims import QUANTITIES, VERDICTS
 
+
 def check_label(row) -> str:
     """A row's check in words: 'BN vs standard: test accuracy ..., VGG lr 0.1'."""
     from bnopt.variants import VARIANT_INFO

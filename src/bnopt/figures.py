@@ -26,6 +26,7 @@ from bnopt.plotting import (BN_PAIR, LABELS, LP_VARIANTS, NOISY_VARIANTS,  # noq
                             runs_name, save, seeds_label, smooth_downsample, stability_line,
                             subplots, top_panel)
 
+
 def fig1_accuracy(meta_paths, out_path, lrs) -> None:
     """Figure 1(a,b): train and test accuracy vs step, standard vs BN, one column per lr."""
     metas = read_metas(meta_paths)
@@ -322,12 +323,6 @@ def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
                  f"{runs_name(metas)}, lr {lr:g}, seed {seed}. l_p normalisations do not make them "
                  "Gaussian-like", fontsize=11)
     save(fig, out_path)
-
-
-
-
-
-
 
 
 def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:

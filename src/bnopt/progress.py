@@ -42,7 +42,7 @@ def smoothed_loss(steps: pd.DataFrame) -> pd.Series:
     with np.errstate(divide="ignore", invalid="ignore"):
         log = np.where((loss > 0) & np.isfinite(loss), np.log(loss), np.nan)
     window = max(SMOOTH_MIN, int(round(SMOOTH_FRACTION * len(s))))
-    # min_periods = the whole (clipped) window: one NaN in it makes the step NaN
+    # the mean of the (clipped, at the ends) window; one bad loss in it makes the step NaN
     smooth = pd.Series(log).rolling(window, center=True, min_periods=1).mean()
     bad = pd.Series(np.isnan(log).astype(float)).rolling(window, center=True, min_periods=1).max()
     out = np.exp(smooth.where(bad == 0).to_numpy())

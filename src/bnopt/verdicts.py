@@ -51,6 +51,7 @@ from bnopt.claim_values import load_values
 from bnopt.claims import DIRECTIONS, EDGE, LATE_FRACTION, QUANTITIES, Check, checks
 from bnopt.progress import MIN_STEPS_PER_BIN, bin_label, geometric_mean, shared_bins, span
 
+
 def no_effect(comparison: str) -> float:
     return 1.0 if comparison == "ratio" else 0.0
 
