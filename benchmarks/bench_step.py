@@ -47,8 +47,6 @@ from bnopt.train import (DTYPES, CudaGraphStep, Recorder, RunConfig, criterion, 
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
 
 
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -89,10 +87,6 @@ def main(argv=None):
         ap.error("--cuda-graph needs --device cuda (CUDA graphs exist only on NVIDIA GPUs)")
     with matmul_precision(a.precision), cudnn_autotune(a.cudnn_benchmark):
         return bench(a, device)
-
-
-
-
 
 
 def bench(a, device: torch.device) -> dict:

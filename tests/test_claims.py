@@ -316,6 +316,8 @@ def levels(*spans):
 # quantity is proportional to it, so two nets at the same loss have the same values
 STANDARD = levels((2.0, 400), (0.2, 300), (0.02, 300))  # trains over the whole run
 EARLY_BN = levels((2.0, 30), (0.2, 30), (0.02, 940))     # converges early, then sits there
+
+
 def same_at_same_loss(x):
     return {"loss_range": 0.1 * x, "ics_rel": 0.5 * x}
 

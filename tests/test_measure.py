@@ -12,7 +12,6 @@ from bnopt.models import build_model, set_noise_generator
 from bnopt.variants import VARIANTS
 
 
-
 @pytest.fixture(autouse=True)
 def _float64():
     old = torch.get_default_dtype()

@@ -20,6 +20,8 @@ SUMMARY_COLUMNS = IDENTITY + [
     "final_train_loss", "final_train_acc", "final_test_acc", *MEDIANS, "wall_seconds", "init",
     "width", "batch_size", "momentum", "num_parameters", "device_name",
 ]
+
+
 def edge_of_stability(lr, momentum=0.0):
     """The sharpness at which gradient descent (momentum mu) with step ``lr`` stops being stable
     on a quadratic: 2 (1 + mu) / lr (Cohen et al. 2021; Andreyev & Beneventano 2024). Works on

@@ -205,6 +205,8 @@ DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_e
 DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["dln"],
              "momentum": 0.0, "weight_decay": 0.0, "augment": False, "width": 1.0,
              "channels_last": False}
+
+
 def dln_settings(dln: dict) -> dict:
     """What a DLN run takes from a config's ``dln`` section (``DLN_KEYS``) and what every DLN
     run is (``DLN_FIXED``): the one place the DLN's overrides are applied."""

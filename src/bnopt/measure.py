@@ -32,8 +32,6 @@ def total_norm(tensors) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
 
 
-
-
 @contextlib.contextmanager
 def matmul_precision(precision: str):
     """Inside this block float32 convolutions and matrix products use ``precision``: 'fp32'

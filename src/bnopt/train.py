@@ -36,6 +36,7 @@ from bnopt.tables import (ACTIVATION_COLUMNS, EVAL_COLUMNS, HESSIAN_COLUMNS,  # 
                           HISTOGRAM_COLUMNS, ICS_COLUMNS, INIT_DISTANCE_COLUMNS, QUANTILES,
                           STEP_COLUMNS, TABLES)
 
+
 @dataclass
 class RunResult:
     tables: dict[str, pd.DataFrame]  # keyed like TABLES
