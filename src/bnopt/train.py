@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from bnopt.config import DTYPE_NAMES, RunConfig  # noqa: F401 (RunConfig: re-exported)
-from bnopt.data import Dataset, DeviceData
+from bnopt.data import BatchStream, Dataset, DeviceData
 from bnopt.measure import (activation_summary,
                            channel_moments, histogram, ieee_fp32, layer_parameters,
                            matmul_precision, measure_curvature, measure_step, moment_shift,
@@ -318,10 +318,15 @@ class CudaGraphStep:
     draws (and its saved state stays right for checkpoints). Eager measured steps in between
     replace ``.grad``; the graph keeps its own gradient buffers and puts them back before a
     replay. Build it after any checkpoint is loaded: the graph holds the parameter and
-    optimizer tensors."""
+    optimizer tensors. ``step``: the step captured, called like ``plain_step`` (default
+    ``plain_step``; ``benchmarks/pack.py`` captures a packed step, whose runs each draw noise
+    from their own generator: ``generator`` may be a list)."""
 
-    def __init__(self, generator: torch.Generator | None = None, warmup: int = 2):
-        self.generators = [generator] if generator is not None else []
+    def __init__(self, generator: torch.Generator | list | None = None, warmup: int = 2,
+                 step=None):
+        self.generators = (list(generator) if isinstance(generator, (list, tuple))
+                           else [generator] if generator is not None else [])
+        self.step_fn = step or plain_step
         self.warmup, self.eager, self.captures, self.replays = warmup, 0, 0, 0
         self.graph = self.side = None
 
@@ -337,7 +342,7 @@ class CudaGraphStep:
             main = torch.cuda.current_stream(x.device)
             self.side.wait_stream(main)
             with torch.cuda.stream(self.side):
-                plain_step(model, opt, params, rec, self.step_t, self.x, self.y)
+                self.step_fn(model, opt, params, rec, self.step_t, self.x, self.y)
             main.wait_stream(self.side)
             self.eager += 1
             return
@@ -360,7 +365,7 @@ class CudaGraphStep:
         for g in self.generators:
             graph.register_generator_state(g)
         with torch.cuda.graph(graph, stream=self.side):
-            plain_step(model, opt, params, rec, self.step_t, self.x, self.y)
+            self.step_fn(model, opt, params, rec, self.step_t, self.x, self.y)
         self.grads = [p.grad for p in params]  # allocated in the graph's pool: keep them
         self.graph = graph
         self.captures += 1
@@ -472,6 +477,33 @@ def sync(rec: Recorder, start: int, stop: int, bar) -> int | None:
     return start + int(bad[0]) if len(bad) else None
 
 
+@dataclass
+class RunParts:
+    """What a run trains, built from its config: the model, its optimizer, noisy BN's noise
+    generator, the data on the device and the batch stream. :func:`build_run` makes them."""
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    noise_gen: torch.Generator
+    data: DeviceData
+    batches: BatchStream
+
+
+def build_run(cfg: RunConfig, dataset: Dataset, device: torch.device) -> RunParts:
+    """The model (initialised from ``cfg.seed``), optimizer, noise and batch streams of a run,
+    as training builds them: the same seed gives the same initial weights in every variant and
+    independent streams for the data order and the noise (:func:`derived_seed`)."""
+    data = DeviceData(dataset, device, DTYPES[cfg.dtype], cfg.uses_channels_last(device))
+    torch.manual_seed(cfg.seed)  # weights: same seed -> same conv/linear init in every variant
+    model = run_model(cfg, dataset, device)
+    noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
+    set_noise_generator(model, noise_gen)
+    data_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 2))
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    return RunParts(model, opt, noise_gen, data,
+                    data.train_batches(cfg.batch_size, data_gen, cfg.augment))
+
+
 def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | None,
                checkpoint_path) -> RunResult:
     if checkpoint_path is not None and cfg.checkpoint_every and cfg.checkpoint_every % cfg.log_every:
@@ -481,17 +513,11 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     if threads:
         torch.set_num_threads(threads)
     dtype = DTYPES[cfg.dtype]
-    data = DeviceData(dataset, device, dtype, cfg.uses_channels_last(device))
-    torch.manual_seed(cfg.seed)  # weights: same seed -> same conv/linear init in every variant
-    model = run_model(cfg, dataset, device)
-    noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
-    set_noise_generator(model, noise_gen)
-    data_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 2))
+    run = build_run(cfg, dataset, device)
+    model, opt, noise_gen, data, batches = (run.model, run.opt, run.noise_gen, run.data,
+                                            run.batches)
     named = dict(model.named_parameters())
     params = list(named.values())
-    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
-    batches = data.train_batches(cfg.batch_size, data_gen, cfg.augment)
     rec = Recorder(cfg.steps, device, dtype,
                    [named[w].detach().clone() for w in layer_parameters(model)[1]])
     loop = Loop(cfg, model, opt, noise_gen, batches, rec)

@@ -1,0 +1,28 @@
+"""benchmarks/gpu_check.sh, the one call a lent GPU box gets, in its CPU mode (same stages, toy
+sizes) so that it cannot rot between the sessions that have a GPU."""
+import json
+import subprocess
+
+from conftest import ROOT
+from bnopt.variants import VARIANTS
+
+
+def test_gpu_check_runs_every_stage_and_writes_one_summary(tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--cpu", str(out)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = (out / "summary.md").read_text()
+    for stage in ("pytest", "bench_pack", "bench_step", "sweep", "projection"):
+        assert f"- **{stage}**: exit 0," in summary, summary
+    rows = [json.loads(line) for line in (out / "bench_pack.jsonl").read_text().splitlines()]
+    assert {(row["variant"], row["runs"]) for row in rows} == {
+        (v, n) for v in ("batchnorm", "standard") for n in (1, 2)}
+    assert all(row["train_speedup"] > 0 and row["measured_speedup"] > 0 for row in rows)
+    # the sweep trained every run of the config (every variant: the figures' families included)
+    # and the projection sets each row beside what its jobs took
+    res = json.loads((out / "projection.json").read_text())
+    assert {k.split("/")[2] for k in res["compare"]} == set(VARIANTS)
+    assert all(row["job_s"] > 0 for row in res["compare"].values())
+    assert "| synthetic/vgg/batchnorm |" in summary and "| dln/dln/l1 |" in summary
+    assert len(list(out.iterdir())) <= 8  # what the device tool brings back
