@@ -11,7 +11,7 @@ Default: the paper's VGG (width 1, 32x32x3 inputs, batch 128, BatchNorm) on rand
 resident on the device, built and batched as training does it. (The whole sweep's projection is
 ``benchmarks/project_sweep.py``.) A *measured* step is a training step plus every probe point (the default
 8) and ICS for every layer, through the function training calls
-(:func:`bnopt.train.measure_after_step`);
+(:func:`bnopt.steps.measure_after_step`);
 the *naive* one deep-copies the model for each point and layer, as the earlier attempts did
 (:mod:`bnopt.reference`). Times are means over ``--steps`` after ``--warmup``, with a device
 sync around each timed block. The last line is one JSON object.
@@ -39,9 +39,10 @@ from bnopt.data import DeviceData, fake_dataset
 from bnopt.datasets import TRAIN_SIZES
 from bnopt.measure import ieee_fp32, matmul_precision
 from bnopt.models import set_noise_generator
-from bnopt.reference import _copy, naive_measure_step
-from bnopt.train import (DTYPES, CudaGraphStep, Recorder, RunConfig, criterion, cudnn_autotune,
-                         device_name, measure_after_step, plain_step, run_model)
+from bnopt.recorder import Recorder
+from bnopt.reference import copy_model, naive_measure_step
+from bnopt.steps import CudaGraphStep, criterion, measure_after_step, plain_step
+from bnopt.train import DTYPES, RunConfig, cudnn_autotune, device_name, run_model
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
@@ -102,7 +103,7 @@ def bench(a, device: torch.device) -> dict:
                     channels_last=a.channels_last, device=a.device)
     dtype = DTYPES[cfg.dtype]
     torch.manual_seed(0)
-    model = run_model(cfg, data, device)
+    model = run_model(cfg, data, device, cfg.channels_last)
     noise_gen = torch.Generator(device).manual_seed(0)
     set_noise_generator(model, noise_gen)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
@@ -155,7 +156,7 @@ def bench(a, device: torch.device) -> dict:
         x, y = batch()
         with ieee_fp32():
             fwd_bwd(x, y)
-        copy_before = _copy(model)
+        copy_before = copy_model(model)
         grad = {k: p.grad.detach().clone() for k, p in model.named_parameters()}
         opt.step()
         naive_measure_step(copy_before, model, criterion, x, y, grad, steps_sizes)

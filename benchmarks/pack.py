@@ -168,7 +168,7 @@ def pack_batches(xs: list[torch.Tensor], ys: list[torch.Tensor], channels_last: 
 
 
 def run_losses(out: torch.Tensor, y: torch.Tensor, runs: int) -> torch.Tensor:
-    """Each run's mean loss (``bnopt.train.criterion`` per run block), shape (N,)."""
+    """Each run's mean loss (``bnopt.steps.criterion`` per run block), shape (N,)."""
     b = out.shape[0]
     o = out.view(b, runs, -1)
     if y.dtype == torch.long:
@@ -193,7 +193,7 @@ def run_norms(tensors, runs: int) -> torch.Tensor:
 
 class PackedRecorder:
     """The per-step rows of N runs: (steps, N, 4) = loss, accuracy, |gradient|, |parameters|,
-    as :class:`bnopt.train.Recorder` keeps them for one run."""
+    as :class:`bnopt.recorder.Recorder` keeps them for one run."""
 
     def __init__(self, steps: int, runs: int, device, dtype):
         self.runs = runs
@@ -218,8 +218,8 @@ def packed_forward_backward(model: Net, opt, x, y, runs: int):
 
 
 def packed_step(model: Net, opt, params, rec: PackedRecorder, step, x, y) -> None:
-    """:func:`bnopt.train.plain_step` for a pack (and capturable by
-    :class:`bnopt.train.CudaGraphStep` the same way)."""
+    """:func:`bnopt.steps.plain_step` for a pack (and capturable by
+    :class:`bnopt.steps.CudaGraphStep` the same way)."""
     out, losses = packed_forward_backward(model, opt, x, y, rec.runs)
     with torch.no_grad():
         rec.step(step, losses, out, y, params)
@@ -244,7 +244,7 @@ class Pack:
         self.params = list(self.model.parameters())
         self.opt = torch.optim.SGD(self.params, lr=c.lr, momentum=c.momentum,
                                    weight_decay=c.weight_decay)
-        self.channels_last = c.uses_channels_last(device)
+        self.channels_last = self.solos[0].channels_last
 
     @property
     def generators(self) -> list[torch.Generator]:
@@ -268,7 +268,7 @@ def _run_rows(t: torch.Tensor, runs: int) -> torch.Tensor:
 
 def packed_measure_step(model: Net, x, y, runs: int, before: Params, grad: Params,
                         step_sizes) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`bnopt.train.measure_after_step`'s probes and ICS for every run of a pack at once,
+    """:func:`bnopt.steps.measure_after_step`'s probes and ICS for every run of a pack at once,
     called after the optimizer step (``model`` holds the updated parameters). Returns probes
     (K, N, 3: loss, gradient change, beta) and ICS (L, N, 3: l2, cos, |G|): run r's rows equal
     its solo measured step's. IEEE arithmetic, no side effects (:func:`bnopt.measure.probing`)."""

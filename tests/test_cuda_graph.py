@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import bnopt.train as train_mod
+import bnopt.steps as steps_mod
 from bnopt.train import RunConfig, train_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -41,8 +41,8 @@ def test_a_graphed_run_computes_the_eager_run(synthetic, variant, monkeypatch):
     BN trajectory is well-posed); noisy BN draws the same noise inside the graph. The graph is
     captured once and replayed for every plain step after the warm-up."""
     captures = []
-    real = train_mod.CudaGraphStep._capture
-    monkeypatch.setattr(train_mod.CudaGraphStep, "_capture",
+    real = steps_mod.CudaGraphStep._capture
+    monkeypatch.setattr(steps_mod.CudaGraphStep, "_capture",
                         lambda self, *a: (captures.append(1), real(self, *a)))
     graphed = _run(synthetic, variant=variant)
     eager = _run(synthetic, variant=variant, cuda_graph=False)

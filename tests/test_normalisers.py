@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from torch.func import functional_call
 
 from bnopt.config import load_schema

@@ -12,8 +12,9 @@ from conftest import ROOT
 from bnopt.data import load_dataset
 from bnopt.measure import lanczos_top, measure_curvature
 from bnopt.models import DLN_VARIANTS, VARIANTS
-from bnopt.train import (Recorder, RunConfig, build_run, criterion, forward_backward,
-                         measure_after_step, plain_step)
+from bnopt.recorder import Recorder
+from bnopt.steps import criterion, forward_backward, measure_after_step, plain_step
+from bnopt.train import RunConfig, build_run
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from pack import (Pack, PackedRecorder, lanczos_top_runs, packed_curvature,  # noqa: E402
@@ -183,7 +184,7 @@ def test_a_graphed_pack_computes_the_eager_pack(variant, monkeypatch):
     replays) writes the per-step rows and reaches the parameters of the eager packed step, to
     float32 tolerance over 8 steps (deterministic cuDNN, IEEE fp32); noisy BN's per-run
     generators advance inside the graph as they do eagerly."""
-    from bnopt.train import CudaGraphStep
+    from bnopt.steps import CudaGraphStep
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     data = load_dataset("synthetic")

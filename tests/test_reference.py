@@ -4,8 +4,8 @@ import torch
 
 from bnopt.measure import measure_step
 from bnopt.models import build_model, set_noise_generator
-from bnopt.reference import _copy, naive_measure_step
-from bnopt.train import criterion
+from bnopt.reference import copy_model, naive_measure_step
+from bnopt.steps import criterion
 
 
 @pytest.mark.parametrize("model,variant,shape", [("vgg", "batchnorm", (32, 1, 8, 8)),
@@ -29,7 +29,7 @@ def test_fast_measured_step_equals_the_naive_one(model, variant, shape):
     criterion(net(x), y).backward()  # the measured step's own forward (draws its noise)
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
     grad = {n: p.grad.detach().clone() for n, p in net.named_parameters()}
-    snapshot = _copy(net)
+    snapshot = copy_model(net)
     opt.step()
     steps = [0.025, 0.1, 0.2]
     fast = measure_step(net, criterion, x, y, before, grad, steps)

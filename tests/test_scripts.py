@@ -8,7 +8,7 @@ from PIL import Image
 
 from bnopt.figures import FIGURES
 from bnopt.models import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
-from bnopt.train import TABLES
+from bnopt.tables import TABLES
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.125, init="glorot",

@@ -8,11 +8,13 @@ import pytest
 import torch
 from torch.func import functional_call
 
+import bnopt.steps as steps_mod
 import bnopt.train as train_mod
 from bnopt.data import DeviceData
 from bnopt.measure import matmul_precision, probe_along_gradient, probing
 from bnopt.models import build_model, set_noise_generator
-from bnopt.train import RunConfig, criterion, train_run
+from bnopt.steps import criterion
+from bnopt.train import RunConfig, train_run
 
 TINY = dict(dataset="synthetic", model="vgg", variant="batchnorm", lr=0.05, seed=0, steps=24,
             batch_size=64, width=0.125, eval_every=12, log_every=6, device="cpu",
@@ -123,7 +125,8 @@ def test_measured_passes_run_in_ieee_fp32_under_tf32(synthetic, monkeypatch, pre
                      reduction))
         return criterion(out, y, reduction)
 
-    monkeypatch.setattr(train_mod, "criterion", recording)
+    monkeypatch.setattr(steps_mod, "criterion", recording)  # training steps
+    monkeypatch.setattr(train_mod, "criterion", recording)  # evaluations
     cfg = RunConfig(**{**TINY, "steps": 10, "measure_every": 5, "hist_every": 5, "eval_every": 100,
                        "log_every": 5, "precision": precision, "eval_precision": eval_precision,
                        "dtype": "float32"})

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from bnopt.io import write_parquet
-from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run
+from bnopt.tables import TABLES
+from bnopt.train import RunConfig, resolve_device, train_run, write_run
 
 TINY = dict(dataset="synthetic", model="vgg", lr=0.05, seed=0, steps=30, batch_size=64,
             width=0.125, eval_every=10, log_every=7, device="cpu", measure_every=5, hist_every=10,

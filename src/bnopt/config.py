@@ -183,18 +183,31 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
             name = key if section is cfg else f"dln.{key}"
             raise ConfigError(f"{name} = {val}: model {model} has layers 1..{n} only "
                               f"(not {', '.join(map(str, bad))}); choose layers in 1..{n}.")
-    if cfg["vmap_probes"] and cfg["channels_last"] is True:
-        raise ConfigError(VMAP_CHANNELS_LAST)
+    for model, name in ((cfg["model"], ""), ("dln", "dln.")):
+        try:  # what a run checks of its own settings (RunConfig), for a run of each family
+            RunConfig(cfg["dataset"] if model != "dln" else "dln", model, "standard", 0.1, 0,
+                      **train_settings(cfg, model))
+        except ValueError as e:
+            raise ConfigError(f"{'dln section: ' if name else ''}{e}") from None
     for section, name in ((cfg, ""), (cfg["dln"], "dln.")):
-        if cfg["checkpoint_every"] % section["log_every"]:
-            raise ConfigError(f"checkpoint_every = {cfg['checkpoint_every']} must be a multiple of "
-                              f"{name}log_every = {section['log_every']} (checkpoints are taken at "
-                              "host syncs).")
+        problem = checkpoint_problem(cfg["checkpoint_every"], section["log_every"], name)
+        if problem:
+            raise ConfigError(problem)
         if section["measure_every"] and section["hist_every"] % section["measure_every"]:
             raise ConfigError(f"{name}hist_every = {section['hist_every']} must be a multiple of "
                               f"{name}measure_every = {section['measure_every']} (histograms are "
                               "taken at measured steps).")
     return cfg
+
+
+def checkpoint_problem(checkpoint_every: int, log_every: int, prefix: str = "") -> str | None:
+    """Why a run cannot checkpoint every ``checkpoint_every`` steps with ``log_every`` (None if
+    it can): checkpoints are taken at the host syncs. The workflow's config check and training
+    with a checkpoint path both ask this."""
+    if checkpoint_every and checkpoint_every % log_every:
+        return (f"checkpoint_every = {checkpoint_every} must be a multiple of "
+                f"{prefix}log_every = {log_every} (checkpoints are taken at host syncs).")
+    return None
 
 
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.

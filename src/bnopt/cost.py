@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from bnopt.config import JOB_BENCHMARK, sweep_runs, train_settings
-from bnopt.data import DeviceData, fake_dataset
+from bnopt.data import fake_dataset
 from bnopt.datasets import TEST_SIZES, TRAIN_SIZES
 from bnopt.measure import matmul_precision
 
@@ -167,8 +167,8 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     timed on up to two eval batches, repeated to last ``min_seconds`` (fastest of
     ``repeats``), and scaled to the full splits.
     Everything runs with the config's ``threads`` CPU threads, as its jobs do."""
-    from bnopt.train import (DTYPES, RunConfig, cudnn_autotune, evaluate, resolve_device,
-                             run_model, train_run)
+    from bnopt.train import (RunConfig, build_run, cudnn_autotune, evaluate, resolve_device,
+                             train_run)
 
     settings = train_settings(cfg, model)
     settings.update(device=device if settings["device"] == "auto" else settings["device"],
@@ -194,11 +194,11 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
         out[name], _ = per_step_seconds(lambda n: wall(n, every, hessian), steps, min_seconds,
                                         repeats)
 
-    dev, dtype = resolve_device(base.device), DTYPES[base.dtype]
+    dev = resolve_device(base.device)
     n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)
     data = fake_dataset(dataset, n_train=n_eval, n_test=1, image_size=size)
-    dd = DeviceData(data, dev, dtype, base.uses_channels_last(dev))
-    net = run_model(base, data, dev)
+    run = build_run(dataclasses.replace(base, batch_size=min(batch, n_eval)), data, dev)
+    dd, net = run.data, run.model
 
     def timed_eval(times: int = 1) -> float:  # as training does it, in the run's precision
         _sync(dev)

@@ -16,7 +16,7 @@ from bnopt.measure import layer_parameters, total_norm
 from bnopt.models import NoisyBatchNorm, noisy_modules
 
 
-def _copy(model: nn.Module) -> nn.Module:
+def copy_model(model: nn.Module) -> nn.Module:
     """Deep copy (generators cannot be copied; the copy reuses the step's noise instead)."""
     gens = [m.generator for m in noisy_modules(model)]
     for m in noisy_modules(model):
@@ -46,7 +46,7 @@ def naive_measure_step(model_before: nn.Module, model_after: nn.Module, criterio
     losses, changes = [], []
     g_norm = total_norm(grad.values())
     for eta in step_sizes:
-        m = _copy(model_before)
+        m = copy_model(model_before)
         with torch.no_grad():
             for n, p in m.named_parameters():
                 p -= eta * grad[n]
@@ -61,7 +61,7 @@ def naive_measure_step(model_before: nn.Module, model_after: nn.Module, criterio
     after = dict(model_after.named_parameters())
     l2, cos = [], []
     for i, w in enumerate(weights):
-        m = _copy(model_before)
+        m = copy_model(model_before)
         with torch.no_grad():
             for n, p in m.named_parameters():
                 if any(n in grp for grp in groups[:i]):

@@ -8,7 +8,8 @@ import torch
 from bnopt.outcome import outcome_text
 from bnopt.data import Dataset
 from bnopt.gpus import lease_gpu, sharing_note
-from bnopt.train import TABLES, RunConfig, resolve_device, train_run, write_run
+from bnopt.tables import TABLES
+from bnopt.train import RunConfig, resolve_device, train_run, write_run
 from bnopt.workflow import log_to
 
 
