@@ -145,14 +145,12 @@ def set_noise_generators(packed: Net, generators: list[torch.Generator]) -> None
 
 def run_state(packed: Net, solo: Net, r: int) -> dict[str, torch.Tensor]:
     """Run ``r``'s parameters and buffers, in the shapes of ``solo``'s state dict."""
-    n, out = None, {}
+    shapes = {k: t.shape for k, t in solo.state_dict().items()}
+    out = {}
     for k, t in packed.state_dict().items():
-        like = solo.state_dict()[k]
-        if like.dim() == 0:
-            out[k] = t.clone()
-            continue
-        n = t.shape[0] // like.shape[0]
-        out[k] = t.chunk(n)[r].reshape(like.shape)
+        like = shapes[k]
+        # a scalar (BatchNorm's step count) is every run's; a tensor holds N run blocks in dim 0
+        out[k] = t.clone() if not like else t.chunk(t.shape[0] // like[0])[r].reshape(like)
     return out
 
 
