@@ -1,7 +1,7 @@
 # bnopt: reproduce Santurkar et al. 2018, "How Does Batch Normalization Help Optimization?"
 # Build one figure:   snakemake results/figures/fig1_accuracy.png
 # Build everything:   snakemake
-# (profiles/default sets --cores all --resources gpu=1; README.md, "Full reproduction")
+# (profiles/default sets --cores all --resources gpu=1; docs/running.md, "Full reproduction (GPU)")
 from snakemake.utils import min_version
 
 min_version("8.0")
@@ -22,19 +22,20 @@ include: "workflow/rules/claims.smk"
 
 
 onstart:
-    from bnopt.workflow import check_cluster_jobs
+    from bnopt.rule_glue import check_cluster_jobs
 
-    # on SLURM: refuse jobs no node could run before any is submitted (README, "Clusters")
+    # on SLURM: refuse jobs no node could run before any is submitted (docs/running.md, "Clusters")
     check_cluster_jobs(workflow)
 
 
 onsuccess:
-    from bnopt.workflow import run_warnings
+    from bnopt.rule_glue import run_warnings
 
     _bad = run_warnings(ALL_RUNS)
     if _bad:
         print(f"WARNING: {len(_bad)} run(s) diverged or never learned; figures name them, "
-              "summary.csv has the columns diverged and never_learned (README, 'Outputs'):\n  "
+              "summary.csv has the columns diverged and never_learned "
+              "(docs/outputs.md, 'Runs that did not train'):\n  "
               + "\n  ".join(_bad), file=sys.stderr)
 
 
@@ -42,7 +43,7 @@ rule all:
     default_target: True
     localrule: True
     input:
-        # the scorecard first: does the paper hold here (README, "Scorecard")
+        # the scorecard first: does the paper hold here (docs/scorecard.md)
         "results/figures/fig0_scorecard.png",
         "results/tables/claims.md",
         "results/tables/summary.csv",

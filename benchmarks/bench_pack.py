@@ -32,13 +32,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pack import Pack, PackedRecorder, packed_forward_backward, packed_measure_step, packed_step  # noqa: E402
+from pack import (  # noqa: E402
+    Pack,
+    PackedRecorder,
+    packed_forward_backward,
+    packed_measure_step,
+    packed_step,
+)
 
 from bnopt.data import fake_dataset  # noqa: E402
-from bnopt.measure import ieee_fp32, matmul_precision  # noqa: E402
+from bnopt.precision import DTYPES, cudnn_autotune, ieee_fp32, matmul_precision  # noqa: E402
 from bnopt.recorder import Recorder  # noqa: E402
+from bnopt.runs import RunConfig
 from bnopt.steps import CudaGraphStep, forward_backward, measure_after_step, plain_step  # noqa: E402
-from bnopt.train import DTYPES, RunConfig, build_run, cudnn_autotune, device_name  # noqa: E402
+from bnopt.train import build_run, device_name  # noqa: E402
 
 
 def main(argv=None) -> list[dict]:

@@ -29,9 +29,10 @@ import yaml
 
 from bnopt.aggregate import load_table, summary_table
 from bnopt.claims import scorecard_runs
-from bnopt.config import (check_config, family_runs, figure_blockers, figure_specs, run_dir,
-                          sweep_runs, train_settings)
+from bnopt.config import check_config
+from bnopt.figure_specs import figure_blockers, figure_specs
 from bnopt.figures import FIGURES
+from bnopt.runs import family_runs, run_dir, sweep_runs, train_settings
 from bnopt.tables import TABLES
 from bnopt.variants import NUM_LAYERS
 from bnopt.verdicts import scorecard

@@ -31,7 +31,8 @@ CHILD = r"""
 import dataclasses, json, os, sys, time
 import torch
 from bnopt.data import fake_dataset
-from bnopt.train import RunConfig, train_run
+from bnopt.runs import RunConfig
+from bnopt.train import train_run
 a = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 data = fake_dataset(a["dataset"], n_train=4096, n_test=a["batch_size"], image_size=a["image_size"])

@@ -37,12 +37,13 @@ import torch
 from bnopt.cost import forward_flops
 from bnopt.data import DeviceData, fake_dataset
 from bnopt.datasets import TRAIN_SIZES
-from bnopt.measure import ieee_fp32, matmul_precision
 from bnopt.models import set_noise_generator
+from bnopt.precision import DTYPES, cudnn_autotune, ieee_fp32, matmul_precision
 from bnopt.recorder import Recorder
 from bnopt.reference import copy_model, naive_measure_step
+from bnopt.runs import RunConfig
 from bnopt.steps import CudaGraphStep, criterion, measure_after_step, plain_step
-from bnopt.train import DTYPES, RunConfig, cudnn_autotune, device_name, run_model
+from bnopt.train import device_name, run_model
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
@@ -90,114 +91,135 @@ def main(argv=None):
         return bench(a, device)
 
 
-def bench(a, device: torch.device) -> dict:
-    """Time the steps of a run of ``a``'s model and variant, built as training builds it
+class StepBench:
+    """A run of ``a``'s model and variant, built as training builds it
     (:func:`bnopt.train.run_model`, :class:`bnopt.data.DeviceData`) on random data of CIFAR-10's
-    shape (the DLN: its task's shape, full batch)."""
-    dln = a.model == "dln"
-    dataset = "dln" if dln else "cifar10"
-    data = fake_dataset(dataset, n_train=a.batch_size if dln else 4 * a.batch_size,
-                        n_test=a.batch_size, image_size=None if dln else a.image_size)
-    cfg = RunConfig(dataset=dataset, model=a.model, variant=a.variant, lr=1e-6 if dln else 0.1,
-                    seed=0, batch_size=a.batch_size, width=a.width, dtype=a.dtype,
-                    channels_last=a.channels_last, device=a.device)
-    dtype = DTYPES[cfg.dtype]
-    torch.manual_seed(0)
-    model = run_model(cfg, data, device, cfg.channels_last)
-    noise_gen = torch.Generator(device).manual_seed(0)
-    set_noise_generator(model, noise_gen)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    steps_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
-                               device=device)
-    batches = DeviceData(data, device, dtype, cfg.channels_last).train_batches(
-        cfg.batch_size, torch.Generator(device).manual_seed(0))
+    shape (the DLN: its task's shape, full batch), and each kind of step it takes."""
 
-    def batch():
-        return next(batches)
+    def __init__(self, a, device: torch.device):
+        self.a, self.device = a, device
+        dln = a.model == "dln"
+        self.dataset = "dln" if dln else "cifar10"
+        data = fake_dataset(self.dataset, n_train=a.batch_size if dln else 4 * a.batch_size,
+                            n_test=a.batch_size, image_size=None if dln else a.image_size)
+        cfg = RunConfig(dataset=self.dataset, model=a.model, variant=a.variant,
+                        lr=1e-6 if dln else 0.1, seed=0, batch_size=a.batch_size, width=a.width,
+                        dtype=a.dtype, channels_last=a.channels_last, device=a.device)
+        dtype = DTYPES[cfg.dtype]
+        torch.manual_seed(0)
+        self.model = run_model(cfg, data, device, cfg.channels_last)
+        noise_gen = torch.Generator(device).manual_seed(0)
+        set_noise_generator(self.model, noise_gen)
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr)
+        self.step_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
+                                       device=device)
+        self.batches = DeviceData(data, device, dtype, cfg.channels_last).train_batches(
+            cfg.batch_size, torch.Generator(device).manual_seed(0))
+        # the training loop's own plain step (forward, loss, backward, per-step row, update),
+        # eager or replayed as one CUDA graph
+        self.train_model = torch.compile(self.model) if a.compile else self.model
+        self.params = list(self.model.parameters())
+        self.rec = Recorder(64, device, dtype, [])
+        self.graphed = CudaGraphStep(noise_gen) if a.cuda_graph else None
+        self.done = 0
 
-    train_model = torch.compile(model) if a.compile else model
+    def batch(self):
+        return next(self.batches)
 
-    def fwd_bwd(x, y, net=model):
-        opt.zero_grad(set_to_none=True)
-        criterion(net(x), y).backward()
+    def train_step(self):
+        x, y = self.batch()
+        (self.graphed or plain_step)(self.train_model, self.opt, self.params, self.rec,
+                                     self.done % 64, x, y)
+        self.done += 1
 
-    # the training loop's own plain step (forward, loss, backward, per-step row, update),
-    # eager or replayed as one CUDA graph
-    params = list(model.parameters())
-    rec = Recorder(64, device, dtype, [])
-    graphed = CudaGraphStep(noise_gen) if a.cuda_graph else None
-    done = [0]
-
-    def train_step():
-        x, y = batch()
-        (graphed or plain_step)(train_model, opt, params, rec, done[0] % 64, x, y)
-        done[0] += 1
-
-    def snapshot():
-        return ({k: p.detach().clone() for k, p in model.named_parameters()},
-                {k: p.grad.detach().clone() for k, p in model.named_parameters()})
-
-    def ieee_step():
+    def ieee_step(self):
         """A training step in IEEE arithmetic; returns its batch, parameters and gradient."""
-        x, y = batch()
+        x, y = self.batch()
         with ieee_fp32():
-            fwd_bwd(x, y)
-        before, grad = snapshot()
-        opt.step()
+            self.opt.zero_grad(set_to_none=True)
+            criterion(self.model(x), y).backward()
+        named = list(self.model.named_parameters())
+        before = {k: p.detach().clone() for k, p in named}
+        grad = {k: p.grad.detach().clone() for k, p in named}
+        self.opt.step()
         return x, y, before, grad
 
-    def measured_step():  # what training does after the step, through the same function
-        measure_after_step(model, *ieee_step(), steps_sizes, a.vmap_probes)
+    def measured_step(self):  # what training does after the step, through the same function
+        measure_after_step(self.model, *self.ieee_step(), self.step_sizes, self.a.vmap_probes)
 
-    def curvature_step():
-        return measure_after_step(model, *ieee_step(), hessian=(a.hessian_iters, 0.0))
+    def curvature_step(self):
+        return measure_after_step(self.model, *self.ieee_step(),
+                                  hessian=(self.a.hessian_iters, 0.0))
 
-    def naive_step():
-        x, y = batch()
+    def naive_step(self):
+        x, y = self.batch()
         with ieee_fp32():
-            fwd_bwd(x, y)
-        copy_before = copy_model(model)
-        grad = {k: p.grad.detach().clone() for k, p in model.named_parameters()}
-        opt.step()
-        naive_measure_step(copy_before, model, criterion, x, y, grad, steps_sizes)
+            self.opt.zero_grad(set_to_none=True)
+            criterion(self.model(x), y).backward()
+        copy_before = copy_model(self.model)
+        grad = {k: p.grad.detach().clone() for k, p in self.model.named_parameters()}
+        self.opt.step()
+        naive_measure_step(copy_before, self.model, criterion, x, y, grad, self.step_sizes)
 
-    def timed(fn):
-        for _ in range(a.warmup):
+    def timed(self, fn) -> float:
+        """Seconds per call of ``fn``: ``a.warmup`` calls, then the mean of ``a.steps``."""
+        for _ in range(self.a.warmup):
             fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(self.device)
         t = time.perf_counter()
-        for _ in range(a.steps):
+        for _ in range(self.a.steps):
             fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - t) / a.steps
+        sync(self.device)
+        return (time.perf_counter() - t) / self.a.steps
 
-    model.train()
-    train_s = timed(train_step)
-    measured_s = None if a.train_only else timed(measured_step)
-    curvature_s = timed(curvature_step) if a.hessian_iters else None
-    with ieee_fp32():
-        naive_s = None if (a.no_naive or a.train_only) else timed(naive_step)
-    if a.profile:
+    def print_profile(self):
+        """torch.profiler's top operators of one measured step, to stderr."""
         from torch.profiler import ProfilerActivity, profile
 
-        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        cuda = self.device.type == "cuda"
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         with profile(activities=acts) as prof:
-            measured_step()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-        sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+            self.measured_step()
+            sync(self.device)
+        sort = "self_cuda_time_total" if cuda else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=sort, row_limit=15), file=sys.stderr)
-    n_layers = len(model.layers)
-    passes = 1 + len(steps_sizes) + (n_layers - 1)  # the step, the probe points, ICS layers 2..L
-    flops = 3 * forward_flops(model, batch()[0])  # forward + backward ~ 3 x forward
-    name = device_name(device)
-    peak = next((v for k, v in PEAK_FP32.items() if k in name), None) if device.type == "cuda" else None
-    res = {
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench(a, device: torch.device) -> dict:
+    """Time each kind of step of a :class:`StepBench` of ``a``; print and return the summary."""
+    b = StepBench(a, device)
+    b.model.train()
+    train_s = b.timed(b.train_step)
+    measured_s = None if a.train_only else b.timed(b.measured_step)
+    curvature_s = b.timed(b.curvature_step) if a.hessian_iters else None
+    with ieee_fp32():
+        naive_s = None if (a.no_naive or a.train_only) else b.timed(b.naive_step)
+    if a.profile:
+        b.print_profile()
+    res = summary(a, b, train_s, measured_s, naive_s, curvature_s)
+    for k, v in res.items():
+        print(f"{k:32s} {v:.4g}" if isinstance(v, float) else f"{k:32s} {v}", file=sys.stderr)
+    if a.json:
+        print(json.dumps(res))
+    return res
+
+
+def summary(a, b: StepBench, train_s, measured_s, naive_s, curvature_s) -> dict:
+    """The JSON summary of one benchmark: its settings, step times and their ratios."""
+    passes = 1 + len(b.step_sizes) + (len(b.model.layers) - 1)  # step, probes, ICS layers 2..L
+    flops = 3 * forward_flops(b.model, b.batch()[0])  # forward + backward ~ 3 x forward
+    name = device_name(b.device)
+    peak = (next((v for k, v in PEAK_FP32.items() if k in name), None)
+            if b.device.type == "cuda" else None)
+    return {
         "device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
         "model": a.model, "variant": a.variant, "width": a.width, "image_size": a.image_size,
-        "batch_size": a.batch_size, "num_parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": a.batch_size, "num_parameters": sum(p.numel() for p in b.params),
         "precision": a.precision, "dtype": a.dtype, "channels_last": a.channels_last,
         "cudnn_benchmark": a.cudnn_benchmark, "cuda_graph": a.cuda_graph,
         "vmap_probes": a.vmap_probes, "compile": a.compile,
@@ -210,13 +232,8 @@ def bench(a, device: torch.device) -> dict:
         "hvp_over_train": None if not curvature_s else (curvature_s - train_s) / (a.hessian_iters * train_s),
         "images_per_s": a.batch_size / train_s, "train_tflops": flops / train_s / 1e12,
         "peak_fp32_tflops": peak,
-        "epoch_s": TRAIN_SIZES[dataset] // a.batch_size * train_s,  # the full training split
+        "epoch_s": TRAIN_SIZES[b.dataset] // a.batch_size * train_s,  # the full training split
     }
-    for k, v in res.items():
-        print(f"{k:32s} {v:.4g}" if isinstance(v, float) else f"{k:32s} {v}", file=sys.stderr)
-    if a.json:
-        print(json.dumps(res))
-    return res
 
 
 if __name__ == "__main__":

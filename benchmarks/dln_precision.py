@@ -16,7 +16,8 @@ import sys
 import torch
 
 from bnopt.data import load_dataset
-from bnopt.train import RunConfig, train_run
+from bnopt.runs import RunConfig
+from bnopt.train import train_run
 
 MULTIPLIERS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 

@@ -32,9 +32,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bnopt.measure import hvp, ieee_fp32, layer_parameters, layered_moved_gradients, probing
+from bnopt.measure import hvp, layer_parameters, layered_moved_gradients, probing
 from bnopt.models import Layer, LpNorm, Net, NoisyBatchNorm, WeightNorm
-from bnopt.train import RunConfig, RunParts, build_run
+from bnopt.precision import ieee_fp32
+from bnopt.runs import RunConfig
+from bnopt.train import RunParts, build_run
 
 Params = dict[str, torch.Tensor]
 

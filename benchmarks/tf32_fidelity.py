@@ -9,7 +9,7 @@ paired t-test over seeds of each of the scorecard's quantities.
 
 Default: scikit-learn's digits at 16x16 (shipped; no download), the VGG at width 0.25, batch
 128, lr 0.1, 1,500 steps measured every 100, seeds 0-2, standard and BatchNorm. Measured steps,
-the step after each and everything on the CPU are IEEE in both (README, "Precision and speed").
+the step after each and everything on the CPU are IEEE in both (docs/speed.md).
 Per variant and quantity it reports both precisions' means and spreads across seeds and the
 paired test's p (``differs``: p < 0.05). ``--emulate`` runs on the CPU with TF32's rounding
 emulated (:mod:`bnopt.tf32`): an approximation of the hardware, to be confirmed on a GPU.
@@ -38,8 +38,9 @@ from scipy import stats
 
 from bnopt.aggregate import run_medians
 from bnopt.data import load_dataset
+from bnopt.runs import RunConfig
 from bnopt.tf32 import ROUNDINGS, TF32_MANTISSA, emulate_tf32
-from bnopt.train import RunConfig, train_run
+from bnopt.train import train_run
 
 LANDSCAPE = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2"]
 QUANTITIES = (["final_test_acc", "final_train_loss", "mean_batch_acc"] + LANDSCAPE
@@ -67,7 +68,7 @@ def compare(runs: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
 
     Pairing by seed (same weights, same batches) removes the seed-to-seed variation only while
     the two trajectories stay close; once they part (the standard net's plateau exit moves with
-    any perturbation of its steps: README, "Precision and speed") a pair is two independent
+    any perturbation of its steps: docs/speed.md) a pair is two independent
     runs and the test is as wide as the spread of both, as it should be."""
     rows = []
     long = runs.melt(["variant", "seed", "precision"], QUANTITIES, "quantity")
@@ -117,7 +118,7 @@ def save_runs(runs: pd.DataFrame, path: str | None) -> None:
         os.replace(tmp, path)
 
 
-def main(argv=None) -> dict:
+def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--variants", nargs="+", default=["standard", "batchnorm"])
@@ -130,7 +131,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--data-root", default=None,
-                    help="a local copy of a torchvision dataset (see README, data_root)")
+                    help="a local copy of a torchvision dataset (see docs/configuration.md, data_root)")
     ap.add_argument("--emulate", choices=ROUNDINGS, default=None,
                     help="on the CPU, emulate TF32 with this rounding of fp32 to TF32 (away: "
                          "ties away from zero, as PTX's cvt.rna; nearest: ties to even; the two "
@@ -149,6 +150,31 @@ def main(argv=None) -> dict:
     a.seeds = a.seeds or ([0, 1] if a.smoke else [0, 1, 2])
     if a.emulate:
         a.device = "cpu"
+    return a
+
+
+def main(argv=None) -> dict:
+    a = parse(argv)
+    runs = pd.DataFrame(all_runs(a))
+    table = compare(runs)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.to_string(index=False), file=sys.stderr)
+    res = {"device": a.device, "emulated_tf32": a.emulate,
+           "mantissa": a.mantissa if a.emulate else None, "dataset": a.dataset,
+           "image_size": a.image_size, "lr": a.lr, "steps": a.steps, "width": a.width,
+           "seeds": a.seeds,
+           "runs": runs.to_dict("records"), "comparison": table.to_dict("records"),
+           "any_differs": bool(table["differs"].any()),
+           "wall_s": {p: float(np.sum(runs.wall_s[runs.precision == p]))
+                      for p in runs["precision"].unique()}}
+    if a.json:
+        print(json.dumps(res))
+    return res
+
+
+def all_runs(a) -> list[dict]:
+    """One row per (variant, seed, arm) of ``a``: fp32 and each TF32 arm (emulated where
+    ``a.emulate``), reusing and extending the ``a.runs`` CSV."""
     data = load_dataset(a.dataset, a.data_root, image_size=a.image_size)
     every = max(1, a.steps // 15)
     setting = {"dataset": a.dataset, "image_size": a.image_size, "width": a.width, "lr": a.lr,
@@ -180,21 +206,7 @@ def main(argv=None) -> dict:
                 if a.runs:
                     saved = pd.concat([saved, pd.DataFrame(rows[-1:])], ignore_index=True)
                     save_runs(saved, a.runs)
-    runs = pd.DataFrame(rows)
-    table = compare(runs)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(table.to_string(index=False), file=sys.stderr)
-    res = {"device": a.device, "emulated_tf32": a.emulate,
-           "mantissa": a.mantissa if a.emulate else None, "dataset": a.dataset,
-           "image_size": a.image_size, "lr": a.lr, "steps": a.steps, "width": a.width,
-           "seeds": a.seeds,
-           "runs": runs.to_dict("records"), "comparison": table.to_dict("records"),
-           "any_differs": bool(table["differs"].any()),
-           "wall_s": {p: float(np.sum(runs.wall_s[runs.precision == p]))
-                      for p in runs["precision"].unique()}}
-    if a.json:
-        print(json.dumps(res))
-    return res
+    return rows
 
 
 if __name__ == "__main__":

@@ -7,17 +7,29 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT
 from scipy import stats
 
 from bnopt.aggregate import band_label, seed_interval
 from bnopt.claim_values import load_values, run_values
-from bnopt.claims import (ALMOST_AS_WELL, CLAIMS, EDGE, ICS_FACTOR, LOSS_FACTOR, QUANTITIES,
-                          VERDICTS, Check, checks, scorecard_runs)
+from bnopt.claims import (
+    ALMOST_AS_WELL,
+    CLAIMS,
+    EDGE,
+    ICS_FACTOR,
+    LOSS_FACTOR,
+    QUANTITIES,
+    VERDICTS,
+    Check,
+    checks,
+    scorecard_runs,
+)
 from bnopt.claims_text import precision_note, to_markdown
-from bnopt.config import check_config, figures_off, sweep_runs
+from bnopt.config import check_config
+from bnopt.figure_specs import figures_off
 from bnopt.progress import MIN_STEPS_PER_BIN
-from bnopt.verdicts import COLUMNS, judge, judge_effects
-from conftest import ROOT
+from bnopt.runs import sweep_runs
+from bnopt.verdicts import judge, judge_effects
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -418,7 +430,9 @@ def test_markdown_has_a_tally_and_one_line_per_check():
 def test_a_scorecard_of_tf32_gpu_runs_says_so_and_one_of_cpu_runs_says_nothing(tmp_path):
     def meta(name, **kw):
         path = tmp_path / f"{name}.json"
-        path.write_text(json.dumps({"precision": "fp32", "device": "cpu", **kw}))
+        where = str(kw.get("device", "cpu")).split(":")[0]  # what run.json records
+        path.write_text(json.dumps({"precision": "fp32", "device": "cpu", "device_type": where,
+                                    **kw}))
         return path
 
     cpu = [meta("a", precision="tf32"), meta("b")]  # TF32 does not exist on the CPU
@@ -431,11 +445,3 @@ def test_a_scorecard_of_tf32_gpu_runs_says_so_and_one_of_cpu_runs_says_nothing(t
             meta("g", device="auto", device_type="cpu", precision="tf32")]
     assert "1 of 2 runs trained" in precision_note(auto)
     assert "precision=fp32" in note
-
-
-def test_readme_names_every_column_of_claims_csv():
-    text = (ROOT / "README.md").read_text()
-    listed = text[text.index("`claims.csv` has, per row:"):]
-    listed = " ".join(listed[:listed.index("\n\n")].split())
-    named = {w.strip(",") for part in listed.split("`")[1::2] for w in part.split()}
-    assert named >= set(COLUMNS), set(COLUMNS) - named

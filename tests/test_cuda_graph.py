@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import bnopt.steps as steps_mod
-from bnopt.train import RunConfig, train_run
+from bnopt.runs import RunConfig
+from bnopt.train import train_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -7,8 +7,10 @@ import torch
 
 from bnopt.data import load_dataset
 from bnopt.measure import probing
-from bnopt.models import DLN_DEPTH, LpNorm, build_model
-from bnopt.train import RunConfig, train_run
+from bnopt.models import LpNorm, build_model
+from bnopt.runs import RunConfig
+from bnopt.train import train_run
+from bnopt.variants import DLN_DEPTH
 
 
 def direct_lp(z, p, eps=1e-5):

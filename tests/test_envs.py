@@ -1,6 +1,9 @@
-"""envs/bnopt.yaml (the rules' conda env) matches pyproject.toml's dependencies."""
+"""envs/bnopt.yaml (the rules' conda env) matches pyproject.toml's dependencies, and the package
+works from a plain install (a wheel), outside the checkout."""
+import math
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 
@@ -43,8 +46,9 @@ def test_the_wheel_carries_the_config_schema(tmp_path):
     r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                         str(target), str(wheel)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    code = ("import bnopt, yaml; from bnopt.config import RunConfig, check_config; "
-            "import bnopt.config; print(bnopt.__file__, bnopt.config.__file__); "
+    code = ("import bnopt, yaml; from bnopt.config import check_config; "
+            "from bnopt.runs import RunConfig; import bnopt.runs; "
+            "print(bnopt.__file__, bnopt.runs.__file__); "
             "r = RunConfig(dataset='digits', model='vgg', variant='batchnorm', lr=0.1, seed=0, "
             "steps=10, batch_size=8); print(r.measure_every, r.precision); "
             f"print(check_config(yaml.safe_load(open({str(ROOT / 'config.yaml')!r})))['steps'])")
@@ -55,3 +59,14 @@ def test_the_wheel_carries_the_config_schema(tmp_path):
     where, defaults, steps = r.stdout.split("\n")[:3]
     assert all(w.startswith(str(target)) for w in where.split()), where
     assert defaults == "100 tf32" and steps == "15000"
+    # a 10-step run of each model and a figure drawn from two of them, as a user would
+    out = tmp_path / "results"
+    r = subprocess.run([sys.executable, str(ROOT / "tests/wheel_smoke.py"), str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(str(target)), lines[0]
+    runs = [line.split() for line in lines[1:-1]]
+    assert {m for m, *_ in runs} == {"vgg", "simple_cnn", "dln"}
+    assert all(n == "10" and math.isfinite(float(loss)) for _, _, n, loss in runs), runs
+    assert Path(lines[-1]).stat().st_size > 10_000  # a drawn figure, not an empty file

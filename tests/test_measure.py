@@ -4,11 +4,25 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from bnopt.measure import (activation_summary, channel_moments, curvature, gradient_ics,
-                           gradient_ics_layered, histogram, hvp, ieee_fp32, lanczos_top,
-                           layer_parameters, loss_and_grad, measure_curvature, moment_shift,
-                           probe_along_gradient, probing, QUANTILES)
+from bnopt.measure import (
+    QUANTILES,
+    activation_summary,
+    channel_moments,
+    curvature,
+    gradient_ics,
+    gradient_ics_layered,
+    histogram,
+    hvp,
+    lanczos_top,
+    layer_parameters,
+    loss_and_grad,
+    measure_curvature,
+    moment_shift,
+    probe_along_gradient,
+    probing,
+)
 from bnopt.models import build_model, set_noise_generator
+from bnopt.precision import ieee_fp32
 from bnopt.variants import VARIANTS
 
 

@@ -1,7 +1,14 @@
 import pytest
 import torch
-from bnopt.models import (VGG_CONVS, NoisyBatchNorm, build_model, reuse_noise,
-                          set_noise_generator)
+
+from bnopt.models import (
+    VGG_CONVS,
+    NoisyBatchNorm,
+    build_model,
+    reuse_noise,
+    set_noise_generator,
+)
+from bnopt.variants import MODELS, NUM_LAYERS
 
 
 def vgg_param_count(width=1.0, in_ch=3, classes=10, bn=False):
@@ -33,6 +40,14 @@ def test_vgg_numbering_has_every_paper_layer(size, ch):
     out = net(torch.randn(4, ch, size, size), preacts=pre)
     assert len(pre) == 14 and pre[-1] is out
     assert [p.shape[1] for p in pre] == [i.out_features for i in info]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_registered_depth_of_each_model_is_the_one_it_builds(model):
+    """NUM_LAYERS (what figure layers are checked against at config time, before anything is
+    built) is the number of weight layers the model has."""
+    net = build_model(model, "standard", 10 if model == "dln" else 3, 32, 10)
+    assert len(net.layers) == NUM_LAYERS[model]
 
 
 def test_simple_cnn_is_three_convs_two_linear():

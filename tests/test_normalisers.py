@@ -7,13 +7,14 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from bnopt.config import load_schema
 from bnopt.figures import FIGURES
-from bnopt.plotting import LABELS, PALETTE
 from bnopt.measure import layer_parameters, measure_curvature, measure_step
 from bnopt.models import NORMALISERS, WeightNorm, build_model, group_count
+from bnopt.plotting import LABELS, PALETTE
+from bnopt.runs import RunConfig
+from bnopt.schema import load_schema
+from bnopt.train import train_run
 from bnopt.variants import DLN_VARIANTS, VARIANTS, variants_in
-from bnopt.train import RunConfig, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ["layernorm", "groupnorm", "weightnorm"]

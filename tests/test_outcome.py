@@ -4,13 +4,14 @@ import math
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT
 
 from bnopt.aggregate import summary_table
-from bnopt.outcome import CHANCE_MARGIN, LOSS_PLATEAU, outcome_text, training_outcome
-from bnopt.config import check_config, train_settings
+from bnopt.config import check_config
 from bnopt.data import load_dataset
-from bnopt.train import RunConfig, train_run, write_run
-from conftest import ROOT
+from bnopt.outcome import CHANCE_MARGIN, LOSS_PLATEAU, outcome_text, training_outcome
+from bnopt.runs import RunConfig, train_settings
+from bnopt.train import train_run, write_run
 
 DEFAULT = check_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
 

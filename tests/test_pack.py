@@ -7,18 +7,26 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT
+
 from bnopt.data import load_dataset
 from bnopt.measure import lanczos_top, measure_curvature
-from bnopt.models import DLN_VARIANTS, VARIANTS
+from bnopt.variants import DLN_VARIANTS, VARIANTS
 from bnopt.recorder import Recorder
+from bnopt.runs import RunConfig
 from bnopt.steps import criterion, forward_backward, measure_after_step, plain_step
-from bnopt.train import RunConfig, build_run
+from bnopt.train import build_run
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from pack import (Pack, PackedRecorder, lanczos_top_runs, packed_curvature,  # noqa: E402
-                  packed_forward_backward, packed_measure_step, packed_step)
+from pack import (  # noqa: E402
+    Pack,
+    PackedRecorder,
+    lanczos_top_runs,
+    packed_curvature,
+    packed_forward_backward,
+    packed_measure_step,
+    packed_step,
+)
 
 CPU = torch.device("cpu")
 SEEDS = (0, 1, 2)

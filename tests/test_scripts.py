@@ -7,7 +7,7 @@ import pandas as pd
 from PIL import Image
 
 from bnopt.figures import FIGURES
-from bnopt.models import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
+from bnopt.variants import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
 from bnopt.tables import TABLES
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"

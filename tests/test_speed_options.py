@@ -11,10 +11,12 @@ from torch.func import functional_call
 import bnopt.steps as steps_mod
 import bnopt.train as train_mod
 from bnopt.data import DeviceData
-from bnopt.measure import matmul_precision, probe_along_gradient, probing
+from bnopt.measure import probe_along_gradient, probing
 from bnopt.models import build_model, set_noise_generator
+from bnopt.precision import matmul_precision
+from bnopt.runs import RunConfig
 from bnopt.steps import criterion
-from bnopt.train import RunConfig, train_run
+from bnopt.train import train_run
 
 TINY = dict(dataset="synthetic", model="vgg", variant="batchnorm", lr=0.05, seed=0, steps=24,
             batch_size=64, width=0.125, eval_every=12, log_every=6, device="cpu",
@@ -70,21 +72,35 @@ def test_vmap_probes_with_channels_last_is_refused_before_training(synthetic):
                   progress=False)
 
 
-def test_channels_last_auto_is_on_only_where_it_measured_faster():
-    """auto: NHWC on a CUDA device with TF32 steps (graphed BN VGG step 4.09 -> 2.98 ms on an
-    H200), not in fp32 (2-6% slower there), not on the CPU, never with vmap_probes; true and
-    false are taken as they are."""
-    def uses(device, **kw):
-        return RunConfig(**{**TINY, "dtype": "float32", **kw}).uses_channels_last(device)
+def test_the_channels_last_decision_reaches_model_batches_and_record(synthetic):
+    """build_run decides NHWC once for the run's device (auto: off on the CPU, where it is
+    mixed and changes results at rounding) and the model's weights, the batches and run.json
+    all follow that one decision."""
+    from bnopt.train import build_run
+
+    def nhwc(t):  # channels are the innermost dimension (stride 1)
+        return t.stride(1) == 1 and t.shape[1] > 1
 
     assert RunConfig(**TINY).channels_last == "auto"  # the schema's default
-    assert uses("cuda", precision="tf32") and uses(torch.device("cuda", 1), precision="tf32")
-    assert not uses("cuda", precision="fp32") and not uses("cpu", precision="tf32")
-    assert not uses("cuda", precision="tf32", vmap_probes=True)  # vmap cannot batch NHWC BN
-    assert uses("cpu", channels_last=True) and not uses("cuda", precision="tf32",
-                                                        channels_last=False)
+    for setting, want in (("auto", False), (True, True), (False, False)):
+        cfg = RunConfig(**{**TINY, "dtype": "float32", "channels_last": setting})
+        run = build_run(cfg, synthetic, torch.device("cpu"))
+        conv = next(m for m in run.model.modules() if isinstance(m, torch.nn.Conv2d))
+        x, _ = next(run.batches)
+        assert (run.channels_last, nhwc(conv.weight), nhwc(x)) == (want, want, want), setting
+        meta = train_run(dataclasses.replace(cfg, steps=2, eval_every=2, log_every=2),
+                         synthetic, progress=False).meta
+        assert meta["channels_last_used"] is want
     with pytest.raises(ValueError, match="channels_last = 'yes'"):
         RunConfig(**{**TINY, "channels_last": "yes"})
+
+
+def test_auto_never_puts_vmap_probes_on_nhwc():
+    """PyTorch's vmap cannot batch BatchNorm over NHWC on CUDA (a crash at the first measured
+    step): auto, which turns NHWC on for TF32 runs on a GPU, stays off with vmap_probes."""
+    cfg = RunConfig(**{**TINY, "dtype": "float32", "precision": "tf32"})
+    assert cfg.uses_channels_last("cuda")
+    assert not dataclasses.replace(cfg, vmap_probes=True).uses_channels_last("cuda")
 
 
 def test_channels_last_gives_the_same_run(synthetic):
@@ -174,7 +190,8 @@ def test_precision_names_are_checked():
 def _one_measured_step(device, variant, vectorize, channels_last):
     """Loss, gradient, probes and ICS of one measured SGD step of a fixed float32 network on a
     fixed batch, computed on ``device`` (the same parameters and data on every device)."""
-    from bnopt.measure import ieee_fp32, layer_parameters, measure_step
+    from bnopt.measure import layer_parameters, measure_step
+    from bnopt.precision import ieee_fp32
 
     torch.manual_seed(0)
     net = build_model("vgg", variant, 3, 32, 10, width=0.125)  # 32x32: signal reaches the top
@@ -254,8 +271,13 @@ def test_a_run_on_the_gpu_starts_where_the_cpu_one_does(synthetic):
 def test_a_measured_step_never_syncs_the_gpu(vectorize):
     """Probes, ICS and activation statistics stay on the device: CUDA's sync debug mode raises
     on any host synchronisation (an .item(), a device-to-host copy, a pageable upload)."""
-    from bnopt.measure import (QUANTILES, activation_summary, channel_moments, histogram,
-                               measure_step)
+    from bnopt.measure import (
+        QUANTILES,
+        activation_summary,
+        channel_moments,
+        histogram,
+        measure_step,
+    )
 
     torch.manual_seed(0)
     dev = torch.device("cuda")

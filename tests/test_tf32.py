@@ -9,9 +9,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bnopt.data import fake_dataset
-from bnopt.measure import ieee_fp32, matmul_precision
+from bnopt.precision import ieee_fp32, matmul_precision
+from bnopt.runs import RunConfig
 from bnopt.tf32 import emulate_tf32, round_tf32
-from bnopt.train import RunConfig, train_run
+from bnopt.train import train_run
 
 ULP = 2.0 ** -10  # TF32's unit in the last place at 1.0
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from bnopt.io import write_parquet
+from bnopt.runs import RunConfig
 from bnopt.tables import TABLES
-from bnopt.train import RunConfig, resolve_device, train_run, write_run
+from bnopt.train import resolve_device, train_run, write_run
 
 TINY = dict(dataset="synthetic", model="vgg", lr=0.05, seed=0, steps=30, batch_size=64,
             width=0.125, eval_every=10, log_every=7, device="cpu", measure_every=5, hist_every=10,
@@ -32,8 +33,8 @@ def test_same_config_and_seed_give_identical_parquet(tmp_path, synthetic, varian
 
 
 def test_tables_follow_the_documented_schema(synthetic, tmp_path):
-    """What a user reads back from the Parquet files: the documented columns (README,
-    "Tables") with integer steps and layers and float values, one row per step."""
+    """What a user reads back from the Parquet files: the documented columns (docs/outputs.md)
+    with integer steps and layers and float values, one row per step."""
     r = train_run(RunConfig(variant="batchnorm", **TINY), synthetic, progress=False)
     write_run(r, {n: tmp_path / f"{n}.parquet" for n in TABLES}, tmp_path / "run.json")
     for name, cols in TABLES.items():

@@ -8,12 +8,12 @@ import time
 import pandas as pd
 import pytest
 import yaml
+from conftest import ROOT, run_snakemake, snakemake_command
 
 from bnopt.claims import checks
 from bnopt.config import check_config
 from bnopt.cost import sweep_plan
 from bnopt.figures import FIGURES
-from conftest import ROOT, run_snakemake, snakemake_command
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -34,14 +34,14 @@ def test_a_dry_run_parses_without_torch_or_seaborn(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "bnopt.config" in imported and "bnopt.claims" in imported
+    assert {"bnopt.config", "bnopt.runs", "bnopt.claims"} <= imported
     heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "seaborn", "matplotlib"))
     assert not heavy, heavy[:10]
 
 
 def test_every_figure_function_has_a_spec_and_every_spec_a_function():
     """The rules derive from the specs (bnopt.config.figure_specs), the drawing from FIGURES."""
-    from bnopt.config import figure_specs
+    from bnopt.figure_specs import figure_specs
 
     assert list(figure_specs(check_config(BASE))) == list(FIGURES)
 
@@ -263,8 +263,8 @@ def test_every_figure_has_a_report_caption():
 
 @pytest.mark.slow
 def test_recovery_after_snakemake_itself_is_killed(tmp_path):
-    """README's recovery when Snakemake itself dies (power loss, OOM kill of its process group):
-    its lock stays and a rerun is refused; `snakemake --unlock`, then the rerun with
+    """The recovery docs/running.md gives when Snakemake itself dies (power loss, OOM kill of
+    its process group): its lock stays and a rerun is refused; `snakemake --unlock`, then the rerun with
     --rerun-incomplete finishes, the killed training job resuming from its checkpoint."""
     cfg = ["dataset=synthetic", "width=0.125", "steps=400", "batch_size=64", "eval_every=100",
            "log_every=10", "checkpoint_every=20", "device=cpu", "threads=1", "seeds=[0]",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bnopt.config import RUN_IDENTITY
+from bnopt.runs import RUN_IDENTITY
 
 IDENTITY = list(RUN_IDENTITY)
 MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos", "lambda_max",

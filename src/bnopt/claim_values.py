@@ -12,8 +12,8 @@ import pandas as pd
 
 from bnopt.aggregate import landscape_summary, read_meta, run_tables
 from bnopt.claims import LANDSCAPE, LATE_FRACTION, QUANTITIES
-from bnopt.config import RUN_IDENTITY
 from bnopt.progress import binned, geometric_mean, smoothed_loss
+from bnopt.runs import RUN_IDENTITY
 
 
 def _late(df: pd.DataFrame, steps: int) -> pd.DataFrame:
@@ -94,7 +94,7 @@ def _run_values(meta_path) -> tuple[dict, pd.DataFrame]:
              **{k: meta[k] for k in RUN_IDENTITY}, "lr": float(meta["lr"]),
              "seed": int(meta["seed"]), "diverged": diverged,
              "never_learned": bool(meta["never_learned"]),
-             "momentum": float(meta.get("momentum", 0.0))}
+             "momentum": float(meta["momentum"])}
     return ident, rows
 
 

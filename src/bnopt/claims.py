@@ -93,8 +93,10 @@ LANDSCAPE = ("loss_range", "grad_pred", "beta_smoothness")
 
 def checks(cfg: dict) -> list[Check]:
     """Every check a checked config ``cfg`` asks for, at the figures' learning rates and
-    layers (so a check and the figure that shows it always agree)."""
-    from bnopt.config import figure_specs
+    layers (so a check and the figure that shows it always agree). Long by design: the
+    scorecard's whole list, one block per claim in the order of the paper, read top to
+    bottom like the table it makes."""
+    from bnopt.figure_specs import figure_specs
     from bnopt.variants import variants_in
 
     spec = {fig: kwargs for fig, (_, kwargs) in figure_specs(cfg).items()}
@@ -168,7 +170,8 @@ def checks(cfg: dict) -> list[Check]:
 def scorecard_runs(cfg: dict) -> list[tuple]:
     """(dataset, model, variant, lr, seed) of every run the checks of ``cfg`` compare, where
     their figure is on: what the rule ``scorecard`` needs."""
-    from bnopt.config import family_runs, figures_off
+    from bnopt.figure_specs import figures_off
+    from bnopt.runs import family_runs
 
     blocked = figures_off(cfg)
     runs = []

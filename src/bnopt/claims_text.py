@@ -49,12 +49,11 @@ def precision_note(meta_paths) -> str:
     ``precision`` changes nothing."""
     metas = [read_meta(p) for p in meta_paths]
     tf32 = [m for m in metas  # device_type: where it trained (device may say auto)
-            if m.get("precision") == "tf32"
-            and str(m.get("device_type", m.get("device", ""))).startswith("cuda")]
+            if m["precision"] == "tf32" and m["device_type"] == "cuda"]
     if not tf32:
         return ""
     return (f"\n{len(tf32)} of {len(metas)} runs trained their unmeasured steps in TF32 "
-            "(`precision: tf32`); every measurement is IEEE fp32. README, 'Precision and speed', "
+            "(`precision: tf32`); every measurement is IEEE fp32. docs/speed.md "
             "measures what TF32 changes; `--config precision=fp32` trains in IEEE "
             "throughout.\n")
 
@@ -88,5 +87,5 @@ def to_markdown(table: pd.DataFrame) -> str:
               "verdict holds when every seed's effect lies on the claim's side of the threshold "
               "it names, does not hold when none does. Per-step quantities are judged at matched "
               "training loss (the bins of `claims.csv`); the run-long median is shown, not "
-              "judged (README, 'Scorecard')."]
+              "judged (docs/scorecard.md)."]
     return "\n".join(lines) + "\n"

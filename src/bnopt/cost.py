@@ -25,10 +25,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bnopt.config import JOB_BENCHMARK, sweep_runs, train_settings
 from bnopt.data import fake_dataset
 from bnopt.datasets import TEST_SIZES, TRAIN_SIZES
-from bnopt.measure import matmul_precision
+from bnopt.precision import matmul_precision
+from bnopt.runs import JOB_BENCHMARK, plan, run_config
 
 KEY = ["dataset", "model", "variant"]
 
@@ -46,18 +46,17 @@ def step_counts(steps: int, measure_every: int, eval_every: int, hessian_every: 
 
 def sweep_plan(cfg: dict) -> pd.DataFrame:
     """One row per (dataset, model, variant) of the runs the whole workflow trains (see
-    :func:`bnopt.config.sweep_runs`), with the number of runs and, per run, the steps, measured
+    :func:`bnopt.runs.plan`), with the number of runs and, per run, the steps, measured
     steps, evaluations, images per evaluation (training plus test set) and the configured
     device (``auto``, ``cpu`` or ``cuda``)."""
     rows = {}
-    for dataset, model, variant, _lr, _seed in sweep_runs(cfg):
-        key = (dataset, model, variant)
+    for run in plan(cfg):
+        key = (run.dataset, run.model, run.variant)
         if key not in rows:
-            s = train_settings(cfg, model)
-            rows[key] = {"runs": 0, **step_counts(s["steps"], s["measure_every"], s["eval_every"],
-                                                  s["hessian_every"]),
-                         "eval_images": TRAIN_SIZES[dataset] + TEST_SIZES[dataset],
-                         "device": s["device"]}
+            rows[key] = {"runs": 0, **step_counts(run.steps, run.measure_every, run.eval_every,
+                                                  run.hessian_every),
+                         "eval_images": TRAIN_SIZES[run.dataset] + TEST_SIZES[run.dataset],
+                         "device": run.device}
         rows[key]["runs"] += 1
     index = pd.MultiIndex.from_tuples(list(rows), names=KEY)
     return pd.DataFrame(list(rows.values()), index=index)
@@ -163,24 +162,19 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     measures curvature (``hessian_every`` > 0), ``curvature_s`` is a step with a curvature
     measurement (and no other), timed the same way; Lanczos stops at its tolerance, so on these
     random data it estimates rather than bounds the cost (at most ``hessian_iters`` products).
-    An evaluation (training and test split, eval mode, in the run's ``eval_precision``) is
-    timed on up to two eval batches, repeated to last ``min_seconds`` (fastest of
-    ``repeats``), and scaled to the full splits.
+    An evaluation is timed by :func:`eval_seconds`.
     Everything runs with the config's ``threads`` CPU threads, as its jobs do."""
-    from bnopt.train import (RunConfig, build_run, cudnn_autotune, evaluate, resolve_device,
-                             train_run)
+    from bnopt.train import train_run
 
-    settings = train_settings(cfg, model)
-    settings.update(device=device if settings["device"] == "auto" else settings["device"],
-                    checkpoint_every=0, hist_every=0)
-    batch = settings["batch_size"]
+    lr = lr if lr is not None else (cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0])
+    planned = run_config(cfg, dataset, model, variant, lr, 0)
+    base = dataclasses.replace(planned, checkpoint_every=0, hist_every=0,
+                               device=device if planned.device == "auto" else planned.device)
+    batch = base.batch_size
     full_batch = batch >= TRAIN_SIZES[dataset]  # the DLN: gradient descent on the whole split
     size = None if model == "dln" else cfg["image_size"]
     small = fake_dataset(dataset, n_train=TRAIN_SIZES[dataset] if full_batch else 2 * batch,
                          n_test=min(batch, TEST_SIZES[dataset]), image_size=size)
-    lr = lr if lr is not None else (cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0])
-    base = RunConfig(dataset=dataset, model=model, variant=variant, lr=lr, seed=0,
-                     **{**settings, "probe_multipliers": tuple(settings["probe_multipliers"])})
 
     def wall(n: int, measure_every: int, hessian_every: int) -> float:
         cfg_n = dataclasses.replace(base, steps=n, log_every=n, eval_every=n,
@@ -189,32 +183,45 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
 
     out = {}
     kinds = [("train_s", 0, 0), ("measured_s", 1, 0)]
-    kinds += [("curvature_s", 0, 1)] if settings["hessian_every"] else []
+    kinds += [("curvature_s", 0, 1)] if base.hessian_every else []
     for name, every, hessian in kinds:
         out[name], _ = per_step_seconds(lambda n: wall(n, every, hessian), steps, min_seconds,
                                         repeats)
 
-    dev = resolve_device(base.device)
-    n_eval = min(TRAIN_SIZES[dataset], 2 * base.eval_batch_size)
-    data = fake_dataset(dataset, n_train=n_eval, n_test=1, image_size=size)
-    run = build_run(dataclasses.replace(base, batch_size=min(batch, n_eval)), data, dev)
-    dd, net = run.data, run.model
+    out["eval_s"] = eval_seconds(base, cfg["image_size"], min_seconds, repeats)
+    return out
 
-    def timed_eval(times: int = 1) -> float:  # as training does it, in the run's precision
+
+def eval_seconds(run, image_size: int, min_seconds: float = 0.0, repeats: int = 1) -> float:
+    """Seconds of one evaluation (training and test split, eval mode, in the run's
+    ``eval_precision``) of the RunConfig ``run``, as training does it: timed on up to two eval
+    batches of random data, repeated to last ``min_seconds`` (fastest of ``repeats``), scaled
+    to the full splits."""
+    from bnopt.precision import cudnn_autotune
+    from bnopt.train import build_run, evaluate, resolve_device
+
+    dataset = run.dataset
+    dev = resolve_device(run.device)
+    n_eval = min(TRAIN_SIZES[dataset], 2 * run.eval_batch_size)
+    data = fake_dataset(dataset, n_train=n_eval, n_test=1,
+                        image_size=None if run.model == "dln" else image_size)
+    parts = build_run(dataclasses.replace(run, batch_size=min(run.batch_size, n_eval)), data, dev)
+    dd, net = parts.data, parts.model
+
+    def timed_eval(times: int = 1) -> float:
         _sync(dev)
         t = time.perf_counter()
-        with matmul_precision(base.eval_precision):
+        with matmul_precision(run.eval_precision):
             for _ in range(times):
-                evaluate(net, dd, dd.x_train, dd.y_train, base.eval_batch_size)
+                evaluate(net, dd, dd.x_train, dd.y_train, run.eval_batch_size)
         _sync(dev)
         return (time.perf_counter() - t) / times
 
-    with cudnn_autotune(base.cudnn_benchmark):
+    with cudnn_autotune(run.cudnn_benchmark):
         first = timed_eval()  # warm-up; then enough passes to last min_seconds
         times = max(1, math.ceil(min_seconds / max(first, 1e-6)))
         images = TRAIN_SIZES[dataset] + TEST_SIZES[dataset]
-        out["eval_s"] = min(timed_eval(times) for _ in range(repeats)) * images / n_eval
-    return out
+        return min(timed_eval(times) for _ in range(repeats)) * images / n_eval
 
 
 def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
@@ -325,7 +332,7 @@ def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
     from bnopt.models import build_model
 
     dataset, model_name, variant = key
-    s = train_settings(cfg, model_name)
+    s = dataclasses.asdict(run_config(cfg, dataset, model_name, variant, 0.1, 0))
     shape = input_shape(dataset, None if model_name == "dln" else cfg["image_size"])
     outputs = NUM_CLASSES[dataset] or shape[0]
     net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1, outputs,

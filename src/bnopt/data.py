@@ -136,8 +136,8 @@ def _digits() -> Dataset:
 def resized(ds: Dataset, size: int) -> Dataset:
     """``ds`` with its images bilinearly resized to ``size`` x ``size`` (still uint8), e.g. to
     give scikit-learn's 8x8 digits the layer geometry of larger inputs: at 8x8 the VGG's last
-    eight convs see 1x1 maps, where a 3x3 conv uses only its centre tap (README, "Where we
-    differ")."""
+    eight convs see 1x1 maps, where a 3x3 conv uses only its centre tap (docs/measurements.md,
+    "Where we differ from the paper")."""
     def up(x):
         return F.interpolate(x.float(), size=(size, size), mode="bilinear",
                              align_corners=False).round().clamp(0, 255).to(torch.uint8)

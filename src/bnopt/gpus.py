@@ -122,4 +122,4 @@ def sharing_note(slots: int, env=None) -> str | None:
         return None
     return (f"jobs_per_gpu = {slots} but CUDA MPS is not running: jobs sharing a GPU take turns "
             "(time-slicing), so together they train no faster than one at a time. Start MPS "
-            "(README, 'Several jobs per GPU') or set jobs_per_gpu: 1.")
+            "(docs/speed.md, 'Several jobs per GPU') or set jobs_per_gpu: 1.")

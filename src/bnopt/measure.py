@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 from torch.func import functional_call, grad, grad_and_value, jvp, vmap
 
-from bnopt.config import PRECISIONS
 from bnopt.models import reuse_noise
+from bnopt.precision import ieee_fp32
 from bnopt.tables import QUANTILES
 
 Params = dict[str, torch.Tensor]
@@ -30,28 +30,6 @@ QUANTILE_SAMPLE = 1 << 20  # torch.quantile works on at most this many (strided)
 def total_norm(tensors) -> torch.Tensor:
     """l2 norm of several tensors taken together, as one device scalar."""
     return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(tensors))))
-
-
-@contextlib.contextmanager
-def matmul_precision(precision: str):
-    """Inside this block float32 convolutions and matrix products use ``precision``: 'fp32'
-    (IEEE) or 'tf32' (TensorFloat-32 tensor cores, a 10-bit mantissa, on Ampere and later GPUs).
-    No effect on the CPU or on float64. Restores the previous setting on exit."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
-    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def ieee_fp32():
-    """IEEE fp32 for convolutions and matrix products. PyTorch's default lets cuDNN
-    convolutions use TF32, which is harmless for training but not for the probes: they take
-    differences of nearly equal gradients."""
-    return matmul_precision("fp32")
 
 
 @contextlib.contextmanager
@@ -226,8 +204,8 @@ def lanczos_top(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Ten
     where the Hessian's negative curvature dominates), the top Ritz value converges to the
     largest algebraic eigenvalue. Because the Krylov space contains ``start``, theta is never
     below the Rayleigh quotient alpha_1. The small tridiagonal eigenproblem is solved on the host
-    in float64: one host sync per iteration (curvature steps are rare; see README). Not scipy's
-    ``eigsh``: it works on host arrays, so on a GPU it would copy the whole parameter vector to
+    in float64: one host sync per iteration (curvature steps are rare; docs/measurements.md,
+    "Curvature"). Not scipy's ``eigsh``: it works on host arrays, so on a GPU it would copy the whole parameter vector to
     the host and back at every product; here the Krylov vectors stay on the device, in one
     preallocated (iters, n) block: memory for ``iters`` copies of the parameters."""
     q = start / torch.linalg.vector_norm(start)

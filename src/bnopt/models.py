@@ -24,8 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bnopt.variants import (DLN_DEPTH, DLN_VARIANTS, INITS, MODELS,  # noqa: F401 (re-exported)
-                            NOISY_BN_DEFAULTS, NUM_LAYERS, VARIANT_INFO, VARIANTS, variants_in)
+from bnopt.variants import DLN_DEPTH, INITS, MODELS, NOISY_BN_DEFAULTS, VARIANTS
 
 # VGG-16 layout adapted to 32x32 inputs (13 convs then one linear classifier): 14 weight layers,
 # so every layer number the paper plots (up to 13) is a conv layer followed by BN in the BN net.

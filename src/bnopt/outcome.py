@@ -7,7 +7,8 @@ import math
 
 import numpy as np
 
-# A run "never learned" (left its starting plateau) by these rules; README, "Outputs".
+# A run "never learned" (left its starting plateau) by these rules; docs/outputs.md, "Runs that
+# did not train".
 TAIL_FRACTION = 0.01   # final batch loss / accuracy: mean over the last 1% of steps (>= 1 step)
 CHANCE_MARGIN = 0.05   # classification: final batch accuracy below chance + this
 LOSS_PLATEAU = 0.98    # regression: final batch loss above this fraction of the step-0 loss

@@ -46,7 +46,8 @@ def lineplot(ax, df, y, variants, **kw):
 
 
 def run_notes(metas: list[dict], lr: float, variants: list[str]) -> str:
-    """Which runs at ``lr`` diverged or never learned (README, "Outputs"), per variant."""
+    """Which runs at ``lr`` diverged or never learned (docs/outputs.md, "Runs that did not
+    train"), per variant."""
     notes = []
     for v in variants:
         runs = [m for m in metas if m["variant"] == v and m["lr"] == lr]

@@ -21,8 +21,7 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     one row per check: the effect with its seed interval, coloured by verdict, against "no
     effect" (a dashed line); ratios on a log axis, differences on a linear one; one panel per
     claim and kind of comparison."""
-    from bnopt.claims_text import check_label, verdict_text
-    from bnopt.verdicts import no_effect, threshold
+    from bnopt.claims_text import check_label
 
     table = pd.read_csv(claims_csv, keep_default_na=True).fillna(
         {"layer": "", "why": "", "basis": "", "seed_effects": ""})
@@ -32,8 +31,7 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     row_h, pad_below, pad_above, top = 0.26, 0.62, 0.42, 0.85
     heights = [len(g) * row_h + 0.25 for _, g in sections]
     total = top + sum(h + pad_below + pad_above for h in heights)
-    width = 16.0
-    fig = subplots(figsize=(width, total))
+    fig = subplots(figsize=(16.0, total))
     axes, y_top = [], total - top
     for h in heights:
         y_top -= pad_above + h
@@ -41,50 +39,72 @@ def fig0_scorecard(claims_csv, out_path) -> None:
         y_top -= pad_below
     for ax, ((claim, comparison), g) in zip(axes, sections):
         y = np.arange(len(g))[::-1]
-        e0 = no_effect(comparison)
-        ratio = comparison == "ratio"
         for yi, (_, r) in zip(y, g.iterrows()):
-            colour = VERDICT_COLOURS[r.verdict]
-            if np.isfinite(r.run_median_effect):  # the run-long median: shown, not judged
-                ax.plot(r.run_median_effect, yi, "D", mfc="none", mec="0.45", ms=5, mew=0.9)
-            if np.isfinite(r.effect):
-                lo, hi = (r.effect_lo, r.effect_hi) if np.isfinite(r.effect_lo) else (r.effect,) * 2
-                ax.plot([lo, hi], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
-                seeds = [float(x) for x in str(r.seed_effects).split(" / ") if x]
-                ax.plot(seeds, [yi] * len(seeds), "|", color="0.15", ms=7, mew=1.0)
-                ax.plot(r.effect, yi, "o", color=colour, ms=6, mec="0.15", mew=0.6)
-            if r.direction == "within":
-                ax.plot([1 / r.margin, r.margin], [yi, yi], color="0.5", lw=6, alpha=0.2,
-                        solid_capstyle="butt")
-            elif r.margin:
-                level = threshold(comparison, r.direction, r.margin)
-                ax.plot([level] * 2, [yi - 0.4, yi + 0.4], color="0.3", lw=1.2, ls=":")
-            note = verdict_text(r) if r.verdict in ("holds", "does not hold") else (
-                f"{r.verdict}: {r.why}" if r.why else r.verdict)
-            ax.annotate(note[:85] + ("…" if len(note) > 85 else ""), (1.01, yi),
-                        xycoords=("axes fraction", "data"), va="center", fontsize=7.5,
-                        color=colour if r.verdict != "not measured" else "0.35")
-        ax.axvline(e0, color="0.2", ls="--", lw=1)
+            _draw_check(ax, yi, r, comparison)
         ax.set_yticks(y, [check_label(r) for _, r in g.iterrows()], fontsize=8)
         ax.set_ylim(-0.7, len(g) - 0.3)
-        vals = pd.concat([g.effect, g.effect_lo, g.effect_hi,
-                          g.run_median_effect]).to_numpy(dtype=float)
-        vals = vals[np.isfinite(vals)]
-        if ratio:
-            ax.set_xscale("log")
-            pos = np.concatenate([vals[vals > 0], [e0]])
-            within = g[g.direction == "within"].margin.to_numpy(dtype=float)
-            pos = np.concatenate([pos, 1 / within, within])
-            ax.set_xlim(pos.min() / 1.6, pos.max() * 1.6)
-            ax.set_xlabel("ratio treatment / baseline (log scale; 1 = no effect)", fontsize=9)
-        else:
-            span = np.concatenate([vals, [e0 - 0.05, e0 + 0.05]])
-            pad = 0.08 * (span.max() - span.min())
-            ax.set_xlim(span.min() - pad, span.max() + pad)
-            ax.set_xlabel("difference treatment - baseline (0 = no effect)", fontsize=9)
+        _effect_axis(ax, g, comparison)
         ax.set_title(f"Claim {claim}: {g.statement.iloc[0]}" if claim[0].isdigit()
                      else g.statement.iloc[0], fontsize=10, loc="left")
-        ax.tick_params(axis="x", labelsize=8)
+    _legend_and_title(fig, table, total)
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _draw_check(ax, yi: float, r, comparison: str) -> None:
+    """One check's row at height ``yi``: its effect, seed interval and seeds, the run-long
+    median, the threshold or the band it must stay within, and its verdict in words."""
+    from bnopt.claims_text import verdict_text
+    from bnopt.verdicts import threshold
+
+    colour = VERDICT_COLOURS[r.verdict]
+    if np.isfinite(r.run_median_effect):  # the run-long median: shown, not judged
+        ax.plot(r.run_median_effect, yi, "D", mfc="none", mec="0.45", ms=5, mew=0.9)
+    if np.isfinite(r.effect):
+        lo, hi = (r.effect_lo, r.effect_hi) if np.isfinite(r.effect_lo) else (r.effect,) * 2
+        ax.plot([lo, hi], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+        seeds = [float(x) for x in str(r.seed_effects).split(" / ") if x]
+        ax.plot(seeds, [yi] * len(seeds), "|", color="0.15", ms=7, mew=1.0)
+        ax.plot(r.effect, yi, "o", color=colour, ms=6, mec="0.15", mew=0.6)
+    if r.direction == "within":
+        ax.plot([1 / r.margin, r.margin], [yi, yi], color="0.5", lw=6, alpha=0.2,
+                solid_capstyle="butt")
+    elif r.margin:
+        level = threshold(comparison, r.direction, r.margin)
+        ax.plot([level] * 2, [yi - 0.4, yi + 0.4], color="0.3", lw=1.2, ls=":")
+    note = verdict_text(r) if r.verdict in ("holds", "does not hold") else (
+        f"{r.verdict}: {r.why}" if r.why else r.verdict)
+    ax.annotate(note[:85] + ("…" if len(note) > 85 else ""), (1.01, yi),
+                xycoords=("axes fraction", "data"), va="center", fontsize=7.5,
+                color=colour if r.verdict != "not measured" else "0.35")
+
+
+def _effect_axis(ax, g: pd.DataFrame, comparison: str) -> None:
+    """The effect axis of one panel: "no effect" dashed; a ratio on a log scale spanning every
+    effect, interval and band, a difference on a linear one."""
+    from bnopt.verdicts import no_effect
+
+    e0 = no_effect(comparison)
+    ax.axvline(e0, color="0.2", ls="--", lw=1)
+    vals = pd.concat([g.effect, g.effect_lo, g.effect_hi,
+                      g.run_median_effect]).to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    if comparison == "ratio":
+        ax.set_xscale("log")
+        pos = np.concatenate([vals[vals > 0], [e0]])
+        within = g[g.direction == "within"].margin.to_numpy(dtype=float)
+        pos = np.concatenate([pos, 1 / within, within])
+        ax.set_xlim(pos.min() / 1.6, pos.max() * 1.6)
+        ax.set_xlabel("ratio treatment / baseline (log scale; 1 = no effect)", fontsize=9)
+    else:
+        span = np.concatenate([vals, [e0 - 0.05, e0 + 0.05]])
+        pad = 0.08 * (span.max() - span.min())
+        ax.set_xlim(span.min() - pad, span.max() + pad)
+        ax.set_xlabel("difference treatment - baseline (0 = no effect)", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def _legend_and_title(fig, table: pd.DataFrame, total: float) -> None:
     line = matplotlib.lines.Line2D
     handles = [line([], [], color=c, marker="o", lw=2.2, label=v)
                for v, c in VERDICT_COLOURS.items()]
@@ -102,5 +122,3 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     fig.suptitle(f"Figure 0: does the paper hold here? {where} and the deep linear network; "
                  f"effect (mean) and the range of up to {n} seeds, coloured by verdict; "
                  "per-step quantities at matched training loss", fontsize=12, y=1 - 0.12 / total)
-    fig.savefig(out_path, dpi=130, bbox_inches="tight")
-    plt.close(fig)

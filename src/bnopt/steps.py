@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from bnopt.config import RunConfig
-from bnopt.measure import ieee_fp32, measure_curvature, measure_step
+from bnopt.measure import measure_curvature, measure_step
+from bnopt.precision import ieee_fp32
+from bnopt.runs import RunConfig
 
 if TYPE_CHECKING:
     from bnopt.recorder import Recorder
@@ -64,28 +65,31 @@ class CudaGraphStep:
     replay. Build it after any checkpoint is loaded: the graph holds the parameter and
     optimizer tensors. ``step``: the step captured, called like ``plain_step`` (default
     ``plain_step``; ``benchmarks/pack.py`` captures a packed step, whose runs each draw noise
-    from their own generator: ``generator`` may be a list)."""
+    from their own generator: ``generator`` may be a list). ``cuda``: the ``torch.cuda`` API it
+    uses (``Stream``, ``current_stream``, ``stream``, ``CUDAGraph``, ``graph``); the tests
+    pass a stand-in that records and replays, to check this logic on a CPU."""
 
     def __init__(self, generator: torch.Generator | list | None = None, warmup: int = 2,
-                 step=None):
+                 step=None, cuda=torch.cuda):
         self.generators = (list(generator) if isinstance(generator, (list, tuple))
                            else [generator] if generator is not None else [])
         self.step_fn = step or plain_step
         self.warmup, self.eager, self.captures, self.replays = warmup, 0, 0, 0
         self.graph = self.side = None
+        self.cuda = cuda
 
     def __call__(self, model, opt, params, rec, step: int, x, y) -> None:
         if self.side is None:
-            self.side = torch.cuda.Stream(x.device)
+            self.side = self.cuda.Stream(x.device)
             self.x, self.y = torch.empty_like(x), torch.empty_like(y)  # keeps the memory format
             self.step_t = torch.zeros(1, dtype=torch.long, device=x.device)
         self.x.copy_(x)
         self.y.copy_(y)
         self.step_t.fill_(step)
         if self.graph is None and self.eager < self.warmup:
-            main = torch.cuda.current_stream(x.device)
+            main = self.cuda.current_stream(x.device)
             self.side.wait_stream(main)
-            with torch.cuda.stream(self.side):
+            with self.cuda.stream(self.side):
                 self.step_fn(model, opt, params, rec, self.step_t, self.x, self.y)
             main.wait_stream(self.side)
             self.eager += 1
@@ -105,10 +109,10 @@ class CudaGraphStep:
         self.replays += 1
 
     def _capture(self, model, opt, params, rec) -> None:
-        graph = torch.cuda.CUDAGraph()
+        graph = self.cuda.CUDAGraph()
         for g in self.generators:
             graph.register_generator_state(g)
-        with torch.cuda.graph(graph, stream=self.side):
+        with self.cuda.graph(graph, stream=self.side):
             self.step_fn(model, opt, params, rec, self.step_t, self.x, self.y)
         self.grads = [p.grad for p in params]  # allocated in the graph's pool: keep them
         self.graph = graph

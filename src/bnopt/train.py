@@ -10,7 +10,6 @@ describes the same parameters in eval mode (BN running statistics) on the full s
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -23,12 +22,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bnopt.config import DTYPE_NAMES, RunConfig, checkpoint_problem
 from bnopt.data import BatchStream, Dataset, DeviceData
-from bnopt.measure import layer_parameters, matmul_precision
+from bnopt.measure import layer_parameters
 from bnopt.models import build_model, set_noise_generator
 from bnopt.outcome import training_outcome
+from bnopt.precision import DTYPES, cudnn_autotune, matmul_precision
 from bnopt.recorder import Recorder, to_device
+from bnopt.runs import RunConfig, checkpoint_problem
 from bnopt.steps import CudaGraphStep, accuracy, criterion, ieee_step, plain_step
 
 
@@ -85,9 +85,6 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or "cpu")
 
 
-DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}  # config.DTYPE_NAMES as torch types
-
-
 def run_model(cfg: RunConfig, dataset: Dataset, device: torch.device,
               channels_last: bool) -> torch.nn.Module:
     """The network of ``cfg`` for ``dataset``'s inputs and outputs, on ``device`` in
@@ -127,18 +124,6 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     """
     with matmul_precision(cfg.precision), cudnn_autotune(cfg.cudnn_benchmark):
         return _train_run(cfg, dataset, progress, threads, checkpoint_path)
-
-
-@contextlib.contextmanager
-def cudnn_autotune(on: bool):
-    """``torch.backends.cudnn.benchmark`` inside this block: cuDNN times its convolution
-    algorithms for each new shape and keeps the fastest. Restores the previous setting."""
-    saved = torch.backends.cudnn.benchmark
-    torch.backends.cudnn.benchmark = on
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.benchmark = saved
 
 
 class Loop:
@@ -279,13 +264,9 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     step_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
                               device=device)
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=cfg.steps, initial=start, desc=f"{cfg.variant} lr={cfg.lr} seed={cfg.seed}",
-                   file=sys.stderr, mininterval=2.0, dynamic_ncols=False, ascii=True)
+    bar = progress_bar(cfg, start) if progress else None
     # unmeasured steps replay as one CUDA graph (built after resuming: it holds the tensors)
-    graphed = (CudaGraphStep(noise_gen) if cfg.cuda_graph and device.type == "cuda" else None)
+    graphed = graph_step(cfg, device, noise_gen)
     model.train()
     t0 = time.perf_counter() - loop.elapsed
     done, diverged, flushed = cfg.steps, False, start
@@ -319,6 +300,19 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     meta = _meta(cfg, run, dataset, device, tables, done, diverged, wall)
     meta["graph_replays"] = graphed.replays if graphed else 0  # this process's
     return RunResult(tables, meta)
+
+
+def graph_step(cfg: RunConfig, device: torch.device, noise_gen) -> CudaGraphStep | None:
+    """The graphed plain step of a run (``cuda_graph`` on a CUDA device), or None: eager."""
+    return CudaGraphStep(noise_gen) if cfg.cuda_graph and device.type == "cuda" else None
+
+
+def progress_bar(cfg: RunConfig, start: int):
+    """The run's progress bar on stderr (the job's log), from step ``start``."""
+    from tqdm import tqdm
+
+    return tqdm(total=cfg.steps, initial=start, desc=f"{cfg.variant} lr={cfg.lr} seed={cfg.seed}",
+                file=sys.stderr, mininterval=2.0, dynamic_ncols=False, ascii=True)
 
 
 def _meta(cfg: RunConfig, run: RunParts, dataset: Dataset, device, tables: dict, done: int,

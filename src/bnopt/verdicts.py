@@ -49,7 +49,13 @@ import pandas as pd
 from bnopt.aggregate import edge_of_stability
 from bnopt.claim_values import load_values
 from bnopt.claims import DIRECTIONS, EDGE, LATE_FRACTION, QUANTITIES, Check, checks
-from bnopt.progress import MIN_STEPS_PER_BIN, bin_label, geometric_mean, shared_bins, span
+from bnopt.progress import (
+    MIN_STEPS_PER_BIN,
+    bin_label,
+    geometric_mean,
+    shared_bins,
+    span,
+)
 
 
 def no_effect(comparison: str) -> float:
@@ -192,18 +198,11 @@ def _matched(check: Check, q: pd.DataFrame, seeds: list) -> tuple[dict, dict, di
 def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> dict:
     """One scorecard row: ``check`` judged on ``values`` (:func:`load_values`); ``blocked``:
     the figures this config cannot draw, with the settings that are off
-    (:func:`bnopt.config.figures_off`)."""
-    row = {c: "" for c in COLUMNS} | {
-        "claim": check.claim, "statement": check.statement, "quantity": check.quantity,
-        "quantity_label": QUANTITIES[check.quantity].label, "family": check.family,
-        "lr": check.lr if check.lr is not None else math.nan, "layer": check.layer or "",
-        "treatment": check.treatment, "baseline": check.baseline,
-        "comparison": check.comparison, "direction": check.direction, "margin": check.margin,
-        "figure": check.figure, "treatment_mean": math.nan, "baseline_mean": math.nan,
-        "run_median_effect": math.nan, "run_median_lo": math.nan, "run_median_hi": math.nan}
+    (:func:`bnopt.figure_specs.figures_off`)."""
+    row = _blank_row(check)
     empty = judge_effects([], check.comparison, check.direction, check.margin)
     if blocked and check.figure in blocked:
-        from bnopt.config import needs_text
+        from bnopt.figure_specs import needs_text
 
         return {**row, **empty, "verdict": "not measured",
                 "why": needs_text(check.figure, blocked[check.figure])}
@@ -211,20 +210,11 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
         return {**row, **_judge_trained(check, values)}
     fam = values[(values.family == check.family) & (values.lr == check.lr)]
     q = fam[(fam.quantity == check.quantity) & (fam.layer == check.layer)]
-    whole = q[q.bin.isna()]
-    t = whole[whole.variant == check.treatment].set_index("seed").sort_index()
-    b = whole[whole.variant == check.baseline].set_index("seed").sort_index()
     if len(fam):
         row.update(dataset=fam.dataset.iloc[0], model=fam.model.iloc[0])
-    missing = [v for v, d in ((check.treatment, t), (check.baseline, b))
-               if v != EDGE and d.empty]
+    t, b, missing = _compared_runs(check, q)
     if missing:
-        where = f" layer {check.layer}" if check.layer else ""
-        return {**row, **empty, "verdict": "not measured",
-                "why": f"no {' or '.join(missing)} run of {check.family} at lr {check.lr:g}{where}"}
-    if check.baseline == EDGE:  # the edge of stability 2(1 + mu)/lr of each run
-        b = t.assign(value=edge_of_stability(t.lr, t.momentum), diverged=False,
-                     never_learned=False, variant=EDGE)
+        return {**row, **empty, "verdict": "not measured", "why": missing}
     seeds = sorted(set(t.index) & set(b.index))
     ratio = check.comparison == "ratio"
 
@@ -260,6 +250,36 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
                    why=f"{failed}: a comparison with a network that did not train says "
                        "nothing about the claim")
     return {**row, **out}
+
+
+def _blank_row(check: Check) -> dict:
+    """A scorecard row with what ``check`` says and nothing measured yet."""
+    return {c: "" for c in COLUMNS} | {
+        "claim": check.claim, "statement": check.statement, "quantity": check.quantity,
+        "quantity_label": QUANTITIES[check.quantity].label, "family": check.family,
+        "lr": check.lr if check.lr is not None else math.nan, "layer": check.layer or "",
+        "treatment": check.treatment, "baseline": check.baseline,
+        "comparison": check.comparison, "direction": check.direction, "margin": check.margin,
+        "figure": check.figure, "treatment_mean": math.nan, "baseline_mean": math.nan,
+        "run_median_effect": math.nan, "run_median_lo": math.nan, "run_median_hi": math.nan}
+
+
+def _compared_runs(check: Check, q: pd.DataFrame):
+    """The run-long values of ``check``'s treatment and baseline, one row per seed, from its
+    quantity's rows ``q``; the baseline ``EDGE`` is each treatment run's edge of stability.
+    Third: why the check cannot be made (a variant with no run), or ''."""
+    whole = q[q.bin.isna()]
+    t = whole[whole.variant == check.treatment].set_index("seed").sort_index()
+    b = whole[whole.variant == check.baseline].set_index("seed").sort_index()
+    missing = [v for v, d in ((check.treatment, t), (check.baseline, b))
+               if v != EDGE and d.empty]
+    if missing:
+        where = f" layer {check.layer}" if check.layer else ""
+        return t, b, f"no {' or '.join(missing)} run of {check.family} at lr {check.lr:g}{where}"
+    if check.baseline == EDGE:  # the edge of stability 2(1 + mu)/lr of each run
+        b = t.assign(value=edge_of_stability(t.lr, t.momentum), diverged=False,
+                     never_learned=False, variant=EDGE)
+    return t, b, ""
 
 
 def _judge_trained(check: Check, values: pd.DataFrame) -> dict:
@@ -314,7 +334,7 @@ COLUMNS = ["claim", "statement", "quantity", "quantity_label", "family", "datase
 def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
     """The scorecard of a checked config ``cfg`` from its finished runs (``meta_paths``: their
     run.json files): one row per check, in the order of :func:`checks`."""
-    from bnopt.config import figures_off
+    from bnopt.figure_specs import figures_off
 
     values = load_values(meta_paths)
     blocked = figures_off(cfg)

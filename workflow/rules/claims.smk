@@ -1,5 +1,5 @@
 # The scorecard: every claim of the paper judged from the runs (bnopt.claims: the checks,
-# claim_values, verdicts, claims_text; README, "Scorecard").
+# claim_values, verdicts, claims_text; docs/scorecard.md).
 rule scorecard:
     """One row per check: per-seed values, effect, seed interval, verdict and its rule."""
     localrule: True

@@ -5,7 +5,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 # The science lives in the bnopt package (src/bnopt), installed with `pip install .` or
-# `pip install -e .` (README, "Quick start"); rule scripts and cluster jobs import it from the
+# `pip install -e .` (README.md, "Quick start"); rule scripts and cluster jobs import it from the
 # same environment, and its config schema comes with it (package data). Parsing
 # imports only its light modules (names, settings, the scorecard's runs): no torch, no seaborn.
 try:
@@ -13,25 +13,24 @@ try:
 except ImportError:
     raise WorkflowError(
         "the bnopt package is not installed in this Python environment: run `pip install -e .` "
-        f"(or `pip install .`) in {workflow.basedir} (README, 'Quick start')"
+        f"(or `pip install .`) in {workflow.basedir} (README.md, 'Quick start')"
     ) from None
 
 from bnopt.claims import scorecard_runs
-from bnopt.config import (
+from bnopt.config import ConfigError, check_config
+from bnopt.datasets import DATASETS
+from bnopt.figure_specs import figure_blockers, figure_specs
+from bnopt.runs import (
     JOB_BENCHMARK,
     RUN_DIR,
-    ConfigError,
-    check_config,
     family_runs,
-    figure_blockers,
-    figure_specs,
+    plan,
+    run_config,
     run_dir,
-    sweep_runs,
-    train_settings,
+    tracked_settings,
 )
-from bnopt.variants import MODELS, VARIANTS
-from bnopt.datasets import DATASETS
 from bnopt.tables import TABLES
+from bnopt.variants import MODELS, VARIANTS
 
 # check_config coerces command-line strings, validates against the schema, fills defaults and
 # checks what the schema cannot; the config every rule sees is its result.
@@ -63,14 +62,22 @@ def run_metas(variants, lrs, family="net"):
     return [f"{run_dir(*run)}/run.json" for run in family_runs(config, family, variants, lrs)]
 
 
+def wildcard_run(wildcards):
+    """The complete settings (RunConfig) of the run these wildcards name: the plan's for a
+    planned run, and the same function's for a run asked for by its path."""
+    return run_config(config, wildcards.dataset, wildcards.model, wildcards.variant,
+                      wildcards.lr, wildcards.seed)
+
+
 def train_params(wildcards):
-    """The run settings (RunConfig keys) of a run of this model: rerun when one changes."""
-    return train_settings(config, wildcards.model)
+    """What a training job tracks of its settings (bnopt.runs.tracked_settings): rerun when one
+    changes; a setting added at its neutral value changes nothing."""
+    return tracked_settings(wildcard_run(wildcards))
 
 
 def gpu_slots(wildcards):
     """GPUs a training job holds: none where its run trains on the CPU."""
-    return 0 if train_settings(config, wildcards.model)["device"] == "cpu" else 1
+    return 0 if wildcard_run(wildcards).device == "cpu" else 1
 
 
 def data_params(wildcards):
@@ -93,7 +100,8 @@ DRAWABLE = [f for f in FIGURE_SPECS if f not in BLOCKED]
 # --forcerun train to retrain after changing the training code).
 _PKG = Path(bnopt.__file__).parent  # the package actually imported, wherever installed
 TABLE_CODE = [str(_PKG / "aggregate.py")]
-FIGURE_CODE = [str(_PKG / f"{m}.py") for m in ("figures", "plotting", "aggregate", "progress")]
+FIGURE_CODE = sorted(str(p) for p in _PKG.glob("figures*.py"))  # the figure modules
+FIGURE_CODE += [str(_PKG / f"{m}.py") for m in ("plotting", "aggregate", "progress")]
 SCORECARD_CODE = [str(_PKG / f"{m}.py")
                   for m in ("claims", "claim_values", "verdicts", "claims_text", "progress")]
 
@@ -110,7 +118,9 @@ def figure_inputs(figure, groups):
     return [m for family, variants, lrs in groups for m in run_metas(variants, lrs, family)]
 
 
-# The summary covers every run the workflow trains: both sweeps and every figure's runs.
-ALL_RUNS = [f"{run_dir(*run)}/run.json" for run in sweep_runs(config)]
+# The run plan: every run the workflow trains (both sweeps and every figure's runs), each
+# with its complete settings. The summary covers them all.
+PLAN = plan(config)
+ALL_RUNS = [f"{run.folder}/run.json" for run in PLAN]
 # The scorecard's runs: those its checks compare (a subset of the figures' runs).
 CLAIM_RUNS = [f"{run_dir(*run)}/run.json" for run in scorecard_runs(config)]

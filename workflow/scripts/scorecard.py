@@ -2,7 +2,7 @@
 from bnopt.claims_text import precision_note, to_markdown
 from bnopt.verdicts import scorecard
 from bnopt.io import atomic_path, write_csv
-from bnopt.workflow import log_to
+from bnopt.rule_glue import log_to
 
 
 def main(sm):

@@ -1,7 +1,7 @@
 """Rule summary: summary.csv (one row per run) and combined per-step / eval Parquet."""
 from bnopt.aggregate import load_table, summary_table
 from bnopt.io import write_csv, write_parquet
-from bnopt.workflow import log_to, run_warnings
+from bnopt.rule_glue import log_to, run_warnings
 
 
 def main(sm):

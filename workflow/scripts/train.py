@@ -5,18 +5,18 @@ from pathlib import Path
 
 import torch
 
-from bnopt.outcome import outcome_text
 from bnopt.data import Dataset
 from bnopt.gpus import lease_gpu, sharing_note
+from bnopt.outcome import outcome_text
+from bnopt.runs import RunConfig
 from bnopt.tables import TABLES
-from bnopt.train import RunConfig, resolve_device, train_run, write_run
-from bnopt.workflow import log_to
+from bnopt.train import resolve_device, train_run, write_run
+from bnopt.rule_glue import log_to
 
 
 def main(sm):
     w = sm.wildcards
-    cfg = RunConfig.from_dict({**sm.params.train, "probe_multipliers": tuple(sm.params.train["probe_multipliers"]),
-                               "dataset": w.dataset, "model": w.model,
+    cfg = RunConfig.from_dict({**sm.params.train, "dataset": w.dataset, "model": w.model,
                                "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
     if resolve_device(cfg.device).type == "cuda":
         # snakemake counts GPUs but does not assign them: lease a distinct one for this job
@@ -43,7 +43,7 @@ def main(sm):
     warning = outcome_text(m)
     if warning:
         print(f"WARNING: {warning}; comparisons with this run are against a network that did "
-              "not train (README, 'Outputs').", flush=True)
+              "not train (docs/outputs.md, 'Runs that did not train').", flush=True)
     paths = {name: getattr(sm.output, name) for name in TABLES}
     write_run(result, paths, sm.output.meta)
     if not cfg.keep_checkpoints:

@@ -1,4 +1,5 @@
-"""Glue for Snakemake rule scripts: send a script's output and any traceback to its log file."""
+"""Glue for the Snakemake workflow (``workflow/``): a rule script's log, the warnings printed
+at the end of a run, and the check of cluster jobs before their submission."""
 
 from __future__ import annotations
 
