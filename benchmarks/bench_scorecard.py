@@ -34,7 +34,7 @@ from bnopt.figure_specs import figure_blockers, figure_specs
 from bnopt.figures import FIGURES
 from bnopt.runs import family_runs, run_dir, sweep_runs, train_settings
 from bnopt.tables import TABLES
-from bnopt.variants import NUM_LAYERS
+from bnopt.variants import num_layers
 from bnopt.verdicts import scorecard
 
 
@@ -44,7 +44,7 @@ def write_run(root: Path, run: tuple, settings: dict, rng) -> Path:
     dataset, model, variant, lr, seed = run
     folder = root / run_dir(*run)
     folder.mkdir(parents=True)
-    n, layers = settings["steps"], NUM_LAYERS[model]
+    n, layers = settings["steps"], num_layers(model, settings["mlp_widths"])
     step = np.arange(n)
     loss = 2.3 * np.exp(-step / (0.2 * n)) * np.exp(rng.normal(0, 0.2, n)) + 1e-3
     tables = {"steps": {"step": step, "loss": loss, "accuracy": rng.uniform(0, 1, n),
@@ -61,6 +61,8 @@ def write_run(root: Path, run: tuple, settings: dict, rng) -> Path:
     tables["activations"] = dict(per_layer)
     evals = np.arange(0, n + 1, settings["eval_every"])
     tables["eval"] = {"step": evals}
+    tables["init_distance"] = {"step": np.repeat(evals, layers),
+                               "layer": np.tile(np.arange(1, layers + 1), len(evals))}
     h = settings["hessian_every"]
     tables["hessian"] = {"step": np.arange(0, n, h) if h else np.array([], dtype=int)}
     hist = np.arange(0, n, settings["hist_every"]) if every and settings["hist_every"] else []
@@ -70,7 +72,7 @@ def write_run(root: Path, run: tuple, settings: dict, rng) -> Path:
                             "bin": np.tile(np.arange(bins), layers * len(hist)),
                             "left": np.tile(np.linspace(-1, 1, bins), layers * len(hist))}
     tables["histograms"]["right"] = tables["histograms"]["left"] + 2 / bins
-    for name in ("steps", "probes", "ics", "activations", "eval", "hessian", "histograms"):
+    for name in TABLES:
         t = tables[name]
         rows = len(t["step"])
         for col in TABLES[name]:

@@ -128,7 +128,7 @@ def pack_models(solos: list[Net]) -> Net:
     for parts in zip(*(m.layers for m in solos)):
         first = parts[0]
         layer = Layer(_packed_weight(first.weight_layer, runs), _packed_norm(first.norm, runs),
-                      first.relu, first.pool, first.flatten)
+                      first.act, first.pool, first.flatten)
         _cat_state(layer.weight_layer, [p.weight_layer for p in parts])
         _cat_state(layer.norm, [p.norm for p in parts])
         layers.append(layer)

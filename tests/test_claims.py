@@ -142,7 +142,8 @@ def values(rows) -> pd.DataFrame:
         failed = rest[1] if len(rest) > 1 else ""
         row = {"family": "net", "dataset": "digits", "model": "vgg", "variant": variant,
                "lr": lr, "seed": seed, "diverged": failed == "diverged",
-               "never_learned": failed == "never", "momentum": 0.0, "quantity": quantity,
+               "never_learned": failed == "never", "momentum": 0.0, "optimizer": "sgd",
+               "quantity": quantity,
                "layer": layer, "bin": math.nan, "count": 1, "value": value}
         out.append(row)
         if QUANTITIES[quantity].matched:
@@ -204,6 +205,17 @@ def test_edge_of_stability_checks_compare_with_2_over_lr_of_each_run():
     assert row["baseline_values"] == "20 / 20" and row["verdict"] == "holds"
     assert row["effect_lo"] == pytest.approx(0.95) and row["effect_hi"] == pytest.approx(1.1)
     assert judge(check(treatment="standard", **c), v)["verdict"] == "does not hold"
+
+
+def test_an_adam_run_is_not_judged_against_sgds_edge_of_stability():
+    """2(1 + momentum)/lr is SGD's; Adam rescales its step per parameter, so the same rows
+    of Adam runs are 'not measured', with the reason, instead of judged against 2/lr."""
+    v = values([("batchnorm", 0.1, s, "batch_sharpness_late", 20.0) for s in (0, 1)])
+    v["optimizer"] = "adam"
+    c = dict(quantity="batch_sharpness_late", direction="within", baseline=EDGE, margin=2.0)
+    row = judge(check(**c), v)
+    assert row["verdict"] == "not measured" and "Adam" in row["why"]
+    assert row["effect"] != row["effect"]  # NaN: nothing was compared
 
 
 def trained_check(lrs=(0.1, 0.5)):

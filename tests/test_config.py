@@ -225,7 +225,7 @@ def test_every_schema_enum_is_its_registry():
     (a new model or dataset is one entry in bnopt.variants / bnopt.datasets and one here)."""
     from bnopt.datasets import DATASETS
     from bnopt.runs import DTYPE_NAMES, PRECISIONS
-    from bnopt.variants import INITS, MODELS
+    from bnopt.variants import ACTIVATIONS, INITS, MODELS, OPTIMIZERS
 
     props = load_schema()["properties"]
     dln = props["dln"]["properties"]
@@ -234,6 +234,8 @@ def test_every_schema_enum_is_its_registry():
     assert props["init"]["enum"] == list(INITS) == dln["init"]["enum"]
     assert props["precision"]["enum"] == list(PRECISIONS) == props["eval_precision"]["enum"]
     assert props["dtype"]["enum"] == list(DTYPE_NAMES) == dln["dtype"]["enum"]
+    assert props["activation"]["enum"] == list(ACTIVATIONS)
+    assert props["optimizer"]["enum"] == list(OPTIMIZERS)
 
 
 @pytest.mark.parametrize("section", ["top", "dln"])

@@ -90,8 +90,8 @@ def _idx(path, arr):
     path.write_bytes(header + arr.tobytes())
 
 
-def _write_fashion(root, gzipped: bool):
-    raw = root / "FashionMNIST" / "raw"
+def _write_fashion(root, gzipped: bool, folder: str = "FashionMNIST"):
+    raw = root / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for name, arr in [("train-images-idx3-ubyte", rng.integers(0, 256, (30, 28, 28))),
@@ -119,6 +119,20 @@ def test_fashion_mnist_local_copy_plain_or_gzipped_reads_as_torchvision_does(tmp
     for a, b in zip((plain.x_train, plain.y_train, plain.x_test, plain.y_test),
                     (gz.x_train, gz.y_train, gz.x_test, gz.y_test)):
         assert torch.equal(a, b)
+
+
+def test_mnist_local_copy_reads_as_torchvision_does(tmp_path):
+    """MNIST: the same IDX files in torchvision's MNIST/raw, plain or gzipped."""
+    from torchvision.datasets import MNIST
+
+    _write_fashion(tmp_path / "plain", gzipped=False, folder="MNIST")
+    _write_fashion(tmp_path / "gz", gzipped=True, folder="MNIST")
+    plain, gz = load_dataset("mnist", tmp_path / "plain"), load_dataset("mnist", tmp_path / "gz")
+    tv = MNIST(str(tmp_path / "plain"), train=True, download=False)
+    assert torch.equal(plain.x_train[:, 0], tv.data) and torch.equal(plain.y_train, tv.targets)
+    assert torch.equal(gz.x_test, plain.x_test) and plain.num_classes == 10
+    with pytest.raises(DataError, match=r"dataset 'mnist' not found .*MNIST/raw"):
+        load_dataset("mnist", tmp_path / "gz" / "nothing")
 
 
 def test_a_damaged_idx_file_is_named(tmp_path):

@@ -62,7 +62,7 @@ def test_lp_running_stats_frozen_while_probing():
 def test_standard_dln_is_the_product_of_its_matrices():
     net = build_model("dln", "standard", 10, 1, 10).double()
     assert len(net.layers) == DLN_DEPTH == 25
-    assert all(layer.weight_layer.bias is None and not layer.relu for layer in net.layers)
+    assert all(layer.weight_layer.bias is None and layer.act is None for layer in net.layers)
     prod = torch.eye(10, dtype=torch.float64)
     for w in net.weight_parameters():
         prod = w @ prod

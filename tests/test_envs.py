@@ -2,12 +2,13 @@
 works from a plain install (a wheel), outside the checkout."""
 import math
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
-
 from conftest import ROOT
+
+from bnopt.variants import MODELS
 
 CONDA_NAME = {"torch": "pytorch"}
 WORKFLOW_ENGINE = {"snakemake"}  # what runs the rules, not what the rules run
@@ -67,6 +68,6 @@ def test_the_wheel_carries_the_config_schema(tmp_path):
     lines = r.stdout.splitlines()
     assert lines[0].startswith(str(target)), lines[0]
     runs = [line.split() for line in lines[1:-1]]
-    assert {m for m, *_ in runs} == {"vgg", "simple_cnn", "dln"}
+    assert {m for m, *_ in runs} == set(MODELS)
     assert all(n == "10" and math.isfinite(float(loss)) for _, _, n, loss in runs), runs
     assert Path(lines[-1]).stat().st_size > 10_000  # a drawn figure, not an empty file

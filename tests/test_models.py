@@ -8,7 +8,7 @@ from bnopt.models import (
     reuse_noise,
     set_noise_generator,
 )
-from bnopt.variants import MODELS, NUM_LAYERS
+from bnopt.variants import MODELS, num_layers
 
 
 def vgg_param_count(width=1.0, in_ch=3, classes=10, bn=False):
@@ -44,10 +44,10 @@ def test_vgg_numbering_has_every_paper_layer(size, ch):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_the_registered_depth_of_each_model_is_the_one_it_builds(model):
-    """NUM_LAYERS (what figure layers are checked against at config time, before anything is
+    """num_layers (what figure layers are checked against at config time, before anything is
     built) is the number of weight layers the model has."""
     net = build_model(model, "standard", 10 if model == "dln" else 3, 32, 10)
-    assert len(net.layers) == NUM_LAYERS[model]
+    assert len(net.layers) == num_layers(model)
 
 
 def test_simple_cnn_is_three_convs_two_linear():

@@ -76,6 +76,8 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
               "fig14_normalisers_vgg": (metas, {"lr": 0.05}),
               "fig15_normalisers_dln": (dln, {"lr": 1e-5}),
               "fig16_curvature": (metas + dln, {"lr": 0.05, "dln_lr": 1e-5}),
+              "fig17_gradient_norm": (metas, {"lr": 0.05}),
+              "fig18_init_distance": (metas, {"lr": 0.05}),
               **{f: (metas, {"lr": 0.05, "layers": ls}) for f, ls in layers.items()}}
     assert set(kwargs) == set(FIGURES)
     for fig, (inputs, kw) in kwargs.items():

@@ -94,7 +94,9 @@ def _run_values(meta_path) -> tuple[dict, pd.DataFrame]:
              **{k: meta[k] for k in RUN_IDENTITY}, "lr": float(meta["lr"]),
              "seed": int(meta["seed"]), "diverged": diverged,
              "never_learned": bool(meta["never_learned"]),
-             "momentum": float(meta["momentum"])}
+             "momentum": float(meta["momentum"]),
+             # run.json written before optimizer existed: SGD, its neutral value
+             "optimizer": meta.get("optimizer", "sgd")}
     return ident, rows
 
 
@@ -108,8 +110,8 @@ def run_values(meta_path) -> pd.DataFrame:
 
 
 # a run's identity in the scorecard: its family, the run identity, what decides whether it
-# counts (diverged, never learned) and the momentum its edge of stability needs
-IDENTITY = ["family", *RUN_IDENTITY, "diverged", "never_learned", "momentum"]
+# counts (diverged, never learned) and what its edge of stability needs (momentum; SGD)
+IDENTITY = ["family", *RUN_IDENTITY, "diverged", "never_learned", "momentum", "optimizer"]
 VALUE_COLUMNS = [*IDENTITY, "quantity", "layer", "bin", "count", "value"]
 CATEGORIES = ("family", "dataset", "model", "variant")  # every check filters by them
 

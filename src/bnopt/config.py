@@ -13,7 +13,7 @@ from bnopt.datasets import TRAIN_SIZES, dataset_present, missing_data_message
 from bnopt.figure_specs import PAPER_LAYERS, figure_layers
 from bnopt.runs import RunConfig, checkpoint_problem, train_settings
 from bnopt.schema import SCHEMA_PATH, coerce, load_schema, schema_errors
-from bnopt.variants import NOISY_BN_DEFAULTS, NUM_LAYERS
+from bnopt.variants import NOISY_BN_DEFAULTS, num_layers
 
 
 class ConfigError(ValueError):
@@ -33,9 +33,10 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     for k, sub in schema["properties"].items():
         if k not in cfg and "default" in sub:
             cfg[k] = copy.deepcopy(sub["default"])
+    depth = num_layers(cfg["model"], cfg["mlp_widths"])
     for key in PAPER_LAYERS:  # unset: the model's own (the paper's for the VGG)
         if cfg.get(key) is None:
-            cfg[key] = figure_layers(cfg["model"], key)
+            cfg[key] = figure_layers(cfg["model"], key, depth)
     # a partial mapping keeps the other defaults
     cfg["noisy_bn"] = {**NOISY_BN_DEFAULTS, **cfg.get("noisy_bn", {})}
     cfg["dln"] = {**schema["properties"]["dln"]["default"], **cfg["dln"]}
@@ -46,10 +47,11 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     if cfg["batch_size"] > TRAIN_SIZES[name]:
         raise ConfigError(f"batch_size = {cfg['batch_size']} is larger than the {name} training set "
                           f"({TRAIN_SIZES[name]} samples); choose batch_size <= {TRAIN_SIZES[name]}.")
-    layer_keys = [(cfg, k, cfg["model"]) for k in PAPER_LAYERS]
-    layer_keys += [(cfg["dln"], k, "dln") for k in ("fig3_layers", "fig9_layers")]
-    for section, key, model in layer_keys:
-        n, val = NUM_LAYERS[model], section[key]
+    layer_keys = [(cfg, k, cfg["model"], depth) for k in PAPER_LAYERS]
+    layer_keys += [(cfg["dln"], k, "dln", num_layers("dln"))
+                   for k in ("fig3_layers", "fig9_layers")]
+    for section, key, model, n in layer_keys:
+        val = section[key]
         bad = [i for i in (val if isinstance(val, list) else [val]) if i > n]
         if bad:
             name = key if section is cfg else f"dln.{key}"

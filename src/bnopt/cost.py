@@ -336,7 +336,7 @@ def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
     shape = input_shape(dataset, None if model_name == "dln" else cfg["image_size"])
     outputs = NUM_CLASSES[dataset] or shape[0]
     net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1, outputs,
-                      s["width"])
+                      s["width"], activation=s["activation"], mlp_widths=s["mlp_widths"])
     per_image = forward_flops(net, torch.zeros(1, *shape))
     passes = 1 + len(s["probe_multipliers"]) + len(net.layers) - 1
     # a curvature step: at most hessian_iters Hessian-vector products of ~2 training passes each

@@ -149,7 +149,8 @@ def resized(ds: Dataset, size: int) -> Dataset:
 def _torchvision(name: str, root: str | os.PathLike, download: bool) -> Dataset:
     from torchvision import datasets
 
-    cls = {"cifar10": datasets.CIFAR10, "fashion_mnist": datasets.FashionMNIST}[name]
+    cls = {"cifar10": datasets.CIFAR10, "fashion_mnist": datasets.FashionMNIST,
+           "mnist": datasets.MNIST}[name]
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=False)
@@ -185,8 +186,8 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
 
 
 def _mnist_folder(name: str, root: str | os.PathLike) -> Dataset:
-    """Fashion-MNIST from its four IDX files in torchvision's layout, each plain or gzipped as
-    distributed (torchvision itself reads only the unpacked ones)."""
+    """MNIST or Fashion-MNIST from its four IDX files in torchvision's layout, each plain or
+    gzipped as distributed (torchvision itself reads only the unpacked ones)."""
     folder = expected_files(name, root)[0].parent
 
     def read(stem: str) -> torch.Tensor:
@@ -230,7 +231,7 @@ def _load(name: str, data_root, data_seed: int) -> Dataset:
         return _torchvision(name, DEFAULT_ROOT, download=True)
     if not dataset_present(name, data_root):
         raise DataError(missing_data_message(name, data_root))
-    if name == "fashion_mnist":
+    if name in ("fashion_mnist", "mnist"):
         return _mnist_folder(name, data_root)
     return _torchvision(name, data_root, download=False)
 

@@ -7,17 +7,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DATASETS = ("cifar10", "fashion_mnist", "digits", "synthetic", "dln")
+DATASETS = ("cifar10", "fashion_mnist", "mnist", "digits", "synthetic", "dln")
 # Training-set sizes, known before loading, so a too-large batch is rejected at config time.
-TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "digits": 1_437, "synthetic": 1_024,
-               "dln": 1_000}
+TRAIN_SIZES = {"cifar10": 50_000, "fashion_mnist": 60_000, "mnist": 60_000, "digits": 1_437,
+               "synthetic": 1_024, "dln": 1_000}
 DLN_DIM = 10  # the paper's deep linear network task: y = A x, A 10x10, 1000 samples
 # Test-set sizes, input shapes and classes (0: regression), for cost projections before loading.
-TEST_SIZES = {"cifar10": 10_000, "fashion_mnist": 10_000, "digits": 360, "synthetic": 256,
-              "dln": 1_000}
-INPUT_SHAPES = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "digits": (1, 8, 8),
-                "synthetic": (3, 8, 8), "dln": (DLN_DIM,)}
-NUM_CLASSES = {"cifar10": 10, "fashion_mnist": 10, "digits": 10, "synthetic": 10, "dln": 0}
+TEST_SIZES = {"cifar10": 10_000, "fashion_mnist": 10_000, "mnist": 10_000, "digits": 360,
+              "synthetic": 256, "dln": 1_000}
+INPUT_SHAPES = {"cifar10": (3, 32, 32), "fashion_mnist": (1, 28, 28), "mnist": (1, 28, 28),
+                "digits": (1, 8, 8), "synthetic": (3, 8, 8), "dln": (DLN_DIM,)}
+NUM_CLASSES = {"cifar10": 10, "fashion_mnist": 10, "mnist": 10, "digits": 10, "synthetic": 10,
+               "dln": 0}
 DEFAULT_ROOT = "resources"
 
 
@@ -27,6 +28,7 @@ DEFAULT_ROOT = "resources"
 _EXPECTED = {
     "cifar10": ("cifar-10-batches-py", ["data_batch_1", "data_batch_5", "test_batch"]),
     "fashion_mnist": ("FashionMNIST/raw", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
+    "mnist": ("MNIST/raw", ["train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]),
 }
 DOWNLOADABLE = tuple(_EXPECTED)  # the torchvision sets; the others are made or shipped
 

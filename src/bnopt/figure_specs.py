@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from bnopt.variants import NUM_LAYERS, variants_in
+from bnopt.variants import num_layers, variants_in
 
 # The layers the paper's figures show for its VGG (Figures 1(c), 2, 3(a), 8, 6); for another
 # model, a key left unset (or null) spreads the same number of layers over its depth.
@@ -17,14 +17,15 @@ PAPER_LAYERS = {"fig1_layers": [3, 11], "fig2_layers": [2, 9, 13], "fig3_layers"
                 "fig8_layers": [2, 9, 13], "fig6_layer": 11}
 
 
-def figure_layers(model: str, key: str) -> list[int] | int:
-    """The default of a figure-layer key (``PAPER_LAYERS``) for ``model``: the paper's choice
-    for the VGG; otherwise as many layers as the paper shows, evenly spread over layers
+def figure_layers(model: str, key: str, n: int | None = None) -> list[int] | int:
+    """The default of a figure-layer key (``PAPER_LAYERS``) for ``model`` of ``n`` weight
+    layers (default: its registered depth, :func:`bnopt.variants.num_layers`): the paper's
+    choice for the VGG; otherwise as many layers as the paper shows, evenly spread over layers
     2..L-1 (layer 1's ICS is 0 by definition, layer L gives the logits), rounded half up."""
     paper = PAPER_LAYERS[key]
     if model == "vgg":
         return copy.deepcopy(paper)
-    n = NUM_LAYERS[model]
+    n = n or num_layers(model)
     k = len(paper) if isinstance(paper, list) else 1
     if k == 1:
         spread = [math.floor((2 + n - 1) / 2 + 0.5)]
@@ -102,6 +103,10 @@ FIGURE_REGISTRY: dict[str, Figure] = {
     "fig16_curvature": Figure(lambda c: [("net", "bn", _lr(c)), ("dln", "bn", _dlr(c))],
                               lambda c: {"lr": c["figure_lr"], "dln_lr": c["dln"]["figure_lr"]},
                               (("net", "hessian_every"), ("dln", "hessian_every"))),
+    "fig17_gradient_norm": Figure(lambda c: [("net", "noisy", _lr(c))],
+                                  lambda c: {"lr": c["figure_lr"]}),
+    "fig18_init_distance": Figure(lambda c: [("net", "bn", _lr(c))],
+                                  lambda c: {"lr": c["figure_lr"]}),
 }
 # The settings each figure's runs must have on, by figure (from the registry)
 FIGURE_NEEDS = {name: list(f.needs) for name, f in FIGURE_REGISTRY.items() if f.needs}

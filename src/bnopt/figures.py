@@ -31,6 +31,7 @@ from bnopt.figures_activations import (  # noqa: E402
     fig6_lp_activations,
     fig8_activation_shift,
 )
+from bnopt.figures_training import fig17_gradient_norm, fig18_init_distance  # noqa: E402
 
 
 def fig1_accuracy(meta_paths, out_path, lrs) -> None:
@@ -130,7 +131,7 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
             ax.plot(m.step, m[hi], color=PALETTE[v], lw=0.6)
     lineplot(c, land, "beta_max", variants)
     c.get_legend().remove()
-    c.legend(handles=[stability_line(c, lr, float(metas[0].get("momentum", 0.0)))],
+    c.legend(handles=[stability_line(c, lr, metas[0])],
              loc="best", fontsize=8)
     for ax in (a, b, c) if log_all else (a,):
         ax.set_yscale("log")
@@ -245,7 +246,7 @@ def fig16_curvature(meta_paths, out_path, lr, dln_lr) -> None:
                                  color=PALETTE[v], ls=ls, ax=ax, label=label,
                                  marker="o" if q != "beta_max" else None, markersize=3)
             handles = ax.get_legend_handles_labels()[0] if ax.get_legend() else []
-            handles.append(stability_line(ax, rate, float(ms[0].get("momentum", 0.0))))
+            handles.append(stability_line(ax, rate, ms[0]))
             ax.legend(handles=handles, fontsize=7.5, loc="best")
             ax.set_yscale("log", nonpositive="mask")
             neg = d[(d.quantity == "batch_sharpness") & (d.value <= 0)]
@@ -302,4 +303,7 @@ FIGURES = {
         fig4_landscape, variants=NORMALISER_VARIANTS, top="loss", log_all=True,
         title="Figure 15: LayerNorm, GroupNorm and weight normalisation in the DLN"),
     "fig16_curvature": fig16_curvature,
+    # Figures 17 and 18 (the earlier experiments'): gradient magnitude, distance from init
+    "fig17_gradient_norm": fig17_gradient_norm,
+    "fig18_init_distance": fig18_init_distance,
 }

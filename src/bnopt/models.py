@@ -1,9 +1,11 @@
-"""Networks studied: a VGG-style net and seed 001's small CNN, each in several variants.
+"""Networks studied: the paper's VGG, seed 001's small CNN, VGG-A (``vgg11``), the blog
+series' 10-conv VGG (``vgg10``), Ioffe & Szegedy's MLP and the deep linear network, each in
+several variants.
 
 Every network is a flat sequence of *weight layers* numbered 1..L from the input. Layer i is
 
     z_i = norm_i(W_i x_{i-1})          (the pre-activation: what enters the nonlinearity)
-    x_i = pool_i(relu(z_i))            (no ReLU on the last layer, which gives the logits)
+    x_i = pool_i(act(z_i))             (ReLU or sigmoid; none on the last layer, the logits)
 
 and that numbering is the one used in every output table and figure. ``norm_i`` is the identity
 (``standard``), BatchNorm (``batchnorm``), BatchNorm followed by the time-varying noise of the
@@ -24,14 +26,43 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bnopt.variants import DLN_DEPTH, INITS, MODELS, NOISY_BN_DEFAULTS, VARIANTS
+from bnopt.variants import (
+    ACTIVATIONS,
+    DLN_DEPTH,
+    INITS,
+    MLP_WIDTHS,
+    MODELS,
+    NOISY_BN_DEFAULTS,
+    VARIANTS,
+)
 
 # VGG-16 layout adapted to 32x32 inputs (13 convs then one linear classifier): 14 weight layers,
 # so every layer number the paper plots (up to 13) is a conv layer followed by BN in the BN net.
 VGG_CONVS = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-# Seed 001's network: 3 convs + 2 linear layers.
-SIMPLE_CNN_CONVS = [32, "M", 64, "M", 128, "M"]
-SIMPLE_CNN_HIDDEN = [256]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A network's shape: conv widths ("M": a 2x2 max-pool), hidden linear widths, and whether
+    the hidden linear layers are normalised too (the variant's normaliser; never the last)."""
+    convs: tuple
+    hidden: tuple
+    normalise_linear: bool = True
+
+
+LAYOUTS = {
+    "vgg": Layout(tuple(VGG_CONVS), ()),
+    # seed 001's network: 3 convs + 2 linear layers
+    "simple_cnn": Layout((32, "M", 64, "M", 128, "M"), (256,)),
+    # VGG-A (VGG-11's convs), its three linear layers narrowed for 32x32 inputs (512, 512,
+    # classes: seed 000 says only "reduced"), BN after every layer but the last
+    "vgg11": Layout((64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"), (512, 512)),
+    # the blog series' (seed 002) 10 convs and linear 512 -> 96 -> 96 -> 10, BN on convs only
+    "vgg10": Layout((64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"),
+                    (96, 96), normalise_linear=False),
+}
+ACTIVATION_FNS = {"relu": F.relu, "sigmoid": torch.sigmoid}
+assert tuple(ACTIVATION_FNS) == ACTIVATIONS
 
 
 class NoisyBatchNorm(nn.Module):
@@ -140,13 +171,15 @@ class LayerInfo:
 
 
 class Layer(nn.Module):
-    """One weight layer with its normalisation, nonlinearity flag and optional 2x2 max-pool."""
+    """One weight layer with its normalisation, nonlinearity (``act``: a name of
+    :data:`ACTIVATION_FNS`, or None) and optional 2x2 max-pool."""
 
-    def __init__(self, weight: nn.Module, norm: nn.Module, relu: bool, pool: bool, flatten: bool):
+    def __init__(self, weight: nn.Module, norm: nn.Module, act: str | None, pool: bool,
+                 flatten: bool):
         super().__init__()
         self.weight_layer = weight
         self.norm = norm
-        self.relu = relu
+        self.act = act
         self.pool = pool
         self.flatten = flatten
 
@@ -168,7 +201,7 @@ class Net(nn.Module):
             z = layer.norm(layer.weight_layer(x))
             if preacts is not None:
                 preacts.append(z)
-            x = F.relu(z) if layer.relu else z
+            x = ACTIVATION_FNS[layer.act](z) if layer.act else z
             if layer.pool:
                 x = F.max_pool2d(x, 2)
         return x
@@ -286,23 +319,28 @@ def _norm(variant: str, features: int, conv: bool, noisy_bn: dict, positions: in
 
 
 def build_model(model: str, variant: str, in_channels: int, image_size: int, num_classes: int,
-                width: float = 1.0, noisy_bn: dict | None = None, init: str = "glorot") -> Net:
-    """Build ``model`` ('vgg', 'simple_cnn' or 'dln') in ``variant`` for square inputs of
+                width: float = 1.0, noisy_bn: dict | None = None, init: str = "glorot",
+                activation: str = "relu", mlp_widths=MLP_WIDTHS) -> Net:
+    """Build ``model`` (:data:`bnopt.variants.MODELS`) in ``variant`` for square inputs of
     ``image_size`` (for 'dln': vectors of ``in_channels`` features; ``num_classes`` outputs).
 
     Max-pools are skipped once the feature map is 1x1, so 8x8 and 28x28 inputs work with the
-    same layer count as 32x32. ``width`` multiplies every hidden width. Weights are
-    Glorot-uniform as in the paper (``init='glorot'``) or He-uniform for ReLU (``'kaiming'``);
-    biases are zero.
+    same layer count as 32x32. ``width`` multiplies every hidden width (the MLP's too). Weights
+    are Glorot-uniform as in the paper (``init='glorot'``), Glorot-normal (``'glorot_normal'``)
+    or He-uniform for ReLU (``'kaiming'``); biases are zero. ``activation`` is every hidden
+    layer's nonlinearity; ``mlp_widths`` the MLP's hidden widths (it flattens its input).
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+    if activation not in ACTIVATION_FNS:
+        raise ValueError(f"unknown activation {activation!r}; choose one of "
+                         f"{', '.join(ACTIVATION_FNS)}")
     if model == "dln":
         return _deep_linear(variant, in_channels, num_classes, noisy_bn, init)
-    if model == "vgg":
-        convs, hidden = VGG_CONVS, []
-    elif model == "simple_cnn":
-        convs, hidden = SIMPLE_CNN_CONVS, SIMPLE_CNN_HIDDEN
+    if model == "mlp":
+        layout = Layout((), tuple(mlp_widths))
+    elif model in LAYOUTS:
+        layout = LAYOUTS[model]
     else:
         raise ValueError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
     if width <= 0:
@@ -311,7 +349,7 @@ def build_model(model: str, variant: str, in_channels: int, image_size: int, num
 
     layers: list[Layer] = []
     c, size = in_channels, image_size
-    for item in convs:
+    for item in layout.convs:
         if item == "M":
             if size >= 2:
                 layers[-1].pool = True
@@ -320,17 +358,21 @@ def build_model(model: str, variant: str, in_channels: int, image_size: int, num
         out = scale(item)
         layers.append(Layer(nn.Conv2d(c, out, 3, padding=1),
                             _norm(variant, out, True, noisy_bn, size * size),
-                            relu=True, pool=False, flatten=False))
+                            act=activation, pool=False, flatten=False))
         c = out
     features = c * size * size
-    for i, h in enumerate(hidden):
+    for i, h in enumerate(layout.hidden):
         out = scale(h)
-        layers.append(Layer(nn.Linear(features, out), _norm(variant, out, False, noisy_bn),
-                            relu=True, pool=False, flatten=(i == 0)))
+        norm = (_norm(variant, out, False, noisy_bn) if layout.normalise_linear
+                else _norm("standard", out, False, noisy_bn))
+        layers.append(Layer(nn.Linear(features, out), norm, act=activation, pool=False,
+                            flatten=(i == 0)))
         features = out
-    layers.append(Layer(nn.Linear(features, num_classes), nn.Identity(), relu=False, pool=False,
-                        flatten=not hidden))
-    return _reparametrise(_init(Net(layers), init), variant)
+    layers.append(Layer(nn.Linear(features, num_classes), nn.Identity(), act=None, pool=False,
+                        flatten=not layout.hidden))
+    net = _init(Net(layers), init)
+    return _reparametrise(net, variant, len(layers) - 1 if layout.normalise_linear
+                          else sum(isinstance(m.weight_layer, nn.Conv2d) for m in layers))
 
 
 def _deep_linear(variant: str, dim_in: int, dim_out: int, noisy_bn, init: str) -> Net:
@@ -340,16 +382,16 @@ def _deep_linear(variant: str, dim_in: int, dim_out: int, noisy_bn, init: str) -
         raise ValueError(f"the deep linear network is square: input {dim_in} != output {dim_out}")
     layers = [Layer(nn.Linear(dim_in, dim_in, bias=False),
                     _norm(variant, dim_in, False, noisy_bn) if i < DLN_DEPTH - 1 else nn.Identity(),
-                    relu=False, pool=False, flatten=(i == 0)) for i in range(DLN_DEPTH)]
-    return _reparametrise(_init(Net(layers), init), variant)
+                    act=None, pool=False, flatten=(i == 0)) for i in range(DLN_DEPTH)]
+    return _reparametrise(_init(Net(layers), init), variant, DLN_DEPTH - 1)
 
 
-def _reparametrise(net: Net, variant: str) -> Net:
-    """Apply the variant's weight reparametrisation (after init) to every layer but the last,
-    which, as in every variant, is left unnormalised."""
+def _reparametrise(net: Net, variant: str, normalised: int) -> Net:
+    """Apply the variant's weight reparametrisation (after init) to the first ``normalised``
+    layers: every layer the variant normalises (never the last, which gives the logits)."""
     wrap = NORMALISERS[variant].reparam
     if wrap is not None:
-        for layer in net.layers[:-1]:
+        for layer in net.layers[:normalised]:
             layer.weight_layer = wrap(layer.weight_layer)
     return net
 
@@ -359,6 +401,8 @@ def _init(net: Net, init: str) -> Net:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             if init == "glorot":
                 nn.init.xavier_uniform_(m.weight)
+            elif init == "glorot_normal":
+                nn.init.xavier_normal_(m.weight)
             else:
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
             if m.bias is not None:

@@ -66,8 +66,15 @@ def annotate_runs(ax, metas: list[dict], lr: float, variants: list[str]) -> None
                 bbox=dict(facecolor="#fff4e5", alpha=0.9, edgecolor="#e08000"), zorder=10)
 
 
-def stability_line(ax, lr: float, momentum: float):
-    """Draw the edge of stability of ``lr`` in ``ax``; returns the line (for a legend)."""
+def stability_line(ax, lr: float, meta: dict):
+    """Draw the edge of stability of ``lr`` for the runs of ``meta``'s settings in ``ax``;
+    returns the line (for a legend). SGD's 2(1 + momentum)/lr does not apply to Adam, whose
+    step is rescaled per parameter: for an Adam run nothing is drawn, and the legend says why.
+    (A run.json written before ``optimizer`` existed trained with SGD, its neutral value.)"""
+    if meta.get("optimizer", "sgd") != "sgd":
+        return ax.plot([], [], ls="none", label="no edge of stability drawn: 2/lr is SGD's, "
+                                                "these runs train with Adam")[0]
+    momentum = float(meta["momentum"])
     level = edge_of_stability(lr, momentum)
     what = "2/lr" if momentum == 0 else f"2(1+{momentum:g})/lr"
     return ax.axhline(level, color="0.2", ls="--", lw=1.1, zorder=1,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bnopt.datasets import TRAIN_SIZES
 from bnopt.figure_specs import figure_specs, figures_off
 from bnopt.schema import load_schema
-from bnopt.variants import NOISY_BN_DEFAULTS
+from bnopt.variants import ACTIVATIONS, MLP_WIDTHS, NOISY_BN_DEFAULTS, OPTIMIZERS
 
 PRECISIONS = ("fp32", "tf32")  # of float32 convolutions and matrix products on a GPU
 DTYPE_NAMES = ("float32", "float64")
@@ -40,7 +40,8 @@ DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_e
 # descent on a regression; no conv maps).
 DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["dln"],
              "momentum": 0.0, "weight_decay": 0.0, "augment": False, "width": 1.0,
-             "channels_last": False}
+             "channels_last": False, "optimizer": "sgd",
+             "activation": "relu"}  # unused: the DLN has no nonlinearity
 
 
 def dln_settings(dln: dict) -> dict:
@@ -70,6 +71,12 @@ def model_defaults(model: str) -> dict:
     defaults of ``DLN_KEYS`` (Glorot, float64, 10,000 steps, probes at 1/100..30 x lr, ...) and
     ``DLN_FIXED``, which is what the workflow gives a DLN run."""
     return copy.deepcopy(dict(_run_defaults(model)))
+
+
+def _neutral(value):
+    """A RunConfig field (default None: the model's default) whose ``value`` computes what runs
+    trained before the field existed computed: see :data:`NEUTRAL`."""
+    return dataclasses.field(default=None, metadata={"neutral": value})
 
 
 @dataclass(frozen=True)
@@ -114,16 +121,26 @@ class RunConfig:
     hessian_every: int | None = None
     hessian_iters: int | None = None  # Lanczos iterations (Hessian-vector products) at most
     hessian_tol: float | None = None  # stop once the top Ritz pair's relative residual is below
+    # settings added after runs were trained without them: at their neutral value (their
+    # default) they compute what those runs computed and are not tracked (NEUTRAL)
+    optimizer: str | None = _neutral("sgd")
+    adam_betas: tuple | None = _neutral((0.9, 0.999))
+    adam_eps: float | None = _neutral(1e-8)
+    activation: str | None = _neutral("relu")  # of every hidden layer
+    mlp_widths: tuple | None = _neutral(MLP_WIDTHS)  # model mlp's hidden widths
 
     def __post_init__(self):
         for name, value in model_defaults(self.model).items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
         object.__setattr__(self, "probe_multipliers", tuple(map(float, self.probe_multipliers)))
+        object.__setattr__(self, "adam_betas", tuple(map(float, self.adam_betas)))
+        object.__setattr__(self, "mlp_widths", tuple(map(int, self.mlp_widths)))
         # what the schema checks for the workflow, checked here for library use (before any
         # data is loaded or GPU time spent)
         for name, allowed in (("precision", PRECISIONS), ("eval_precision", PRECISIONS),
-                              ("dtype", DTYPE_NAMES)):
+                              ("dtype", DTYPE_NAMES), ("optimizer", OPTIMIZERS),
+                              ("activation", ACTIVATIONS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} = {getattr(self, name)!r}: choose one of "
                                  f"{', '.join(allowed)}")
@@ -131,6 +148,10 @@ class RunConfig:
             raise ValueError(f"channels_last = {self.channels_last!r}: choose true, false or auto")
         if self.vmap_probes and self.channels_last is True:
             raise ValueError(VMAP_CHANNELS_LAST)
+        if self.optimizer == "adam" and self.momentum:
+            raise ValueError(f"momentum = {self.momentum} with optimizer adam: Adam's beta1 "
+                             f"(adam_betas, now {list(self.adam_betas)}) plays momentum's role; "
+                             "set momentum: 0, or optimizer: sgd")
 
     def uses_channels_last(self, device) -> bool:
         """Whether this run keeps activations and weights in NHWC on ``device``:
@@ -185,6 +206,12 @@ def train_settings(cfg: dict, model: str) -> dict:
         settings.update(dln_settings(cfg["dln"]))
         if settings["device"] == "auto":  # dln.device auto: the top-level device
             settings["device"] = cfg["device"]
+    # what a run does not use stays at its neutral value, so a change to it retrains no run
+    # that ignores it (the MLP's widths for other models, Adam's constants for SGD)
+    if model != "mlp":
+        settings["mlp_widths"] = list(NEUTRAL["mlp_widths"])
+    if settings["optimizer"] != "adam":
+        settings.update(adam_betas=list(NEUTRAL["adam_betas"]), adam_eps=NEUTRAL["adam_eps"])
     return settings
 
 

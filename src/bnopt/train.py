@@ -91,7 +91,8 @@ def run_model(cfg: RunConfig, dataset: Dataset, device: torch.device,
     ``cfg.dtype`` (NHWC with ``channels_last``), initialised from the global RNG."""
     c, h = dataset.shape[0], (dataset.shape[1] if len(dataset.shape) > 1 else 1)
     model = build_model(cfg.model, cfg.variant, c, h, dataset.num_outputs, cfg.width,
-                        cfg.noisy_bn, cfg.init).to(device, DTYPES[cfg.dtype])
+                        cfg.noisy_bn, cfg.init, cfg.activation,
+                        cfg.mlp_widths).to(device, DTYPES[cfg.dtype])
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     return model
@@ -234,10 +235,21 @@ def build_run(cfg: RunConfig, dataset: Dataset, device: torch.device) -> RunPart
     noise_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 1))
     set_noise_generator(model, noise_gen)
     data_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
+    opt = make_optimizer(cfg, model.parameters(), device)
     return RunParts(model, opt, noise_gen, data,
                     data.train_batches(cfg.batch_size, data_gen, cfg.augment), channels_last)
+
+
+def make_optimizer(cfg: RunConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    """The run's optimizer: SGD (with ``momentum``) or Adam (``adam_betas``, ``adam_eps``; its
+    weight decay is L2 added to the gradient, as SGD's). Adam on a GPU keeps its step count on
+    the device (``capturable``), so its step can be captured in a CUDA graph."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps,
+                                weight_decay=cfg.weight_decay,
+                                capturable=device.type == "cuda")
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
 
 
 def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | None,

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MODELS = ("vgg", "simple_cnn", "dln")
-INITS = ("glorot", "kaiming")
+MODELS = ("vgg", "simple_cnn", "vgg11", "vgg10", "mlp", "dln")
+INITS = ("glorot", "kaiming", "glorot_normal")
+ACTIVATIONS = ("relu", "sigmoid")
+OPTIMIZERS = ("sgd", "adam")
 DLN_DEPTH = 25
-NUM_LAYERS = {"vgg": 14, "simple_cnn": 5, "dln": DLN_DEPTH}  # weight layers, any input size
+MLP_WIDTHS = (100, 100, 100)  # Ioffe & Szegedy's Figure 1 network; the config's mlp_widths
+# weight layers, any input size (the MLP's: its hidden widths and the output, num_layers)
+NUM_LAYERS = {"vgg": 14, "simple_cnn": 5, "vgg11": 11, "vgg10": 13, "dln": DLN_DEPTH}
+
+
+def num_layers(model: str, mlp_widths=MLP_WIDTHS) -> int:
+    """Weight layers of ``model``: fixed for every model but the MLP, whose depth is its hidden
+    widths (the config's ``mlp_widths``) plus the output layer."""
+    return len(mlp_widths) + 1 if model == "mlp" else NUM_LAYERS[model]
 NOISY_BN_DEFAULTS = {"n_mu": 0.5, "n_sigma": 1.25, "r_mu": 0.1, "r_sigma": 0.1}
 
 

@@ -276,6 +276,10 @@ def _compared_runs(check: Check, q: pd.DataFrame):
     if missing:
         where = f" layer {check.layer}" if check.layer else ""
         return t, b, f"no {' or '.join(missing)} run of {check.family} at lr {check.lr:g}{where}"
+    if check.baseline == EDGE and (t.optimizer != "sgd").any():
+        return t, b, ("the edge of stability 2(1 + momentum)/lr is SGD's; these runs train "
+                      "with Adam, whose step is rescaled per parameter (its adaptive edge, "
+                      "Cohen et al. 2022, is not measured here)")
     if check.baseline == EDGE:  # the edge of stability 2(1 + mu)/lr of each run
         b = t.assign(value=edge_of_stability(t.lr, t.momentum), diverged=False,
                      never_learned=False, variant=EDGE)
