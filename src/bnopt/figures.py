@@ -70,7 +70,8 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
         ics = ics.assign(rel=ics.l2 / ics.grad_norm)
     rows = (["acc"] + [("rel", i) for i in layers] + [("cos", i) for i in layers]
             + [("l2", i) for i in layers])
-    fig, axes = subplots(len(rows), len(lrs), figsize=(5.4 * len(lrs), 2.5 * len(rows)),
+    height = 2.5 * len(rows)  # inches; the title and legend take the same inches at any height
+    fig, axes = subplots(len(rows), len(lrs), figsize=(max(5.4 * len(lrs), 9.0), height),
                           squeeze=False, sharex=True)
     for j, lr in enumerate(lrs):
         for i, row in enumerate(rows):
@@ -97,7 +98,7 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
                  "G' = layer gradient after the layers below take the step's update; relative "
                  "ICS (the scorecard's), cosine, then absolute ICS\n"
                  f"{runs_name(metas)}, {seeds_label(metas)}", fontsize=11)
-    save(fig, out_path, rect=(0, 0.03, 1, 1))
+    save(fig, out_path, rect=(0, 0.5 / height, 1, 1 - 0.75 / height))
 
 
 def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,

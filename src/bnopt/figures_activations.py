@@ -62,9 +62,12 @@ def _activation_grid(axes, metas, variants, layers, lr):
 
 
 def fig1_activations(meta_paths, out_path, layers, lr, title="Figure 1(c)",
-                     what="the values entering each ReLU") -> None:
-    """Figure 1(c): distribution of the pre-activations of ``layers`` over training."""
+                     what=None) -> None:
+    """Figure 1(c): distribution of the pre-activations of ``layers`` over training (``what``:
+    how the title names them; by default the inputs of the runs' nonlinearity)."""
     metas = read_metas(meta_paths)
+    unit = {"relu": "ReLU", "sigmoid": "sigmoid"}[metas[0].get("activation", "relu")]
+    what = what or f"the values entering each {unit}"
     check_layers(metas, layers)
     variants = BN_PAIR
     fig, axes = subplots(len(layers), 2, figsize=(11, 3.4 * len(layers)), squeeze=False,

@@ -1,0 +1,63 @@
+"""The earlier experiments' presets (docs/earlier-experiments.md): every preset is a valid config,
+alone and shrunk by workflow/presets/cpu.yaml; and each one's most characteristic figure (one of
+those its page command builds) is built end to end from the preset so shrunk and shorter still.
+(The page's commands themselves are dry-run by test_docs.py.)"""
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from bnopt.config import check_config
+
+PAGE = (ROOT / "docs/earlier-experiments.md").read_text()
+# each preset, and the figure of its page command built here: ICS under Adam, the gradient
+# magnitude, the distance from init, and the sigmoid MLP's accuracy
+PRESETS = {"vgg_a": "fig3_ics", "small_cnn": "fig17_gradient_norm",
+           "vgg10_momentum": "fig18_init_distance", "ioffe_mnist": "fig1_accuracy"}
+SHORT = ["steps=20", "seeds=[0]", "eval_every=10", "log_every=10", "measure_every=5",
+         "hist_every=10", "checkpoint_every=0"]
+
+
+def figures_command(name: str) -> list[str]:
+    """The page's command for preset ``name`` at full scale (its first one)."""
+    line = next(line for line in PAGE.splitlines()
+                if line.startswith("snakemake ") and f"presets/{name}.yaml" in line
+                and "cpu.yaml" not in line)
+    return shlex.split(line)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_preset_is_a_valid_config_with_its_experiments_settings(name):
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    preset = yaml.safe_load((ROOT / f"workflow/presets/{name}.yaml").read_text())
+    cfg = check_config({**base, **preset})
+    cpu = check_config({**base, **preset,
+                        **yaml.safe_load((ROOT / "workflow/presets/cpu.yaml").read_text())})
+    assert cfg["model"] == cpu["model"] != "vgg"  # the experiment's network, also shrunk
+    assert (cpu["dataset"], cpu["device"]) == ("digits", "cpu")
+    targets = [a for a in figures_command(name) if a.startswith("results/figures/")]
+    assert targets, name
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_a_presets_figures_build_end_to_end_on_the_cpu(name, tmp_path):
+    for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    target = f"results/figures/{PRESETS[name]}.png"
+    assert target in figures_command(name)
+    argv = [sys.executable, "-m", "snakemake", "--cores", "2", target, "--configfile",
+            f"workflow/presets/{name}.yaml", "workflow/presets/cpu.yaml", "--config", *SHORT]
+    r = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ))
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    for target in (a for a in argv if a.startswith("results/figures/")):
+        assert (tmp_path / target).stat().st_size > 20_000, target  # drawn, not empty
+    trained = [p.parent.parts[-4:-1] for p in (tmp_path / "results/runs").rglob("run.json")]
+    assert trained and all(re.fullmatch(r"(vgg11|simple_cnn|vgg10|mlp)", m) for m, _, _ in trained)
