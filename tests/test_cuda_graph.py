@@ -59,6 +59,16 @@ def test_a_graphed_run_computes_the_eager_run(synthetic, variant, monkeypatch):
     np.testing.assert_allclose(at8(gp), at8(ep), rtol=1e-3)
 
 
+def test_a_graphed_adam_run_computes_the_eager_run(synthetic):
+    """Adam (capturable on CUDA: its step count lives on the device) replays in the graph as
+    its eager steps run."""
+    adam = {"optimizer": "adam", "momentum": 0.0, "lr": 1e-3, "variant": "batchnorm"}
+    graphed, eager = _run(synthetic, **adam), _run(synthetic, **adam, cuda_graph=False)
+    assert graphed.meta["graph_replays"] == REPLAYS
+    np.testing.assert_allclose(graphed.steps.loc[:9, PER_STEP], eager.steps.loc[:9, PER_STEP],
+                               rtol=1e-4, atol=1e-6)
+
+
 def test_a_graphed_run_resumes_with_a_rebuilt_graph(synthetic, tmp_path):
     """A run resumed from its step-8 checkpoint rebuilds the graph (the saved noise generator,
     momentum buffers and batch order come back first) and continues as the run that wrote it."""

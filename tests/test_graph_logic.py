@@ -152,14 +152,19 @@ def recorded_graph(monkeypatch):
     return made
 
 
-def test_the_loop_replays_plain_steps_only_and_computes_the_eager_run(synthetic, recorded_graph):
+@pytest.mark.parametrize("optimizer", [{}, {"optimizer": "adam", "momentum": 0.0, "lr": 1e-3}],
+                         ids=["sgd", "adam"])
+def test_the_loop_replays_plain_steps_only_and_computes_the_eager_run(synthetic, recorded_graph,
+                                                                     optimizer):
     """In a 16-step run measured at 0 and 8, steps 1 and 9 are the IEEE steps after a measured
     one and the rest plain: two warm up eagerly, the next is captured, and 10 replay. The
-    replayed steps (batch, step index, noise, gradient buffers) compute the eager run bitwise."""
-    graphed = train_run(RunConfig(**CFG), synthetic, progress=False)
+    replayed steps (batch, step index, noise, gradient buffers, the optimizer's state) compute
+    the eager run bitwise, with SGD and with Adam."""
+    cfg = {**CFG, **optimizer}
+    graphed = train_run(RunConfig(**cfg), synthetic, progress=False)
     (step,) = recorded_graph
     assert (step.eager, step.captures, graphed.meta["graph_replays"]) == (2, 1, 10)
-    eager = train_run(RunConfig(**{**CFG, "cuda_graph": False}), synthetic, progress=False)
+    eager = train_run(RunConfig(**{**cfg, "cuda_graph": False}), synthetic, progress=False)
     assert eager.meta["graph_replays"] == 0
     for name in graphed.tables:  # everything but the wall clock
         g, e = (t.tables[name].drop(columns=["elapsed_s"], errors="ignore")
