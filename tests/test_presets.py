@@ -45,6 +45,7 @@ def test_a_preset_is_a_valid_config_with_its_experiments_settings(name):
     assert targets, name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PRESETS)
 def test_a_presets_figures_build_end_to_end_on_the_cpu(name, tmp_path):
     for item in ("Snakefile", "config.yaml", "workflow", "profiles", "envs"):
