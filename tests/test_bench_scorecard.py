@@ -26,5 +26,8 @@ def test_bench_scorecard_times_both_rules_on_tables_of_the_configs_size(tmp_path
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["runs"] == 34 and res["scorecard_runs"] == 34
     assert res["summary_s"] > 0 and res["scorecard_s"] > 0
-    assert res["figures"] == len(FIGURE_REGISTRY)  # every figure the quick preset draws
+    # every figure the quick preset draws: all but those of the earlier experiments' settings
+    # it leaves off (single units for Ioffe & Szegedy; the update probes, which for its plain
+    # SGD would be the gradient probes again)
+    assert res["figures"] == len(FIGURE_REGISTRY) - 2
     assert res["figures_s"] > 0

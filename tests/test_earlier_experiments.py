@@ -124,11 +124,11 @@ def test_settings_a_run_does_not_use_do_not_retrain_it():
 
 def test_an_adam_run_resumes_bitwise(tmp_path, synthetic, capsys):
     """Adam's moments and step count are in the checkpoint: a run resumed from step 10 ends
-    where the uninterrupted one does."""
+    where the uninterrupted one does (its single units and update probes too)."""
     cfg = RunConfig(dataset="synthetic", model="vgg11", variant="batchnorm", lr=1e-3, seed=0,
                     steps=20, batch_size=32, width=0.125, eval_every=10, log_every=5,
                     measure_every=5, hist_every=0, device="cpu", optimizer="adam",
-                    checkpoint_every=10)
+                    checkpoint_every=10, units_per_layer=2, probe_update=True)
     ck = tmp_path / "checkpoint.pt"
     whole = train_run(cfg, synthetic, progress=False)
     part = train_run(cfg, synthetic, progress=False, checkpoint_path=ck)  # writes it at step 10

@@ -8,16 +8,18 @@ from PIL import Image
 
 from bnopt.figures import FIGURES
 from bnopt.variants import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
-from bnopt.tables import TABLES
+from bnopt.tables import written_tables
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.125, init="glorot",
              augment=False, eval_every=6, eval_batch_size=500, log_every=4, device="cpu",
              noisy_bn=NOISY_BN_DEFAULTS, measure_every=3, probe_multipliers=[0.5, 1.0, 2.0],
              hist_every=6, checkpoint_every=4, keep_checkpoints=False, hessian_every=6,
-             hessian_iters=4)
+             hessian_iters=4, units_per_layer=2, probe_update=True)
 DLN_TRAIN = {**TRAIN, "batch_size": 1000, "eval_batch_size": 1000,
-             "probe_multipliers": [0.01, 1.0, 30.0]}
+             "probe_multipliers": [0.01, 1.0, 30.0], "units_per_layer": 0, "probe_update": False}
+# the config the rules see: it turns on the optional tables, so every run writes them
+CONFIG = {"units_per_layer": 2, "probe_update": True}
 
 
 def script(name):
@@ -33,10 +35,10 @@ def prepare(tmp_path, dataset, source):
 
 def train(tmp_path, data, dataset, model, variant, lr, params):
     d = tmp_path / "runs" / model / variant
-    out = NS(**{n: str(d / f"{n}.parquet") for n in TABLES},
+    out = NS(**{n: str(d / f"{n}.parquet") for n in written_tables(CONFIG)},
              meta=str(d / "run.json"))
     script("train.py")(NS(wildcards=NS(dataset=dataset, model=model, variant=variant, lr=lr,
-                                       seed="0"),
+                                       seed="0"), config=CONFIG,
                           params=NS(train=params), input=NS(data=str(data)), output=out,
                           threads=1))
     return out.meta
@@ -78,6 +80,8 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
               "fig16_curvature": (metas + dln, {"lr": 0.05, "dln_lr": 1e-5}),
               "fig17_gradient_norm": (metas, {"lr": 0.05}),
               "fig18_init_distance": (metas, {"lr": 0.05}),
+              "fig19_unit_percentiles": (metas, {"lr": 0.05}),
+              "fig4u_update_landscape": (metas, {"lr": 0.05}),
               **{f: (metas, {"lr": 0.05, "layers": ls}) for f, ls in layers.items()}}
     assert set(kwargs) == set(FIGURES)
     for fig, (inputs, kw) in kwargs.items():

@@ -58,8 +58,11 @@ def test_default_config_resolves_the_whole_dag(tmp_path):
     assert sweep_plan(check_config(BASE))["runs"].sum() == jobs["train"]
     assert jobs["prepare_data"] == 2 and jobs["summary"] == 1
     assert jobs["scorecard"] == 1 and jobs["fig0_scorecard"] == 1  # the verdict first
-    for fig in FIGURES:  # curvature is off by default (hessian_every: 0), so no Figure 16
-        assert jobs.get(fig, 0) == (0 if fig == "fig16_curvature" else 1), fig
+    # off by default: curvature (hessian_every: 0), single units (units_per_layer: 0) and the
+    # probes along the update (probe_update: false)
+    off = {"fig16_curvature", "fig19_unit_percentiles", "fig4u_update_landscape"}
+    for fig in FIGURES:
+        assert jobs.get(fig, 0) == (0 if fig in off else 1), fig
 
 
 def test_a_figure_whose_measurement_is_off_is_refused_before_any_job(tmp_path):
@@ -157,7 +160,7 @@ TINY = ["dataset=synthetic", "width=0.125", "steps=16", "batch_size=64", "eval_e
         "log_every=4", "device=cpu", "threads=1", "seeds=[0]", "lrs=[0.05,10000.0]",
         "fig1_lrs=[0.05,10000.0]", "fig3_lrs=[0.05,10000.0]", "figure_lr=0.05",
         "measure_every=4", "hist_every=8", "probe_multipliers=[0.5,2.0]", "checkpoint_every=12",
-        "hessian_every=8", "hessian_iters=3",
+        "hessian_every=8", "hessian_iters=3", "units_per_layer=2", "probe_update=true",
         "dln={seeds: [0], lrs: [1e-5], steps: 12, eval_every: 6, log_every: 6, measure_every: 4,"
         " hist_every: 8, hessian_every: 6, figure_lr: 1e-5, fig3_lrs: [1e-5]}"]
 

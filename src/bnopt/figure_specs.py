@@ -107,6 +107,12 @@ FIGURE_REGISTRY: dict[str, Figure] = {
                                   lambda c: {"lr": c["figure_lr"]}),
     "fig18_init_distance": Figure(lambda c: [("net", "bn", _lr(c))],
                                   lambda c: {"lr": c["figure_lr"]}),
+    "fig19_unit_percentiles": Figure(lambda c: [("net", "bn", _lr(c))],
+                                     lambda c: {"lr": c["figure_lr"]},
+                                     (("net", "measure_every"), ("net", "units_per_layer"))),
+    "fig4u_update_landscape": Figure(lambda c: [("net", "bn", _lr(c))],
+                                     lambda c: {"lr": c["figure_lr"]},
+                                     (("net", "measure_every"), ("net", "probe_update"))),
 }
 # The settings each figure's runs must have on, by figure (from the registry)
 FIGURE_NEEDS = {name: list(f.needs) for name, f in FIGURE_REGISTRY.items() if f.needs}
@@ -131,9 +137,24 @@ def figures_off(cfg: dict) -> dict[str, list[str]]:
     return out
 
 
+def _switch(key: str) -> bool:
+    """Whether the setting ``key`` ('dln.'-prefixed or not) is on/off (a boolean in the
+    schema: on is ``true``) rather than a count (on is > 0)."""
+    from bnopt.schema import load_schema
+
+    props = load_schema()["properties"]
+    if key.startswith("dln."):
+        props, key = props["dln"]["properties"], key[4:]
+    return props[key].get("type") == "boolean"
+
+
 def needs_text(figure: str, off: list[str]) -> str:
-    """'results/figures/F.png needs hessian_every > 0': why ``figure`` is off, in words."""
-    return f"results/figures/{figure}.png needs {' and '.join(off)} > 0"
+    """'results/figures/F.png needs hessian_every > 0': why ``figure`` is off, in words (a
+    boolean setting: 'needs probe_update: true')."""
+    counts = [k for k in off if not _switch(k)]
+    parts = ([f"{' and '.join(counts)} > 0"] if counts else []) + [
+        f"{k}: true" for k in off if _switch(k)]
+    return f"results/figures/{figure}.png needs {' and '.join(parts)}"
 
 
 def figure_blockers(cfg: dict) -> dict[str, str]:
@@ -142,11 +163,12 @@ def figure_blockers(cfg: dict) -> dict[str, str]:
     an error raised while the DAG is built, before any training."""
     out = {}
     for fig, off in figures_off(cfg).items():
-        top = [f"{k}=100" for k in off if not k.startswith("dln.")]
-        dln = [f"{k[4:]}: 100" for k in off if k.startswith("dln.")]
+        on = {k: "true" if _switch(k) else "100" for k in off}
+        top = [f"{k}={v}" for k, v in on.items() if not k.startswith("dln.")]
+        dln = [f"{k[4:]}: {v}" for k, v in on.items() if k.startswith("dln.")]
         example = " ".join(top + ([f"dln='{{{', '.join(dln)}}}'"] if dln else []))
         them = "them" if len(off) > 1 else "it"
-        out[fig] = (f"{needs_text(fig, off)}, but this config sets {them} to 0, so its runs "
+        out[fig] = (f"{needs_text(fig, off)}, but this config turns {them} off, so its runs "
                     f"record nothing to draw. Set {them} in your config file or on the command "
                     f"line, e.g. `--config {example}`; runs trained without are retrained, since "
                     "their settings change.")

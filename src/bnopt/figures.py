@@ -30,6 +30,7 @@ from bnopt.figures_activations import (  # noqa: E402
     fig2_noisy_bn,
     fig6_lp_activations,
     fig8_activation_shift,
+    fig19_unit_percentiles,
 )
 from bnopt.figures_training import fig17_gradient_norm, fig18_init_distance  # noqa: E402
 
@@ -102,14 +103,18 @@ def fig3_ics(meta_paths, out_path, lrs, layers, top="accuracy", title="Figure 3(
 
 
 def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
-                   title="Figure 4: BatchNorm smooths the loss landscape", log_all=False) -> None:
+                   title="Figure 4: BatchNorm smooths the loss landscape", log_all=False,
+                   table="probes") -> None:
     """Figure 4: (a) loss range along the gradient (log scale), (b) gradient predictiveness
     range, (c) effective beta-smoothness, averaged over seeds; with ``top`` ('accuracy' or
     'loss') a training-curve panel comes first (Figures 12 and 13). ``log_all`` puts (b) and (c)
-    on log scales too (the DLN's values span several decades)."""
+    on log scales too (the DLN's values span several decades). ``table="update_probes"``: the
+    same along the update the optimizer made (Figure 4u)."""
     metas = read_metas(meta_paths)
     variants = [v for v in variants if any(m["variant"] == v for m in metas)]
-    land = landscape_summary(load_table(meta_paths, "probes"), ("variant", "seed", "step"))
+    land = landscape_summary(load_table(meta_paths, table), ("variant", "seed", "step"))
+    update = table == "update_probes"
+    along = "the update u" if update else "the gradient"
     if land.empty:
         raise ValueError("these runs measured no step (measure_every = 0), so there is no "
                          "landscape to draw: set measure_every > 0 and rerun their training.")
@@ -137,10 +142,10 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
     for ax in (a, b, c) if log_all else (a,):
         ax.set_yscale("log")
     annotate_runs(axes[0], metas, lr, variants)
-    a.set_title("(a) loss landscape: loss along the gradient")
+    a.set_title(f"(a) loss landscape: loss along {along}")
     a.set_ylabel("training loss (min..max over step lengths)")
     b.set_title("(b) gradient predictiveness")
-    b.set_ylabel("||grad L(x - eta g) - g|| (min..max)")
+    b.set_ylabel(f"||grad L({'x + m u' if update else 'x - eta g'}) - g|| (min..max)")
     c.set_title("(c) effective beta-smoothness")
     c.set_ylabel("max ||grad L(x') - g|| / ||x' - x||")
     for ax in (a, b, c):
@@ -148,10 +153,12 @@ def fig4_landscape(meta_paths, out_path, lr, variants=BN_PAIR, top=None,
     if matched:
         matched_panel(axes[-1], meta_paths, land, "loss_range", variants)
         axes[-1].set_title("(d) loss range at matched training loss")
-        axes[-1].set_ylabel("loss range along the gradient (max - min)")
+        axes[-1].set_ylabel(f"loss range along {along} (max - min)")
     a.legend(loc="upper right", fontsize=9)
-    fig.suptitle(f"{title}. {runs_name(metas)}, lr {lr:g}; probes at eta = {min(mults):g}..{max(mults):g} "
-                 f"x lr ({len(mults)} points)\nbands in the landscape panels: seed-mean of min..max "
+    points = (f"x + m u, m = {min(mults):g}..{max(mults):g}, u the update the optimizer made"
+              if update else f"eta = {min(mults):g}..{max(mults):g} x lr")
+    fig.suptitle(f"{title}. {runs_name(metas)}, lr {lr:g}; probes at {points} "
+                 f"({len(mults)} points)\nbands in the landscape panels: seed-mean of min..max "
                  f"over the probe points; other panels: {seeds_label(metas)}", fontsize=11)
     save(fig, out_path)
 
@@ -307,4 +314,10 @@ FIGURES = {
     # Figures 17 and 18 (the earlier experiments'): gradient magnitude, distance from init
     "fig17_gradient_norm": fig17_gradient_norm,
     "fig18_init_distance": fig18_init_distance,
+    # Figure 19 (Ioffe & Szegedy's Figure 1(b, c)): single units' input percentiles
+    "fig19_unit_percentiles": fig19_unit_percentiles,
+    # Figure 4u: Figure 4 along the update the optimizer made (Adam's), not the gradient
+    "fig4u_update_landscape": partial(
+        fig4_landscape, table="update_probes",
+        title="Figure 4u: the loss landscape along the update the optimizer made"),
 }

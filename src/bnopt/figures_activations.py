@@ -153,3 +153,41 @@ def fig6_lp_activations(meta_paths, out_path, lr, layer) -> None:
                  f"{runs_name(metas)}, lr {lr:g}, seed {seed}. l_p normalisations do not make them "
                  "Gaussian-like", fontsize=11)
     save(fig, out_path)
+
+
+def fig19_unit_percentiles(meta_paths, out_path, lr) -> None:
+    """Figure 19 (Ioffe & Szegedy's Figure 1(b, c)): the 15th, 50th and 85th percentiles over
+    the batch of single units' inputs to their nonlinearity in the last hidden layer, over
+    training: one row per variant (standard, BN), one column per followed unit, lowest seed.
+    Without BN they drift; with it they stay put."""
+    metas = read_metas(meta_paths)
+    variants = [v for v in BN_PAIR if any(m["variant"] == v for m in metas)]
+    runs, seed = first_seed_runs(metas, variants, lr)
+    units = {v: load_table([p], "units") for v, p in runs.items()}
+    if any(u.empty for u in units.values()):
+        raise ValueError("these runs followed no unit (units_per_layer = 0 or measure_every = "
+                         "0): set units_per_layer > 0 and rerun their training.")
+    layer = int(max(u.layer.max() for u in units.values())) - 1  # the logits' layer is last
+    followed = sorted(set(units[variants[0]].query("layer == @layer").unit))
+    fig, axes = subplots(len(variants), len(followed), figsize=(4.2 * len(followed) + 1,
+                                                                 3.2 * len(variants) + 1.2),
+                         squeeze=False, sharex=True, sharey=True)
+    for i, v in enumerate(variants):
+        u = units[v].query("layer == @layer").sort_values("step")
+        for j, unit in enumerate(followed):
+            ax, one = axes[i, j], u[u.unit == unit]
+            ax.fill_between(one.step, one.q15, one.q85, color=PALETTE[v], alpha=0.3, lw=0)
+            for q, ls in (("q15", ":"), ("q50", "-"), ("q85", "--")):
+                ax.plot(one.step, one[q], color=PALETTE[v], lw=1.2, ls=ls,
+                        label=f"{q[1:]}th percentile")
+            ax.set_title(f"{LABELS[v]}: unit {unit}", fontsize=10)
+            if i == len(variants) - 1:
+                ax.set_xlabel("training step")
+        axes[i, 0].set_ylabel("input to the nonlinearity")
+    axes[0, 0].legend(loc="best", fontsize=8)
+    annotate_runs(axes[0, -1], metas, lr, variants)
+    unit = {"relu": "ReLU", "sigmoid": "sigmoid"}[metas[0].get("activation", "relu")]
+    fig.suptitle(f"Figure 19: inputs to single {unit} units of the last hidden layer (layer "
+                 f"{layer}) over training, 15th / 50th / 85th percentiles over the batch\n"
+                 f"{runs_name(metas)}, lr {lr:g}, seed {seed}", fontsize=11)
+    save(fig, out_path)

@@ -59,34 +59,40 @@ def loss_and_grad(loss_fn: LossFn, params: Params, wrt: list[str] | None = None)
 
 
 def probe_along_gradient(loss_fn: LossFn, params: Params, grad: Params, step_sizes,
-                         vectorize: bool = False) -> dict[str, torch.Tensor]:
+                         vectorize: bool = False, direction: Params | None = None
+                         ) -> dict[str, torch.Tensor]:
     """Move from ``params`` along ``-grad`` by each step length eta and measure, at each point
     x' = x - eta * g:  the loss L(x'),  the gradient change ||grad L(x') - g||,  and
     ||grad L(x') - g|| / ||x' - x||  (whose maximum is the effective beta-smoothness).
     Returns tensors of shape (K,) for K step lengths. ``step_sizes`` may be a list or a tensor
     on the device (which spares a host-to-device copy, a sync on CUDA).
 
+    ``direction`` d (default: ``grad``): move along -d instead, x' = x - eta * d, with the
+    gradient change still measured against g and ||x' - x|| = eta * ||d||. With d = -(the
+    optimizer's update) and eta = m, the points are x + m * update (:func:`measure_step`).
+
     ``vectorize=True`` evaluates all K points in one pass, ``torch.func.vmap`` over the step
     length (K times the activation memory; convolutions become grouped ones). Same values up to
     floating-point summation order; faster where a pass is launch-bound (the DLN), slower for
     the VGG on a CPU (see BENCHMARKS.md)."""
-    g_norm = total_norm(grad.values())
-    eta = torch.as_tensor(step_sizes, dtype=g_norm.dtype, device=g_norm.device)
+    d = grad if direction is None else direction
+    d_norm = total_norm(d.values())
+    eta = torch.as_tensor(step_sizes, dtype=d_norm.dtype, device=d_norm.device)
     if vectorize:
         def at(e):
-            g2, loss = grad_and_value(loss_fn)({n: params[n] - e * grad[n] for n in params})
+            g2, loss = grad_and_value(loss_fn)({n: params[n] - e * d[n] for n in params})
             # a plain sum of squares: torch._foreach_norm has no vmap rule
             return loss.detach(), sum((g2[n] - grad[n]).square().sum() for n in params)
         loss, sq = vmap(at)(eta)
-        return {"loss": loss, "grad_change": sq.sqrt(), "beta": sq.sqrt() / (eta * g_norm)}
+        return {"loss": loss, "grad_change": sq.sqrt(), "beta": sq.sqrt() / (eta * d_norm)}
     losses, changes = [], []
     for e in eta:  # 0-dim device tensors: no sync
-        moved = {n: params[n] - e * grad[n] for n in params}
+        moved = {n: params[n] - e * d[n] for n in params}
         loss, g2 = loss_and_grad(loss_fn, moved)
         losses.append(loss)
         changes.append(total_norm([g2[n] - grad[n] for n in params]))
     change = torch.stack(changes)
-    return {"loss": torch.stack(losses), "grad_change": change, "beta": change / (eta * g_norm)}
+    return {"loss": torch.stack(losses), "grad_change": change, "beta": change / (eta * d_norm)}
 
 
 def gradient_ics(loss_fn: LossFn, before: Params, after: Params, layers: list[list[str]],
@@ -181,6 +187,24 @@ def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params
         after = {n: p.detach() for n, p in model.named_parameters()}
         l2, cos = gradient_ics_layered(model, criterion, x, y, before, after, grad)
     return probes, l2, cos
+
+
+def probe_along_update(model: nn.Module, criterion, x, y, before: Params, grad: Params,
+                       multipliers, vectorize: bool = False) -> dict[str, torch.Tensor]:
+    """The probes of :func:`measure_step` along the update the optimizer made instead of the
+    gradient (Adam's, or SGD's with momentum; plain SGD's is the gradient's own direction):
+    called after the optimizer step, at x' = x + m * (x_after - x) for each multiplier m (m = 1
+    is where the step went), the loss, ||grad L(x') - g|| and that over ||x' - x||, with
+    ``distance`` ||x' - x||, each of shape (K,); nothing in the model changes."""
+    def loss_fn(p):
+        return criterion(functional_call(model, p, (x,)), y)
+
+    with probing(model), ieee_fp32():
+        back = {n: before[n] - p.detach() for n, p in model.named_parameters()}  # -update
+        out = probe_along_gradient(loss_fn, before, grad, multipliers, vectorize, direction=back)
+        out["distance"] = torch.as_tensor(multipliers, dtype=out["loss"].dtype,
+                                          device=out["loss"].device) * total_norm(back.values())
+    return out
 
 
 def hvp(loss_fn: LossFn, params: Params, v: Params) -> tuple[Params, Params]:
@@ -287,6 +311,26 @@ def activation_summary(z: torch.Tensor, quantiles: torch.Tensor | None = None) -
         quantiles = torch.tensor(QUANTILES, dtype=sample.dtype, device=z.device)
     q = torch.quantile(sample, quantiles)
     return torch.cat([torch.stack([flat.mean(), flat.std()]), q])
+
+
+def unit_indices(units: int, k: int) -> list[int]:
+    """``k`` of a layer's ``units`` (channels), evenly spaced from the first to the last
+    (fewer where the layer has fewer): which single units a run follows (units.parquet)."""
+    if k <= 1:
+        return [0][:k]
+    return sorted({round(i * (units - 1) / (k - 1)) for i in range(k)})
+
+
+def unit_percentiles(z: torch.Tensor, units: torch.Tensor, quantiles: torch.Tensor
+                     ) -> torch.Tensor:
+    """Quantiles over the batch (and positions, for conv maps) of each of ``units`` (channel
+    indices) of the pre-activation ``z`` (N, C, ...): shape (len(units), len(quantiles)), on
+    z's device. ``units``, ``quantiles``: tensors on that device (a copy in the step loop
+    would sync)."""
+    v = z.detach().float().index_select(1, units)
+    v = v.transpose(0, 1).reshape(len(units), -1)
+    v = v[:, :: max(1, -(-v.numel() // QUANTILE_SAMPLE))]
+    return torch.quantile(v, quantiles, dim=1).T
 
 
 def channel_moments(z: torch.Tensor) -> torch.Tensor:

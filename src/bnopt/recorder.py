@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bnopt.measure import activation_summary, channel_moments, histogram, moment_shift, total_norm
+from bnopt.measure import (activation_summary, channel_moments, histogram, moment_shift,
+                           total_norm, unit_indices, unit_percentiles)
 from bnopt.steps import accuracy
 from bnopt.tables import (ACTIVATION_COLUMNS, EVAL_COLUMNS, HESSIAN_COLUMNS, HISTOGRAM_COLUMNS,
-                          ICS_COLUMNS, INIT_DISTANCE_COLUMNS, QUANTILES, TABLES)
+                          ICS_COLUMNS, INIT_DISTANCE_COLUMNS, OPTIONAL_TABLES, QUANTILES, TABLES,
+                          UNIT_COLUMNS, UNIT_QUANTILES, UPDATE_PROBE_COLUMNS)
 
 
 def to_device(obj, device):
@@ -28,20 +30,27 @@ class Recorder:
     """Everything a run records, kept on the device until the end: the per-step buffer (loss,
     accuracy, gradient and parameter norms), host wall-clock per step, measured rows as
     (step, device tensor) pairs per kind, the per-unit moments of the last measured step (for
-    the moment shift) and the initial weights (for the init distance). ``state_dict`` /
-    ``load_state_dict`` carry it through a checkpoint; ``tables`` turns it into the run's
-    tables (see ``TABLES``)."""
+    the moment shift) and the initial weights (for the init distance); with
+    ``units_per_layer`` > 0, percentiles of that many single units per layer at measured
+    steps. ``state_dict`` / ``load_state_dict`` carry it through a checkpoint; ``tables``
+    turns it into the run's tables (``TABLES`` and ``OPTIONAL_TABLES``)."""
 
     KINDS = ("eval", "init_distance", "probes", "ics", "activations", "activation_shift",
-             "histograms", "hessian")  # as the tables they fill (the shift joins activations)
+             "histograms", "hessian", "units", "update_probes")  # as the tables they fill
+                                                                 # (the shift joins activations)
 
-    def __init__(self, steps: int, device, dtype, w_init: list[torch.Tensor]):
+    def __init__(self, steps: int, device, dtype, w_init: list[torch.Tensor],
+                 units_per_layer: int = 0):
         self.buf = torch.full((steps, 4), float("nan"), device=device, dtype=dtype)
         self.host_t = np.zeros(steps)
         self.rows: dict[str, list] = {k: [] for k in self.KINDS}
         self.pending_moments: list | None = None
         self.w_init = w_init
-        self.quantiles = torch.tensor(QUANTILES, device=device)  # once: a copy in the loop syncs
+        self.units_per_layer = units_per_layer
+        self.followed: list | None = None  # per layer: (unit indices, id rows), on the device
+        # once: a copy in the loop syncs
+        self.quantiles = torch.tensor(QUANTILES, device=device)
+        self.unit_quantiles = torch.tensor(UNIT_QUANTILES, device=device)
 
     def add(self, kind: str, step: int, values: torch.Tensor) -> None:
         self.rows[kind].append((step, values))
@@ -69,7 +78,23 @@ class Recorder:
             self.add("activations", step, torch.stack([activation_summary(z, self.quantiles) for z in preacts]))
             if histograms:
                 self.add("histograms", step, torch.stack([histogram(z) for z in preacts]))
+            if self.units_per_layer:
+                self.add("units", step, self.unit_rows(preacts))
             self.pending_moments = moments
+
+    def unit_rows(self, preacts: list) -> torch.Tensor:
+        """(layer, unit, *UNIT_QUANTILES) rows of the followed units of every layer, one
+        device tensor. Which units: from the layers' widths, put on the device once (a copy
+        in the loop syncs)."""
+        if self.followed is None:
+            self.followed = []
+            for layer, z in enumerate(preacts, 1):
+                units = unit_indices(z.shape[1], self.units_per_layer)
+                self.followed.append((
+                    torch.tensor(units, device=z.device),
+                    torch.tensor([[layer, u] for u in units], dtype=torch.float32, device=z.device)))
+        return torch.cat([torch.cat([ids, unit_percentiles(z, units, self.unit_quantiles)], 1)
+                          for z, (units, ids) in zip(preacts, self.followed)])
 
     def state_dict(self, upto: int) -> dict:
         return {"buf": self.buf[:upto], "host_t": self.host_t[:upto].copy(), "rows": self.rows,
@@ -81,13 +106,14 @@ class Recorder:
         start = len(state["host_t"])
         self.buf[:start] = state["buf"].to(device)
         self.host_t[:start] = state["host_t"]
-        self.rows = to_device(state["rows"], device)
+        self.rows = {k: [] for k in self.KINDS} | to_device(state["rows"], device)
         self.pending_moments = to_device(state["pending_moments"], device)
         self.w_init = to_device(state["w_init"], device)
         return start
 
     def tables(self, done: int, lr: float, multipliers) -> dict[str, pd.DataFrame]:
-        """The run's tables (``TABLES``) from its first ``done`` steps."""
+        """The run's tables (``TABLES`` and ``OPTIONAL_TABLES``, which are empty where the
+        run did not record them) from its first ``done`` steps."""
         rows, rec = self.buf[:done].float().cpu().numpy(), self.rows  # float32 columns, any dtype
         tables = {
             "steps": pd.DataFrame({
@@ -110,16 +136,27 @@ class Recorder:
         acts = _layer_rows(rec["activations"], done - 1, ACTIVATION_COLUMNS[:-2])
         shift = _layer_rows(rec["activation_shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
         tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left")
-        return {k: tables[k][cols] for k, cols in TABLES.items()}
+        tables["units"] = _rows(rec["units"], done - 1, UNIT_COLUMNS).astype(
+            {"layer": "int64", "unit": "int64"})
+        update = _layer_rows(rec["update_probes"], done - 1,
+                             [c for c in UPDATE_PROBE_COLUMNS if c != "multiplier"])
+        update.insert(2, "multiplier", mult[update["point"].to_numpy() - 1] if len(update)
+                      else np.zeros(0))
+        update["point"] -= 1
+        tables["update_probes"] = update
+        every = TABLES | {k: cols for k, (cols, _) in OPTIONAL_TABLES.items()}
+        return {k: tables[k][cols] for k, cols in every.items()}
 
 def _rows(recs, last_step: int, columns) -> pd.DataFrame:
-    """(step, vector) records -> one row per step, dropping steps after ``last_step``."""
-    recs = [(s, v) for s, v in recs if s <= last_step]
+    """(step, vector) records -> one row per step, dropping steps after ``last_step``;
+    (step, (R, F) matrix) records -> R rows per step."""
+    recs = [(s, v.reshape(-1, len(columns) - 1)) for s, v in recs if s <= last_step]
     if not recs:
         return pd.DataFrame({c: pd.Series(dtype="int64" if c == "step" else "float64") for c in columns})
-    vals = torch.stack([v for _, v in recs]).double().cpu().numpy()
+    vals = torch.cat([v for _, v in recs]).double().cpu().numpy()
     df = pd.DataFrame(vals, columns=columns[1:])
-    df.insert(0, "step", np.array([s for s, _ in recs], dtype=np.int64))
+    df.insert(0, "step", np.repeat(np.array([s for s, _ in recs], dtype=np.int64),
+                                   [len(v) for _, v in recs]))
     return df
 
 

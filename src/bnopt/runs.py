@@ -41,7 +41,10 @@ DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_e
 DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["dln"],
              "momentum": 0.0, "weight_decay": 0.0, "augment": False, "width": 1.0,
              "channels_last": False, "optimizer": "sgd",
-             "activation": "relu"}  # unused: the DLN has no nonlinearity
+             "activation": "relu",  # unused: the DLN has no nonlinearity
+             # plain GD's update is -lr * gradient, which the gradient probes already follow;
+             # single units' percentiles are of the networks' nonlinearities (Ioffe & Szegedy)
+             "probe_update": False, "units_per_layer": 0}
 
 
 def dln_settings(dln: dict) -> dict:
@@ -128,6 +131,8 @@ class RunConfig:
     adam_eps: float | None = _neutral(1e-8)
     activation: str | None = _neutral("relu")  # of every hidden layer
     mlp_widths: tuple | None = _neutral(MLP_WIDTHS)  # model mlp's hidden widths
+    units_per_layer: int | None = _neutral(0)  # single units' input percentiles (units.parquet)
+    probe_update: bool | None = _neutral(False)  # probes along the update too (update_probes)
 
     def __post_init__(self):
         for name, value in model_defaults(self.model).items():

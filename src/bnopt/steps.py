@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from bnopt.measure import measure_curvature, measure_step
+from bnopt.measure import measure_curvature, measure_step, probe_along_update
 from bnopt.precision import ieee_fp32
 from bnopt.runs import RunConfig
 
@@ -119,19 +119,25 @@ class CudaGraphStep:
         self.captures += 1
 
 def measure_after_step(model, x, y, before: dict, grad: dict, step_sizes=None,
-                       vmap_probes: bool = False, hessian: tuple | None = None) -> dict:
+                       vmap_probes: bool = False, hessian: tuple | None = None,
+                       update_sizes=None) -> dict:
     """What a measured step records once the optimizer has stepped, from the step's batch,
     parameters ``before`` and gradient ``grad``: with ``step_sizes``, the probe rows (K, 3:
     loss, gradient change, beta) and ICS rows (L, 3: l2, cos, |G|); with ``hessian`` =
     (iterations, tolerance), the curvature row (4: lambda_max, batch sharpness, iterations,
-    residual). Keys are the :class:`Recorder` kinds. Training and ``benchmarks/bench_step.py``
-    both call this."""
+    residual); with ``update_sizes`` (multiples of the update made), the probe rows along it
+    (K, 4: distance, loss, gradient change, beta). Keys are the :class:`Recorder` kinds.
+    Training and ``benchmarks/bench_step.py`` both call this."""
     out = {}
     if step_sizes is not None:
         pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes, vmap_probes)
         out["probes"] = torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)
         g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in model.weight_names()])
         out["ics"] = torch.stack([l2, cos, g_norms], 1)
+    if update_sizes is not None:
+        up = probe_along_update(model, criterion, x, y, before, grad, update_sizes, vmap_probes)
+        out["update_probes"] = torch.stack([up["distance"], up["loss"], up["grad_change"],
+                                            up["beta"]], 1)
     if hessian is not None:
         c = measure_curvature(model, criterion, x, y, before, grad, *hessian)
         out["hessian"] = torch.cat([
@@ -142,7 +148,7 @@ def measure_after_step(model, x, y, before: dict, grad: dict, step_sizes=None,
 
 
 def ieee_step(cfg: RunConfig, model, opt, rec: Recorder, step: int, x, y, measured: bool,
-              curvature: bool, step_sizes) -> None:
+              curvature: bool, step_sizes, update_sizes=None) -> None:
     """A step in IEEE arithmetic: a measured step (activation statistics of its own pass, then
     probes and ICS after the update), a curvature step, or the step after a measured one (the
     per-unit moment shift). Its autograd graph dies when this returns: a live one would keep
@@ -164,5 +170,6 @@ def ieee_step(cfg: RunConfig, model, opt, rec: Recorder, step: int, x, y, measur
     if measured or curvature:
         for kind, values in measure_after_step(
                 model, x, y, before, grad, step_sizes if measured else None, cfg.vmap_probes,
-                (cfg.hessian_iters, cfg.hessian_tol) if curvature else None).items():
+                (cfg.hessian_iters, cfg.hessian_tol) if curvature else None,
+                update_sizes if measured else None).items():
             rec.add(kind, step, values)

@@ -267,7 +267,8 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     named = dict(model.named_parameters())
     params = list(named.values())
     rec = Recorder(cfg.steps, device, dtype,
-                   [named[w].detach().clone() for w in layer_parameters(model)[1]])
+                   [named[w].detach().clone() for w in layer_parameters(model)[1]],
+                   cfg.units_per_layer)
     loop = Loop(cfg, model, opt, noise_gen, batches, rec)
     if checkpoint_path is not None and os.path.exists(checkpoint_path):
         loop.resume(checkpoint_path)
@@ -275,6 +276,8 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     # on the device once (a copy in the loop is a CUDA sync)
     step_sizes = torch.tensor([m * cfg.lr for m in cfg.probe_multipliers], dtype=dtype,
                               device=device)
+    update_sizes = (torch.tensor(cfg.probe_multipliers, dtype=dtype, device=device)
+                    if cfg.probe_update else None)  # multiples of the update made
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
     bar = progress_bar(cfg, start) if progress else None
     # unmeasured steps replay as one CUDA graph (built after resuming: it holds the tensors)
@@ -289,7 +292,8 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         curvature = cfg.hessian_every > 0 and step % cfg.hessian_every == 0
         x, y = next(batches)
         if measured or curvature or rec.pending_moments is not None:
-            ieee_step(cfg, model, opt, rec, step, x, y, measured, curvature, step_sizes)
+            ieee_step(cfg, model, opt, rec, step, x, y, measured, curvature, step_sizes,
+                      update_sizes)
         else:  # a plain step, in the run's precision
             (graphed or plain_step)(model, opt, params, rec, step, x, y)
         rec.host_t[step] = time.perf_counter() - t0
@@ -353,9 +357,14 @@ def _meta(cfg: RunConfig, run: RunParts, dataset: Dataset, device, tables: dict,
 
 
 def write_run(result: RunResult, paths: dict, meta_path) -> None:
-    """Write each table to ``paths[name]`` atomically, then the metadata JSON last."""
+    """Write each table named in ``paths`` (every ``TABLES`` entry, and any of
+    ``OPTIONAL_TABLES``) to its path atomically, then the metadata JSON last."""
     from bnopt.io import write_json, write_parquet
+    from bnopt.tables import TABLES
 
-    for name, df in result.tables.items():
-        write_parquet(df, paths[name], metadata=result.meta)
+    missing = sorted(set(TABLES) - set(paths))
+    if missing:
+        raise ValueError(f"write_run: no path for table(s) {', '.join(missing)}")
+    for name, path in paths.items():
+        write_parquet(result.tables[name], path, metadata=result.meta)
     write_json(result.meta, meta_path)

@@ -29,7 +29,7 @@ from bnopt.runs import (
     run_dir,
     tracked_settings,
 )
-from bnopt.tables import TABLES
+from bnopt.tables import written_tables
 from bnopt.variants import MODELS, VARIANTS
 
 # check_config coerces command-line strings, validates against the schema, fills defaults and
@@ -52,8 +52,10 @@ wildcard_constraints:
 
 DLN = config["dln"]
 
-# One training run's folder (wildcards) and its files (train.smk: one per TABLES entry).
+# One training run's folder (wildcards) and its files (train.smk: one per table it writes:
+# every TABLES entry, and the optional tables this config turns on).
 RUN = RUN_DIR
+RUN_TABLES = written_tables(config)
 
 
 def run_metas(variants, lrs, family="net"):

@@ -3,7 +3,7 @@ rule train:
     input:
         data="results/data/{dataset}.pt",
     output:
-        **{name: f"{RUN}/{name}.parquet" for name in TABLES},
+        **{name: f"{RUN}/{name}.parquet" for name in RUN_TABLES},
         meta=f"{RUN}/run.json",
     params:
         train=train_params,
