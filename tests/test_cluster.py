@@ -72,7 +72,7 @@ def test_light_rules_stay_on_the_submitting_host():
     """Under the SLURM profile only training jobs are submitted: every other rule (data
     preparation, tables, the scorecard, figures, all) is a local rule."""
     blocks = rule_blocks()
-    assert {"all", "prepare_data", "train", "summary", "scorecard", "fig0_scorecard",
+    assert {"all", "prepare_data", "train", "summary", "reported", "scorecard", "fig0_scorecard",
             "_fig"} == set(blocks)
     remote = [name for name, b in blocks.items() if "localrule: True" not in b]
     assert remote == ["train"]

@@ -40,7 +40,7 @@ def test_the_wheel_carries_the_config_schema(tmp_path):
                         str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     (wheel,) = tmp_path.glob("bnopt-*.whl")
-    assert "bnopt/config.schema.yaml" in zipfile.ZipFile(wheel).namelist()
+    assert {"bnopt/config.schema.yaml", "bnopt/reported.yaml"} <= set(zipfile.ZipFile(wheel).namelist())
     # installed from the wheel (not the checkout), used from another folder: the defaults and
     # the config check read the schema the package carries
     target = tmp_path / "site"
@@ -52,14 +52,15 @@ def test_the_wheel_carries_the_config_schema(tmp_path):
             "print(bnopt.__file__, bnopt.runs.__file__); "
             "r = RunConfig(dataset='digits', model='vgg', variant='batchnorm', lr=0.1, seed=0, "
             "steps=10, batch_size=8); print(r.measure_every, r.precision); "
-            f"print(check_config(yaml.safe_load(open({str(ROOT / 'config.yaml')!r})))['steps'])")
+            f"print(check_config(yaml.safe_load(open({str(ROOT / 'config.yaml')!r})))['steps']); "
+            "from bnopt.reported import published; print(len(published()))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                        env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    where, defaults, steps = r.stdout.split("\n")[:3]
+    where, defaults, steps, experiments = r.stdout.split("\n")[:4]
     assert all(w.startswith(str(target)) for w in where.split()), where
-    assert defaults == "100 tf32" and steps == "15000"
+    assert defaults == "100 tf32" and steps == "15000" and experiments == "4"
     # a 10-step run of each model and a figure drawn from two of them, as a user would
     out = tmp_path / "results"
     r = subprocess.run([sys.executable, str(ROOT / "tests/wheel_smoke.py"), str(out)],

@@ -9,11 +9,13 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 from conftest import ROOT
 
 from bnopt.config import check_config
+from bnopt.reported import published
 
 PAGE = (ROOT / "docs/earlier-experiments.md").read_text()
 # each preset, and the figures of its page command built here (of the same runs): ICS and the
@@ -55,6 +57,7 @@ def test_a_presets_figures_build_end_to_end_on_the_cpu(name, tmp_path):
         src = ROOT / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
     targets = [f"results/figures/{fig}.png" for fig in PRESETS[name]]
+    targets.append("results/tables/reported.csv")  # their findings beside ours
     assert set(targets) <= set(figures_command(name))
     argv = [sys.executable, "-m", "snakemake", "--cores", "2", *targets, "--configfile",
             f"workflow/presets/{name}.yaml", "workflow/presets/cpu.yaml", "--config", *SHORT]
@@ -63,5 +66,9 @@ def test_a_presets_figures_build_end_to_end_on_the_cpu(name, tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     for target in (a for a in argv if a.startswith("results/figures/")):
         assert (tmp_path / target).stat().st_size > 20_000, target  # drawn, not empty
+    reported = pd.read_csv(tmp_path / "results/tables/reported.csv")
+    assert len(reported) == len(published()[name]["findings"])
+    assert set(reported.verdict) <= {"reproduced", "not reproduced", "inconclusive", "not measured"}
+    assert (reported.differs.str.contains("dataset: ours digits")).all()
     trained = [p.parent.parts[-4:-1] for p in (tmp_path / "results/runs").rglob("run.json")]
     assert trained and all(re.fullmatch(r"(vgg11|simple_cnn|vgg10|mlp)", m) for m, _, _ in trained)

@@ -18,7 +18,7 @@ TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.12
              hessian_iters=4, units_per_layer=2, probe_update=True)
 DLN_TRAIN = {**TRAIN, "batch_size": 1000, "eval_batch_size": 1000,
              "probe_multipliers": [0.01, 1.0, 30.0], "units_per_layer": 0, "probe_update": False}
-# the config the rules see: it turns on the optional tables, so every run writes them
+# the config the rules see: it turns on the optional tables, which the rule then declares
 CONFIG = {"units_per_layer": 2, "probe_update": True}
 
 
@@ -38,7 +38,7 @@ def train(tmp_path, data, dataset, model, variant, lr, params):
     out = NS(**{n: str(d / f"{n}.parquet") for n in written_tables(CONFIG)},
              meta=str(d / "run.json"))
     script("train.py")(NS(wildcards=NS(dataset=dataset, model=model, variant=variant, lr=lr,
-                                       seed="0"), config=CONFIG,
+                                       seed="0"),
                           params=NS(train=params), input=NS(data=str(data)), output=out,
                           threads=1))
     return out.meta

@@ -71,4 +71,11 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
             raise ConfigError(f"{name}hist_every = {section['hist_every']} must be a multiple of "
                               f"{name}measure_every = {section['measure_every']} (histograms are "
                               "taken at measured steps).")
+    if cfg["experiment"] is not None:
+        from bnopt.reported import published
+
+        if cfg["experiment"] not in published():
+            raise ConfigError(f"experiment = {cfg['experiment']!r}: choose one of "
+                              f"{', '.join(published())} (an earlier experiment whose published "
+                              "findings results/tables/reported.csv compares with), or null")
     return cfg

@@ -17,6 +17,7 @@ import platform
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -357,14 +358,16 @@ def _meta(cfg: RunConfig, run: RunParts, dataset: Dataset, device, tables: dict,
 
 
 def write_run(result: RunResult, paths: dict, meta_path) -> None:
-    """Write each table named in ``paths`` (every ``TABLES`` entry, and any of
-    ``OPTIONAL_TABLES``) to its path atomically, then the metadata JSON last."""
+    """Write each table to ``paths[name]`` atomically, then the metadata JSON last. A table
+    of ``OPTIONAL_TABLES`` that ``paths`` does not name goes beside the metadata as
+    ``<name>.parquet`` (empty where the run did not record it): the train rule declares it an
+    output only where the config turns it on, and the rule's script, whose every edit would
+    make Snakemake retrain every finished run, stays as it was."""
     from bnopt.io import write_json, write_parquet
-    from bnopt.tables import TABLES
+    from bnopt.tables import OPTIONAL_TABLES
 
-    missing = sorted(set(TABLES) - set(paths))
-    if missing:
-        raise ValueError(f"write_run: no path for table(s) {', '.join(missing)}")
-    for name, path in paths.items():
-        write_parquet(result.tables[name], path, metadata=result.meta)
+    folder = Path(meta_path).parent
+    paths = {**{name: folder / f"{name}.parquet" for name in OPTIONAL_TABLES}, **paths}
+    for name, df in result.tables.items():
+        write_parquet(df, paths[name], metadata=result.meta)
     write_json(result.meta, meta_path)

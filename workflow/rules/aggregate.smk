@@ -18,3 +18,25 @@ rule summary:
         "../../envs/bnopt.yaml"
     script:
         "../scripts/summarize.py"
+
+
+rule reported:
+    """An earlier experiment's published findings beside our runs' (bnopt.reported)."""
+    localrule: True
+    input:
+        runs=reported_inputs(),
+        code=TABLE_CODE + [str(_PKG / "reported.py"), str(_PKG / "reported.yaml")],
+    output:
+        csv=report(
+            "results/tables/reported.csv",
+            caption="../report/reported.rst",
+            category="Tables",
+        ),
+    params:
+        experiment=config["experiment"],
+    log:
+        "results/logs/reported.log",
+    conda:
+        "../../envs/bnopt.yaml"
+    script:
+        "../scripts/reported.py"

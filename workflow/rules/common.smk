@@ -29,6 +29,7 @@ from bnopt.runs import (
     run_dir,
     tracked_settings,
 )
+from bnopt.reported import reported_variants
 from bnopt.tables import written_tables
 from bnopt.variants import MODELS, VARIANTS
 
@@ -126,3 +127,20 @@ PLAN = plan(config)
 ALL_RUNS = [f"{run.folder}/run.json" for run in PLAN]
 # The scorecard's runs: those its checks compare (a subset of the figures' runs).
 CLAIM_RUNS = [f"{run_dir(*run)}/run.json" for run in scorecard_runs(config)]
+
+
+def reported_inputs():
+    """The runs results/tables/reported.csv compares (its experiment's variants at figure_lr);
+    without an experiment, an input function that stops the DAG with the fix."""
+    if config["experiment"] is None:
+
+        def no_experiment(wildcards):
+            raise WorkflowError(
+                "Config error: results/tables/reported.csv compares an earlier experiment's "
+                "published findings with its runs, and this config names none: run it with "
+                "that experiment's preset, e.g. `--configfile workflow/presets/small_cnn.yaml` "
+                "(docs/earlier-experiments.md), or set experiment"
+            )
+
+        return no_experiment
+    return run_metas(reported_variants(config["experiment"]), [config["figure_lr"]])

@@ -9,7 +9,7 @@ from bnopt.data import Dataset
 from bnopt.gpus import lease_gpu, sharing_note
 from bnopt.outcome import outcome_text
 from bnopt.runs import RunConfig
-from bnopt.tables import written_tables
+from bnopt.tables import TABLES
 from bnopt.train import resolve_device, train_run, write_run
 from bnopt.rule_glue import log_to
 
@@ -44,7 +44,7 @@ def main(sm):
     if warning:
         print(f"WARNING: {warning}; comparisons with this run are against a network that did "
               "not train (docs/outputs.md, 'Runs that did not train').", flush=True)
-    paths = {name: getattr(sm.output, name) for name in written_tables(sm.config)}
+    paths = {name: getattr(sm.output, name) for name in TABLES}
     write_run(result, paths, sm.output.meta)
     if not cfg.keep_checkpoints:
         checkpoint.unlink(missing_ok=True)
