@@ -248,6 +248,31 @@ def test_a_finished_sweep_reruns_nothing_and_changed_figure_code_redraws_figures
     assert all(jobs.get(fig) == 1 for fig in FIGURES)
 
 
+
+@pytest.mark.slow
+def test_a_newer_train_script_retrains_nothing_and_a_changed_plot_script_redraws(tiny):
+    """Snakemake's `code` trigger would retrain every run older than workflow/scripts/train.py
+    (a `git pull` that touches it); the profile drops it. Rule scripts that draw are inputs of
+    their rules, compared by content."""
+    path, _ = tiny
+    train, plot = ROOT / "workflow/scripts/train.py", ROOT / "workflow/scripts/plot_figure.py"
+    original, stats = plot.read_bytes(), {p: p.stat() for p in (train, plot)}
+    try:
+        os.utime(train, None)
+        os.utime(plot, None)
+        touched = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
+        assert "Nothing to be done" in touched.stdout + touched.stderr, touched.stdout[-2000:]
+        plot.write_bytes(original + b"\n# a change\n")
+        changed = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
+    finally:
+        plot.write_bytes(original)
+        for p, st in stats.items():
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    jobs = job_counts(changed.stdout)
+    assert "train" not in jobs and "summary" not in jobs
+    assert all(jobs.get(fig) == 1 for fig in FIGURES)
+
+
 @pytest.mark.slow
 def test_the_report_holds_every_figure_its_caption_and_the_tables(tiny):
     path, _ = tiny

@@ -361,8 +361,7 @@ def write_run(result: RunResult, paths: dict, meta_path) -> None:
     """Write each table to ``paths[name]`` atomically, then the metadata JSON last. A table
     of ``OPTIONAL_TABLES`` that ``paths`` does not name goes beside the metadata as
     ``<name>.parquet`` (empty where the run did not record it): the train rule declares it an
-    output only where the config turns it on, and the rule's script, whose every edit would
-    make Snakemake retrain every finished run, stays as it was."""
+    output only where the config turns it on."""
     from bnopt.io import write_json, write_parquet
     from bnopt.tables import OPTIONAL_TABLES
 

@@ -3,7 +3,7 @@ rule summary:
     localrule: True
     input:
         runs=ALL_RUNS,
-        code=TABLE_CODE,
+        code=TABLE_CODE + [rule_script("summarize.py")],
     output:
         csv=report(
             "results/tables/summary.csv",
@@ -25,7 +25,8 @@ rule reported:
     localrule: True
     input:
         runs=reported_inputs(),
-        code=TABLE_CODE + [str(_PKG / "reported.py"), str(_PKG / "reported.yaml")],
+        code=TABLE_CODE
+        + [str(_PKG / "reported.py"), str(_PKG / "reported.yaml"), rule_script("reported.py")],
     output:
         csv=report(
             "results/tables/reported.csv",

@@ -5,7 +5,7 @@ rule scorecard:
     localrule: True
     input:
         runs=CLAIM_RUNS,
-        code=TABLE_CODE + SCORECARD_CODE,
+        code=TABLE_CODE + SCORECARD_CODE + [rule_script("scorecard.py")],
     output:
         csv=report(
             "results/tables/claims.csv",
@@ -26,7 +26,9 @@ rule fig0_scorecard:
     localrule: True
     input:
         claims="results/tables/claims.csv",
-        code=FIGURE_CODE + SCORECARD_CODE + [str(_PKG / "scorecard_figure.py")],
+        code=FIGURE_CODE
+        + SCORECARD_CODE
+        + [str(_PKG / "scorecard_figure.py"), rule_script("plot_scorecard.py")],
     output:
         report(
             "results/figures/fig0_scorecard.png",

@@ -99,9 +99,19 @@ BLOCKED = figure_blockers(config)
 DRAWABLE = [f for f in FIGURE_SPECS if f not in BLOCKED]
 
 
-# The code that draws figures and tables: they rebuild when it changes (training does not; use
-# --forcerun train to retrain after changing the training code).
+# The code that draws figures and tables, as their inputs: they rebuild when it changes in
+# content (training does not; use --forcerun train to retrain after changing the training
+# code). The profiles drop Snakemake's `code` rerun trigger, which reruns a job whose outputs
+# are older than its script's modification time: a `git pull` that touches a script would
+# otherwise retrain every finished run.
 _PKG = Path(bnopt.__file__).parent  # the package actually imported, wherever installed
+
+
+def rule_script(name):
+    """A rule script's path, as the input that redraws what it draws when it changes."""
+    return str(Path(workflow.basedir) / "workflow" / "scripts" / name)
+
+
 TABLE_CODE = [str(_PKG / "aggregate.py")]
 FIGURE_CODE = sorted(str(p) for p in _PKG.glob("figures*.py"))  # the figure modules
 FIGURE_CODE += [str(_PKG / f"{m}.py") for m in ("plotting", "aggregate", "progress")]
