@@ -22,14 +22,14 @@ include: "workflow/rules/claims.smk"
 
 
 onstart:
-    from bnopt.rule_glue import check_cluster_jobs
+    from bnopt.running.rule_glue import check_cluster_jobs
 
     # on SLURM: refuse jobs no node could run before any is submitted (docs/running.md, "Clusters")
     check_cluster_jobs(workflow)
 
 
 onsuccess:
-    from bnopt.rule_glue import run_warnings
+    from bnopt.running.rule_glue import code_warning, run_warnings
 
     _bad = run_warnings(ALL_RUNS)
     if _bad:
@@ -37,6 +37,9 @@ onsuccess:
               "summary.csv has the columns diverged and never_learned "
               "(docs/outputs.md, 'Runs that did not train'):\n  "
               + "\n  ".join(_bad), file=sys.stderr)
+    _mixed = code_warning(ALL_RUNS)
+    if _mixed:
+        print(f"WARNING: {_mixed}", file=sys.stderr)
 
 
 rule all:

@@ -9,11 +9,11 @@ against N solo steps, for a train step and a measured step.
 Default: the paper's VGG (width 1, batch 128 per run, 32x32x3 random images resident on the
 device), BatchNorm and standard, N = 1, 2, 3, 5. Every setting is the config's default for the
 device: on CUDA, TF32 for unmeasured steps, channels_last, cuDNN autotuning, and rows for the
-eager step and the step replayed as one CUDA graph (:class:`bnopt.steps.CudaGraphStep`, which
+eager step and the step replayed as one CUDA graph (:class:`bnopt.training.steps.CudaGraphStep`, which
 captures the packed step as it captures training's); on the CPU, eager fp32. The solo step is
-training's own (:func:`bnopt.steps.plain_step` on a :func:`bnopt.train.build_run` run); a
+training's own (:func:`bnopt.training.steps.plain_step` on a :func:`bnopt.training.loop.build_run` run); a
 measured step is an IEEE step plus every probe point and ICS for every layer, solo through
-:func:`bnopt.steps.measure_after_step`, packed through :func:`pack.packed_measure_step`.
+:func:`bnopt.training.steps.measure_after_step`, packed through :func:`pack.packed_measure_step`.
 
 One JSON line per (variant, N, mode) row with ``--json``: per-step seconds of one solo step and
 of the packed step, and ``train_speedup`` = N x solo / packed (above 1: packing pays), the same
@@ -40,12 +40,17 @@ from pack import (  # noqa: E402
     packed_step,
 )
 
-from bnopt.data import fake_dataset  # noqa: E402
-from bnopt.precision import DTYPES, cudnn_autotune, ieee_fp32, matmul_precision  # noqa: E402
-from bnopt.recorder import Recorder  # noqa: E402
-from bnopt.runs import RunConfig
-from bnopt.steps import CudaGraphStep, forward_backward, measure_after_step, plain_step  # noqa: E402
-from bnopt.train import build_run, device_name  # noqa: E402
+from bnopt.plan.runs import RunConfig
+from bnopt.training.data import fake_dataset  # noqa: E402
+from bnopt.training.loop import build_run, device_name  # noqa: E402
+from bnopt.training.precision import DTYPES, cudnn_autotune, ieee_fp32, matmul_precision  # noqa: E402
+from bnopt.training.recorder import Recorder  # noqa: E402
+from bnopt.training.steps import (  # noqa: E402
+    CudaGraphStep,
+    forward_backward,
+    measure_after_step,
+    plain_step,
+)
 
 
 def main(argv=None) -> list[dict]:

@@ -5,11 +5,11 @@
 
 Merges the CONFIG files in order, as Snakemake's ``--configfile`` does, then writes, under a
 temporary folder, one finished run folder per run of the config's sweep
-(:func:`bnopt.config.sweep_runs`) with tables of the sizes a real run writes (every step's row,
+(:func:`bnopt.plan.check.sweep_runs`) with tables of the sizes a real run writes (every step's row,
 probes and ICS rows at every ``measure_every`` step, activation rows per layer, curvature rows
 at every ``hessian_every`` step; the values are synthetic: a decaying training loss with noise,
 positive random measurements), then times the rule ``summary``'s work (the summary table and
-the combined steps and eval tables) and the rule ``scorecard``'s (:func:`bnopt.verdicts.scorecard`
+the combined steps and eval tables) and the rule ``scorecard``'s (:func:`bnopt.scorecard.verdicts.scorecard`
 on the runs its checks compare), each the fastest of ``--repeats``, and with ``--figures`` the
 drawing of every figure once (the figure rules' work). Prints one line per part and,
 with ``--json``, one JSON object. Results: BENCHMARKS.md.
@@ -27,15 +27,15 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bnopt.aggregate import load_table, summary_table
-from bnopt.claims import scorecard_runs
-from bnopt.config import check_config
-from bnopt.figure_specs import figure_blockers, figure_specs
-from bnopt.figures import FIGURES
-from bnopt.runs import family_runs, run_dir, sweep_runs, train_settings
-from bnopt.tables import TABLES
-from bnopt.variants import num_layers
-from bnopt.verdicts import scorecard
+from bnopt.analysis.aggregate import load_table, summary_table
+from bnopt.figures.paper import FIGURES
+from bnopt.plan.check import check_config
+from bnopt.plan.figure_specs import figure_blockers, figure_specs
+from bnopt.plan.runs import family_runs, run_dir, sweep_runs, train_settings
+from bnopt.plan.tables import TABLES
+from bnopt.plan.variants import num_layers
+from bnopt.scorecard.checks import scorecard_runs
+from bnopt.scorecard.verdicts import scorecard
 
 
 def write_run(root: Path, run: tuple, settings: dict, rng) -> Path:

@@ -6,7 +6,7 @@
     echo quit | nvidia-cuda-mps-control
     python benchmarks/bench_share.py --smoke --json            # CPU, seconds: what CI runs
 
-Each job is a real training run (:func:`bnopt.train.train_run`) of the default config's VGG on
+Each job is a real training run (:func:`bnopt.training.loop.train_run`) of the default config's VGG on
 random data of CIFAR-10's shape, with the config's speed settings (TF32, CUDA graph; measured
 every 100 steps) unless options say otherwise. The K processes import, build their data and
 wait at a barrier; then all start at once, and the throughput is K x steps over the time from
@@ -25,14 +25,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bnopt.gpus import mps_active
+from bnopt.running.gpus import mps_active
 
 CHILD = r"""
 import dataclasses, json, os, sys, time
 import torch
-from bnopt.data import fake_dataset
-from bnopt.runs import RunConfig
-from bnopt.train import train_run
+from bnopt.training.data import fake_dataset
+from bnopt.plan.runs import RunConfig
+from bnopt.training.loop import train_run
 a = json.loads(sys.argv[1])
 torch.set_num_threads(1)
 data = fake_dataset(a["dataset"], n_train=4096, n_test=a["batch_size"], image_size=a["image_size"])

@@ -11,9 +11,9 @@ Default: the paper's VGG (width 1, 32x32x3 inputs, batch 128, BatchNorm) on rand
 resident on the device, built and batched as training does it. (The whole sweep's projection is
 ``benchmarks/project_sweep.py``.) A *measured* step is a training step plus every probe point (the default
 8) and ICS for every layer, through the function training calls
-(:func:`bnopt.steps.measure_after_step`);
+(:func:`bnopt.training.steps.measure_after_step`);
 the *naive* one deep-copies the model for each point and layer, as the earlier attempts did
-(:mod:`bnopt.reference`). Times are means over ``--steps`` after ``--warmup``, with a device
+(:mod:`bnopt.studies.naive`). Times are means over ``--steps`` after ``--warmup``, with a device
 sync around each timed block. The last line is one JSON object.
 
 Options mirror the config keys: ``--precision tf32`` lets unmeasured steps use TF32 (measured
@@ -21,7 +21,7 @@ ones stay IEEE fp32, as in training), ``--dtype``, ``--channels-last``, ``--vmap
 ``--cudnn-benchmark`` (off here unless given; the config's default is on).
 ``--compile`` times the train step under ``torch.compile`` (not used by training).
 ``--hessian-iters N`` also times a curvature step as training does it
-(:func:`bnopt.measure.measure_curvature`) with exactly N Lanczos iterations (tolerance 0), and
+(:func:`bnopt.training.measure.measure_curvature`) with exactly N Lanczos iterations (tolerance 0), and
 reports the cost of one Hessian-vector product in training steps.
 """
 
@@ -34,16 +34,17 @@ import time
 
 import torch
 
-from bnopt.cost import forward_flops
-from bnopt.data import DeviceData, fake_dataset
-from bnopt.datasets import TRAIN_SIZES
-from bnopt.models import set_noise_generator
-from bnopt.precision import DTYPES, cudnn_autotune, ieee_fp32, matmul_precision
-from bnopt.recorder import Recorder
-from bnopt.reference import copy_model, naive_measure_step
-from bnopt.runs import RunConfig
-from bnopt.steps import CudaGraphStep, criterion, measure_after_step, plain_step
-from bnopt.train import device_name, run_model
+from bnopt.plan.datasets import TRAIN_SIZES
+from bnopt.plan.runs import RunConfig
+from bnopt.studies.cost import forward_flops
+from bnopt.studies.naive import copy_model, naive_measure_step
+from bnopt.training.data import DeviceData, fake_dataset
+from bnopt.training.loop import device_name, run_model
+from bnopt.training.normalisers import set_noise_generator
+from bnopt.training.objective import criterion
+from bnopt.training.precision import DTYPES, cudnn_autotune, ieee_fp32, matmul_precision
+from bnopt.training.recorder import Recorder
+from bnopt.training.steps import CudaGraphStep, measure_after_step, plain_step
 
 # Dense fp32 (non-tensor-core) peak of known accelerators, TFLOP/s, for comparison only.
 PEAK_FP32 = {"H100": 67.0, "H200": 67.0, "A100": 19.5}
@@ -93,7 +94,7 @@ def main(argv=None):
 
 class StepBench:
     """A run of ``a``'s model and variant, built as training builds it
-    (:func:`bnopt.train.run_model`, :class:`bnopt.data.DeviceData`) on random data of CIFAR-10's
+    (:func:`bnopt.training.loop.run_model`, :class:`bnopt.training.data.DeviceData`) on random data of CIFAR-10's
     shape (the DLN: its task's shape, full batch), and each kind of step it takes."""
 
     def __init__(self, a, device: torch.device):

@@ -15,9 +15,9 @@ import sys
 
 import torch
 
-from bnopt.data import load_dataset
-from bnopt.runs import RunConfig
-from bnopt.train import train_run
+from bnopt.plan.runs import RunConfig
+from bnopt.training.data import load_dataset
+from bnopt.training.loop import train_run
 
 MULTIPLIERS = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
 

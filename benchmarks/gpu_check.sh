@@ -83,7 +83,7 @@ dln: {steps: 20, lrs: [1.0e-6], seeds: [0], figure_lr: 1.0e-6, fig3_lrs: [1.0e-6
 EOF
   project=(--device cpu --repeats 1 --seconds 0.05)
   # three of its runs (two VGG variants, one DLN): the CPU has minutes, not the whole sweep
-  mapfile -t targets < <(python -c "from bnopt.runs import run_dir
+  mapfile -t targets < <(python -c "from bnopt.plan.runs import run_dir
 for run in [('synthetic', 'vgg', 'batchnorm', 0.1), ('synthetic', 'vgg', 'standard', 0.1),
             ('dln', 'dln', 'l1', 1e-6)]:
     print(run_dir(*run, 0) + '/run.json')")
@@ -125,7 +125,7 @@ yaml.safe_dump(cfg, open(sys.argv[2], "w"), sort_keys=False)
 EOF
 mkdir -p "$work/results/data"
 cp config.yaml "$work/config.yaml"
-[ -n "$data" ] && python -c "from bnopt.data import fake_dataset; $data.save('$work/results/data/cifar10.pt')"
+[ -n "$data" ] && python -c "from bnopt.training.data import fake_dataset; $data.save('$work/results/data/cifar10.pt')"
 t0=$SECONDS
 stage "sweep" "${limits[2]}" "$out/sweep.log" python -m snakemake "${targets[@]}" \
   -s "$root/Snakefile" -d "$work" --configfile "$work/check.yaml" --cores "$(nproc)" --resources gpu=1

@@ -14,7 +14,7 @@ gradient of a run's parameters is that run's gradient, and SGD (element-wise) st
 as its solo optimizer would.
 
 Each run starts from the solo run's own initial weights (:func:`pack_runs` packs the modules
-:func:`bnopt.train.build_run` builds, seed for seed) and draws its own batches and noise, so a
+:func:`bnopt.training.loop.build_run` builds, seed for seed) and draws its own batches and noise, so a
 pack computes what its N solo runs compute (``tests/test_pack.py``: float64, every variant).
 
 The measured step is packed too: probes move every run along its own gradient in one pass per
@@ -32,11 +32,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from bnopt.measure import hvp, layer_parameters, layered_moved_gradients, probing
-from bnopt.models import Layer, LpNorm, Net, NoisyBatchNorm, WeightNorm
-from bnopt.precision import ieee_fp32
-from bnopt.runs import RunConfig
-from bnopt.train import RunParts, build_run
+from bnopt.plan.runs import RunConfig
+from bnopt.training.loop import Run, build_run
+from bnopt.training.measure import (
+    hvp,
+    layer_parameters,
+    layered_moved_gradients,
+    probing,
+)
+from bnopt.training.models import Layer, Net
+from bnopt.training.normalisers import LpNorm, NoisyBatchNorm, WeightNorm
+from bnopt.training.precision import ieee_fp32
 
 Params = dict[str, torch.Tensor]
 
@@ -121,7 +127,7 @@ def _packed_weight(w: nn.Module, runs: int) -> nn.Module:
 
 
 def pack_models(solos: list[Net]) -> Net:
-    """One :class:`bnopt.models.Net` computing the N ``solos`` at once (module docstring), with
+    """One :class:`bnopt.training.models.Net` computing the N ``solos`` at once (module docstring), with
     their current parameters and buffers. Parameter names are the solo net's."""
     runs = len(solos)
     layers = []
@@ -168,7 +174,7 @@ def pack_batches(xs: list[torch.Tensor], ys: list[torch.Tensor], channels_last: 
 
 
 def run_losses(out: torch.Tensor, y: torch.Tensor, runs: int) -> torch.Tensor:
-    """Each run's mean loss (``bnopt.steps.criterion`` per run block), shape (N,)."""
+    """Each run's mean loss (``bnopt.training.objective.criterion`` per run block), shape (N,)."""
     b = out.shape[0]
     o = out.view(b, runs, -1)
     if y.dtype == torch.long:
@@ -193,7 +199,7 @@ def run_norms(tensors, runs: int) -> torch.Tensor:
 
 class PackedRecorder:
     """The per-step rows of N runs: (steps, N, 4) = loss, accuracy, |gradient|, |parameters|,
-    as :class:`bnopt.recorder.Recorder` keeps them for one run."""
+    as :class:`bnopt.training.recorder.Recorder` keeps them for one run."""
 
     def __init__(self, steps: int, runs: int, device, dtype):
         self.runs = runs
@@ -218,8 +224,8 @@ def packed_forward_backward(model: Net, opt, x, y, runs: int):
 
 
 def packed_step(model: Net, opt, params, rec: PackedRecorder, step, x, y) -> None:
-    """:func:`bnopt.steps.plain_step` for a pack (and capturable by
-    :class:`bnopt.steps.CudaGraphStep` the same way)."""
+    """:func:`bnopt.training.steps.plain_step` for a pack (and capturable by
+    :class:`bnopt.training.steps.CudaGraphStep` the same way)."""
     out, losses = packed_forward_backward(model, opt, x, y, rec.runs)
     with torch.no_grad():
         rec.step(step, losses, out, y, params)
@@ -237,7 +243,7 @@ class Pack:
         if any({k: v for k, v in vars(c).items() if k != "seed"} != settings for c in cfgs):
             raise ValueError("a pack holds runs that differ in their seed only")
         self.cfgs, self.runs, self.device = cfgs, len(cfgs), device
-        self.solos: list[RunParts] = [build_run(c, dataset, device) for c in cfgs]
+        self.solos: list[Run] = [build_run(c, dataset, device) for c in cfgs]
         self.model = pack_models([s.model for s in self.solos])
         set_noise_generators(self.model, [s.noise_gen for s in self.solos])
         c = cfgs[0]
@@ -268,10 +274,10 @@ def _run_rows(t: torch.Tensor, runs: int) -> torch.Tensor:
 
 def packed_measure_step(model: Net, x, y, runs: int, before: Params, grad: Params,
                         step_sizes) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`bnopt.steps.measure_after_step`'s probes and ICS for every run of a pack at once,
+    """:func:`bnopt.training.steps.measure_after_step`'s probes and ICS for every run of a pack at once,
     called after the optimizer step (``model`` holds the updated parameters). Returns probes
     (K, N, 3: loss, gradient change, beta) and ICS (L, N, 3: l2, cos, |G|): run r's rows equal
-    its solo measured step's. IEEE arithmetic, no side effects (:func:`bnopt.measure.probing`)."""
+    its solo measured step's. IEEE arithmetic, no side effects (:func:`bnopt.training.measure.probing`)."""
     names = list(before)
 
     def loss_fn(p):
@@ -298,7 +304,7 @@ def packed_measure_step(model: Net, x, y, runs: int, before: Params, grad: Param
 
 def _packed_ics(model, loss, x, y, before, after, grad, runs) -> torch.Tensor:
     """(L, N, 3) ICS rows: per run and layer, ||G - G'||, cos(G, G'), ||G||, with G' from the
-    pipeline's shared passes (:func:`bnopt.measure.layered_moved_gradients`) through the pack."""
+    pipeline's shared passes (:func:`bnopt.training.measure.layered_moved_gradients`) through the pack."""
     _, weights = layer_parameters(model)
     moved_gradient = layered_moved_gradients(model, loss, x, y, before, after)
     rows = []
@@ -312,7 +318,7 @@ def _packed_ics(model, loss, x, y, before, after, grad, runs) -> torch.Tensor:
 
 
 def lanczos_top_runs(matvec, start: torch.Tensor, iters: int, tol: float) -> list[dict]:
-    """:func:`bnopt.measure.lanczos_top` on N independent blocks at once: ``start`` is (N, P),
+    """:func:`bnopt.training.measure.lanczos_top` on N independent blocks at once: ``start`` is (N, P),
     ``matvec`` maps (N, P) -> (N, P) block by block (a block-diagonal operator, as the Hessian
     of a pack's summed loss is). Every dot product, norm and reorthogonalisation is per block,
     and each block stops on its own criterion (its later rows are zero), so block r's result
@@ -366,7 +372,7 @@ def lanczos_top_runs(matvec, start: torch.Tensor, iters: int, tol: float) -> lis
 
 def packed_curvature(model: Net, x, y, runs: int, before: Params, grad: Params, iters: int,
                      tol: float) -> list[dict]:
-    """:func:`bnopt.measure.measure_curvature` for every run of a pack: Lanczos on the Hessian
+    """:func:`bnopt.training.measure.measure_curvature` for every run of a pack: Lanczos on the Hessian
     of the summed loss (block-diagonal: one block per run), started from each run's gradient,
     each block on its own (:func:`lanczos_top_runs`). A list of N solo-shaped results."""
     names = list(before)

@@ -5,7 +5,7 @@ sweep timed with the real training loop on the device it will train on, times th
     python benchmarks/project_sweep.py config.yaml --device cuda --compare results/runs --json
 
 Each cost (plain step, measured step, curvature step, evaluation) comes from
-:func:`bnopt.cost.measure_costs`: runs of N and 2N steps differenced, N grown from ``--steps``
+:func:`bnopt.studies.cost.measure_costs`: runs of N and 2N steps differenced, N grown from ``--steps``
 until they differ by ``--seconds``, the fastest of ``--repeats`` runs of each length. Each job's
 start-up (a fresh Python importing torch) is added. Prints per-row minutes, GPU-minutes (one GPU
 job at a time), CPU job-minutes and the sweep's wall estimate on one GPU and ``--cores`` CPU
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from bnopt.cost import project
+from bnopt.studies.cost import project
 
 
 def main(argv=None) -> dict:

@@ -12,7 +12,7 @@ Default: scikit-learn's digits at 16x16 (shipped; no download), the VGG at width
 the step after each and everything on the CPU are IEEE in both (docs/speed.md).
 Per variant and quantity it reports both precisions' means and spreads across seeds and the
 paired test's p (``differs``: p < 0.05). ``--emulate`` runs on the CPU with TF32's rounding
-emulated (:mod:`bnopt.tf32`): an approximation of the hardware, to be confirmed on a GPU.
+emulated (:mod:`bnopt.studies.tf32`): an approximation of the hardware, to be confirmed on a GPU.
 ``--dataset fashion_mnist --data-root DIR`` uses a local copy of a real dataset. ``--mantissa 10
 16`` adds a control arm (16 bits, 64x finer than TF32) against the same fp32 runs: a difference
 that any small perturbation of the steps makes is not TF32's. ``--runs CSV`` keeps every finished
@@ -36,11 +36,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bnopt.aggregate import run_medians
-from bnopt.data import load_dataset
-from bnopt.runs import RunConfig
-from bnopt.tf32 import ROUNDINGS, TF32_MANTISSA, emulate_tf32
-from bnopt.train import train_run
+from bnopt.analysis.aggregate import run_medians
+from bnopt.plan.runs import RunConfig
+from bnopt.studies.tf32 import ROUNDINGS, TF32_MANTISSA, emulate_tf32
+from bnopt.training.data import load_dataset
+from bnopt.training.loop import train_run
 
 LANDSCAPE = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2"]
 QUANTITIES = (["final_test_acc", "final_train_loss", "mean_batch_acc"] + LANDSCAPE
@@ -135,7 +135,7 @@ def parse(argv=None):
     ap.add_argument("--emulate", choices=ROUNDINGS, default=None,
                     help="on the CPU, emulate TF32 with this rounding of fp32 to TF32 (away: "
                          "ties away from zero, as PTX's cvt.rna; nearest: ties to even; the two "
-                         "differ on exact ties only; see bnopt.tf32)")
+                         "differ on exact ties only; see bnopt.studies.tf32)")
     ap.add_argument("--mantissa", type=int, nargs="+", default=[TF32_MANTISSA],
                     help="with --emulate: mantissa bits kept, one arm each against the same fp32 "
                          "runs (TF32: 10; more, e.g. 16: a control for any small perturbation)")

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bnopt.data import load_dataset  # noqa: E402 (the installed package: pip install -e .)
+from bnopt.training.data import load_dataset  # noqa: E402 (the installed package: pip install -e .)
 
 
 @pytest.fixture(scope="session")

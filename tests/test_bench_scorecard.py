@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import yaml
-from conftest import ROOT
 
-from bnopt.figure_specs import FIGURE_REGISTRY
+from bnopt.plan.figure_specs import FIGURE_REGISTRY
+from conftest import ROOT
 
 
 def test_bench_scorecard_times_both_rules_on_tables_of_the_configs_size(tmp_path):

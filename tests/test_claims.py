@@ -1,4 +1,4 @@
-"""The scorecard (bnopt.claims, claim_values, verdicts, claims_text): its verdict rules on
+"""The scorecard (bnopt.scorecard.checks, claim_values, verdicts, claims_text): its verdict rules on
 constructed effects and run tables whose verdict is known."""
 import json
 import math
@@ -7,12 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
 from scipy import stats
 
-from bnopt.aggregate import band_label, seed_interval
-from bnopt.claim_values import load_values, run_values
-from bnopt.claims import (
+from bnopt.analysis.aggregate import band_label, seed_interval
+from bnopt.analysis.loss_bins import MIN_STEPS_PER_BIN
+from bnopt.plan.check import check_config
+from bnopt.plan.figure_specs import figures_off
+from bnopt.plan.runs import sweep_runs
+from bnopt.scorecard.checks import (
     ALMOST_AS_WELL,
     CLAIMS,
     EDGE,
@@ -24,12 +26,10 @@ from bnopt.claims import (
     checks,
     scorecard_runs,
 )
-from bnopt.claims_text import precision_note, to_markdown
-from bnopt.config import check_config
-from bnopt.figure_specs import figures_off
-from bnopt.progress import MIN_STEPS_PER_BIN
-from bnopt.runs import sweep_runs
-from bnopt.verdicts import judge, judge_effects
+from bnopt.scorecard.text import precision_note, to_markdown
+from bnopt.scorecard.values import load_values, run_values
+from bnopt.scorecard.verdicts import judge, judge_effects
+from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 

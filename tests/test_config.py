@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bnopt.config import ConfigError, check_config
-from bnopt.runs import lr_str, run_dir
-from bnopt.schema import coerce, load_schema
+from bnopt.plan.check import ConfigError, check_config
+from bnopt.plan.runs import lr_str, run_dir
+from bnopt.plan.schema import coerce, load_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -101,9 +101,9 @@ def test_run_settings_are_listed_once_with_the_schema_s_defaults():
     """TRAIN_KEYS are RunConfig's fields; each is a schema key whose default is RunConfig's."""
     import dataclasses
 
-    from bnopt.variants import NOISY_BN_DEFAULTS
-    from bnopt.runs import DLN_KEYS, RUN_IDENTITY, TRAIN_KEYS, RunConfig
-    from bnopt.schema import load_schema
+    from bnopt.plan.runs import DLN_KEYS, RUN_IDENTITY, TRAIN_KEYS, RunConfig
+    from bnopt.plan.schema import load_schema
+    from bnopt.plan.variants import NOISY_BN_DEFAULTS
 
     props = load_schema()["properties"]
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
@@ -123,7 +123,7 @@ def test_run_settings_are_listed_once_with_the_schema_s_defaults():
 
 
 def test_an_unknown_run_setting_is_an_error_not_dropped():
-    from bnopt.runs import RunConfig
+    from bnopt.plan.runs import RunConfig
 
     with pytest.raises(ValueError, match="unknown run setting 'measure_evry'"):
         RunConfig.from_dict({"dataset": "digits", "model": "vgg", "variant": "standard",
@@ -132,7 +132,7 @@ def test_an_unknown_run_setting_is_an_error_not_dropped():
 
 def test_the_dln_trains_on_its_own_device():
     """dln.device (default cpu) places DLN runs; auto follows the top-level device."""
-    from bnopt.runs import train_settings
+    from bnopt.plan.runs import train_settings
 
     base = yaml.safe_load((ROOT / "config.yaml").read_text())
     cfg = check_config({**base, "device": "cuda"})
@@ -145,7 +145,7 @@ def test_the_dln_trains_on_its_own_device():
 def test_figure_layers_follow_the_model_unless_set():
     """Unset layer keys: the paper's layers for the VGG, the same number spread over layers
     2..L-1 for another model; a layer the user sets is kept (and checked)."""
-    from bnopt.figure_specs import PAPER_LAYERS, figure_layers
+    from bnopt.plan.figure_specs import PAPER_LAYERS, figure_layers
 
     vgg = check_config(BASE)  # the layers the paper's Figures 1(c), 2, 3(a), 8 and 6 show
     assert {k: vgg[k] for k in PAPER_LAYERS} == {
@@ -163,7 +163,7 @@ def test_a_dln_built_from_the_library_gets_the_settings_the_workflow_gives_it():
     """RunConfig's defaults depend on the model: a DLN left to them is the workflow's DLN
     (Glorot, float64, full batch, its probes), not a conv net's (He init: loss 2.7e7 at step 0,
     diverged by step 31 at lr 1e-5)."""
-    from bnopt.runs import RunConfig, train_settings
+    from bnopt.plan.runs import RunConfig, train_settings
 
     settings = train_settings(check_config(BASE), "dln")
     workflow = RunConfig.from_dict({**settings, "probe_multipliers":
@@ -199,7 +199,7 @@ def test_config_yaml_states_its_defaults_or_says_why_it_differs():
     default) and restates other defaults for its reader; each restated value must be the
     default the schema would fill in, unless its line says why it differs ('# differs from the
     default: ...'). So the file and the schema cannot drift apart (threads did: 2 and 1)."""
-    from bnopt.schema import load_schema
+    from bnopt.plan.schema import load_schema
 
     schema = load_schema()
     props, required = schema["properties"], set(schema["required"])
@@ -222,10 +222,10 @@ def test_config_yaml_states_its_defaults_or_says_why_it_differs():
 
 def test_every_schema_enum_is_its_registry():
     """The schema's lists of datasets, models, inits, precisions and dtypes are the registries'
-    (a new model or dataset is one entry in bnopt.variants / bnopt.datasets and one here)."""
-    from bnopt.datasets import DATASETS
-    from bnopt.runs import DTYPE_NAMES, PRECISIONS
-    from bnopt.variants import ACTIVATIONS, INITS, MODELS, OPTIMIZERS
+    (a new model or dataset is one entry in bnopt.plan.variants / bnopt.plan.datasets and one here)."""
+    from bnopt.plan.datasets import DATASETS
+    from bnopt.plan.runs import DTYPE_NAMES, PRECISIONS
+    from bnopt.plan.variants import ACTIVATIONS, INITS, MODELS, OPTIMIZERS
 
     props = load_schema()["properties"]
     dln = props["dln"]["properties"]
@@ -244,7 +244,7 @@ def test_figure_lr_describes_exactly_the_figures_it_sets(section):
     description names exactly those."""
     import copy
 
-    from bnopt.figure_specs import figure_specs
+    from bnopt.plan.figure_specs import figure_specs
 
     other = copy.deepcopy(BASE)
     (other if section == "top" else other["dln"])["figure_lr"] = 0.777e-7

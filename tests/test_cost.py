@@ -8,9 +8,16 @@ import pytest
 import torch
 import yaml
 
-from bnopt.config import check_config
-from bnopt.cost import (measure_costs, observed_seconds, per_step_seconds, projected_seconds,
-                        step_counts, sweep_minutes, sweep_plan)
+from bnopt.plan.check import check_config
+from bnopt.studies.cost import (
+    measure_costs,
+    observed_seconds,
+    per_step_seconds,
+    projected_seconds,
+    step_counts,
+    sweep_minutes,
+    sweep_plan,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = check_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
@@ -146,7 +153,7 @@ def test_forward_flops_counts_conv_and_linear_multiply_adds():
     padding (256 outputs x 27) and a linear layer 256 -> 10; ReLU and pooling are not counted."""
     from torch import nn
 
-    from bnopt.cost import forward_flops
+    from bnopt.studies.cost import forward_flops
 
     net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
     assert forward_flops(net, torch.zeros(1, 3, 8, 8)) == 2 * 256 * 27 + 2 * 10 * 256

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import bnopt.steps as steps_mod
-from bnopt.runs import RunConfig
-from bnopt.train import train_run
+import bnopt.training.steps as steps_mod
+from bnopt.plan.runs import RunConfig
+from bnopt.training.loop import train_run
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from bnopt.data import (DataError, Dataset, DeviceData, fake_dataset, load_dataset,
-                        random_crop_flip, TRAIN_SIZES)
+from bnopt.training.data import (
+    TRAIN_SIZES,
+    DataError,
+    Dataset,
+    DeviceData,
+    fake_dataset,
+    load_dataset,
+    random_crop_flip,
+)
 
 
 def test_digits_fixed_split_offline():
@@ -177,7 +184,7 @@ def test_fake_data_has_the_real_sizes_shapes_and_types(name):
 
 
 def test_image_size_resizes_images_and_keeps_labels():
-    from bnopt.data import fake_dataset, input_shape
+    from bnopt.training.data import fake_dataset, input_shape
 
     native = load_dataset("digits")
     big = load_dataset("digits", image_size=16)

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from bnopt.data import load_dataset
-from bnopt.measure import probing
-from bnopt.models import LpNorm, build_model
-from bnopt.runs import RunConfig
-from bnopt.train import train_run
-from bnopt.variants import DLN_DEPTH
+from bnopt.plan.runs import RunConfig
+from bnopt.plan.variants import DLN_DEPTH
+from bnopt.training.data import load_dataset
+from bnopt.training.loop import train_run
+from bnopt.training.measure import probing
+from bnopt.training.models import build_model
+from bnopt.training.normalisers import LpNorm
 
 
 def direct_lp(z, p, eps=1e-5):

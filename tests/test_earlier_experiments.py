@@ -8,11 +8,11 @@ import pytest
 import torch
 import yaml
 
-from bnopt.config import ConfigError, check_config
-from bnopt.models import ACTIVATION_FNS, build_model
-from bnopt.runs import RunConfig, plan, tracked_settings
-from bnopt.train import make_optimizer, train_run
-from bnopt.variants import VARIANTS, num_layers
+from bnopt.plan.check import ConfigError, check_config
+from bnopt.plan.runs import RunConfig, plan, tracked_settings
+from bnopt.plan.variants import VARIANTS, num_layers
+from bnopt.training.loop import make_optimizer, train_run
+from bnopt.training.models import ACTIVATION_FNS, build_model
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from bnopt.aggregate import edge_of_stability
-from bnopt.plotting import run_notes
+from bnopt.analysis.aggregate import edge_of_stability
+from bnopt.figures.style import run_notes
 
 
 def _final_distance(curvature: float, lr: float, momentum: float, steps: int = 2000) -> float:
@@ -46,7 +46,7 @@ def test_smooth_downsample_is_a_centred_mean_over_1_percent_then_at_most_max_poi
     import numpy as np
     import pandas as pd
 
-    from bnopt.plotting import MAX_POINTS, smooth_downsample
+    from bnopt.figures.style import MAX_POINTS, smooth_downsample
 
     n = 1000
     df = pd.DataFrame({"step": np.tile(np.arange(n), 2), "run": np.repeat(["a", "b"], n),

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
+from bnopt.plan.variants import VARIANTS
 from conftest import ROOT
-from bnopt.variants import VARIANTS
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from bnopt.gpus import lease_gpu, mps_active, sharing_note, visible_devices
+from bnopt.running.gpus import lease_gpu, mps_active, sharing_note, visible_devices
 
 
 def test_visible_devices_honour_cuda_visible_devices():
@@ -35,7 +35,7 @@ def test_no_visible_gpu_is_a_clear_error(tmp_path):
 
 def test_lease_is_freed_when_its_process_is_killed(tmp_path):
     code = ("import time; "
-            f"from bnopt.gpus import lease_gpu; l = lease_gpu({str(tmp_path)!r}, ['0']); "
+            f"from bnopt.running.gpus import lease_gpu; l = lease_gpu({str(tmp_path)!r}, ['0']); "
             "print('leased', flush=True); time.sleep(60)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "leased"

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-import bnopt.train as train_mod
-from bnopt.runs import RunConfig
-from bnopt.steps import CudaGraphStep, plain_step
-from bnopt.train import graph_step, train_run
+import bnopt.training.loop as train_mod
+from bnopt.plan.runs import RunConfig
+from bnopt.training.loop import graph_step, train_run
+from bnopt.training.steps import CudaGraphStep, plain_step
 
 
 class FakeGraph:

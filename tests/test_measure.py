@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from bnopt.measure import (
+from bnopt.plan.variants import VARIANTS
+from bnopt.training.measure import (
     QUANTILES,
     activation_summary,
     channel_moments,
@@ -21,9 +22,9 @@ from bnopt.measure import (
     probe_along_gradient,
     probing,
 )
-from bnopt.models import build_model, set_noise_generator
-from bnopt.precision import ieee_fp32
-from bnopt.variants import VARIANTS
+from bnopt.training.models import build_model
+from bnopt.training.normalisers import set_noise_generator
+from bnopt.training.precision import ieee_fp32
 
 
 @pytest.fixture(autouse=True)

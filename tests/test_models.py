@@ -1,14 +1,9 @@
 import pytest
 import torch
 
-from bnopt.models import (
-    VGG_CONVS,
-    NoisyBatchNorm,
-    build_model,
-    reuse_noise,
-    set_noise_generator,
-)
-from bnopt.variants import MODELS, num_layers
+from bnopt.plan.variants import MODELS, num_layers
+from bnopt.training.models import VGG_CONVS, build_model
+from bnopt.training.normalisers import NoisyBatchNorm, reuse_noise, set_noise_generator
 
 
 def vgg_param_count(width=1.0, in_ch=3, classes=10, bn=False):

@@ -7,14 +7,15 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from bnopt.figures import FIGURES
-from bnopt.measure import layer_parameters, measure_curvature, measure_step
-from bnopt.models import NORMALISERS, WeightNorm, build_model, group_count
-from bnopt.plotting import LABELS, PALETTE
-from bnopt.runs import RunConfig
-from bnopt.schema import load_schema
-from bnopt.train import train_run
-from bnopt.variants import DLN_VARIANTS, VARIANTS, variants_in
+from bnopt.figures.paper import FIGURES
+from bnopt.figures.style import LABELS, PALETTE
+from bnopt.plan.runs import RunConfig
+from bnopt.plan.schema import load_schema
+from bnopt.plan.variants import DLN_VARIANTS, VARIANTS, variants_in
+from bnopt.training.loop import train_run
+from bnopt.training.measure import layer_parameters, measure_curvature, measure_step
+from bnopt.training.models import build_model
+from bnopt.training.normalisers import NORMALISERS, WeightNorm, group_count
 
 ROOT = Path(__file__).resolve().parents[1]
 NEW = ["layernorm", "groupnorm", "weightnorm"]

@@ -4,14 +4,19 @@ import math
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT
 
-from bnopt.aggregate import summary_table
-from bnopt.config import check_config
-from bnopt.data import load_dataset
-from bnopt.outcome import CHANCE_MARGIN, LOSS_PLATEAU, outcome_text, training_outcome
-from bnopt.runs import RunConfig, train_settings
-from bnopt.train import train_run, write_run
+from bnopt.analysis.aggregate import summary_table
+from bnopt.analysis.outcome import (
+    CHANCE_MARGIN,
+    LOSS_PLATEAU,
+    outcome_text,
+    training_outcome,
+)
+from bnopt.plan.check import check_config
+from bnopt.plan.runs import RunConfig, train_settings
+from bnopt.training.data import load_dataset
+from bnopt.training.loop import train_run, write_run
+from conftest import ROOT
 
 DEFAULT = check_config(yaml.safe_load((ROOT / "config.yaml").read_text()))
 

@@ -7,15 +7,16 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT
 
-from bnopt.data import load_dataset
-from bnopt.measure import lanczos_top, measure_curvature
-from bnopt.variants import DLN_VARIANTS, VARIANTS
-from bnopt.recorder import Recorder
-from bnopt.runs import RunConfig
-from bnopt.steps import criterion, forward_backward, measure_after_step, plain_step
-from bnopt.train import build_run
+from bnopt.plan.runs import RunConfig
+from bnopt.plan.variants import DLN_VARIANTS, VARIANTS
+from bnopt.training.data import load_dataset
+from bnopt.training.loop import build_run
+from bnopt.training.measure import lanczos_top, measure_curvature
+from bnopt.training.objective import criterion
+from bnopt.training.recorder import Recorder
+from bnopt.training.steps import forward_backward, measure_after_step, plain_step
+from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from pack import (  # noqa: E402
@@ -192,7 +193,7 @@ def test_a_graphed_pack_computes_the_eager_pack(variant, monkeypatch):
     replays) writes the per-step rows and reaches the parameters of the eager packed step, to
     float32 tolerance over 8 steps (deterministic cuDNN, IEEE fp32); noisy BN's per-run
     generators advance inside the graph as they do eagerly."""
-    from bnopt.steps import CudaGraphStep
+    from bnopt.training.steps import CudaGraphStep
 
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     data = load_dataset("synthetic")

@@ -12,10 +12,10 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT
 
-from bnopt.config import check_config
-from bnopt.reported import published
+from bnopt.plan.check import check_config
+from bnopt.plan.experiments import published
+from conftest import ROOT
 
 PAGE = (ROOT / "docs/earlier-experiments.md").read_text()
 # each preset, and the figures of its page command built here (of the same runs): ICS and the

@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-from bnopt.measure import measure_step
-from bnopt.models import build_model, set_noise_generator
-from bnopt.reference import copy_model, naive_measure_step
-from bnopt.steps import criterion
+from bnopt.studies.naive import copy_model, naive_measure_step
+from bnopt.training.measure import measure_step
+from bnopt.training.models import build_model
+from bnopt.training.normalisers import set_noise_generator
+from bnopt.training.objective import criterion
 
 
 @pytest.mark.parametrize("model,variant,shape", [("vgg", "batchnorm", (32, 1, 8, 8)),

@@ -1,4 +1,4 @@
-"""The earlier experiments scored against what they reported (bnopt.reported,
+"""The earlier experiments scored against what they reported (bnopt.scorecard.reported,
 results/tables/reported.csv): each quantity against a case whose answer is known, the verdict
 rules, and the published findings' file against the presets and the registries."""
 import json
@@ -8,11 +8,19 @@ import pandas as pd
 import pytest
 import yaml
 
-from bnopt.config import ConfigError, check_config
-from bnopt.reported import (KINDS, QUANTITIES, SIMILAR, comparison, grad_norm_jitter,
-                            ics_relative_early, ics_relative_late, judge_finding, published,
-                            reported_table, unit_drift)
-from bnopt.variants import VARIANTS
+from bnopt.plan.check import ConfigError, check_config
+from bnopt.plan.experiments import FINDING_KINDS, comparison, published
+from bnopt.plan.variants import VARIANTS
+from bnopt.scorecard.reported import (
+    FINDING_QUANTITIES,
+    SIMILAR,
+    grad_norm_jitter,
+    ics_relative_early,
+    ics_relative_late,
+    judge_finding,
+    reported_table,
+    unit_drift,
+)
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -129,7 +137,7 @@ def test_every_published_finding_is_one_the_code_can_judge():
         assert set(exp["settings"]) == {"dataset", "model", "optimizer", "steps", "width"}
         for f in exp["findings"]:
             kind, pairs = comparison(f)
-            assert kind in KINDS and f["quantity"] in QUANTITIES and f["published"], f
+            assert kind in FINDING_KINDS and f["quantity"] in FINDING_QUANTITIES and f["published"], f
             assert {v for p in pairs for v in p} <= set(VARIANTS), f
     assert {n for n, p in PRESETS.items() if p.get("experiment")} == set(published())
 

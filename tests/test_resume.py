@@ -8,8 +8,8 @@ import time
 import pandas as pd
 import pytest
 
-from bnopt.runs import RunConfig
-from bnopt.train import train_run
+from bnopt.plan.runs import RunConfig
+from bnopt.training.loop import train_run
 
 CFG = dict(dataset="synthetic", model="vgg", variant="noisy_batchnorm", lr=0.05, seed=0,
            steps=240, batch_size=64, width=0.125, momentum=0.9, eval_every=40, log_every=5,
@@ -18,9 +18,9 @@ CFG = dict(dataset="synthetic", model="vgg", variant="noisy_batchnorm", lr=0.05,
 CHILD = """
 import torch
 torch.set_num_threads(1)
-from bnopt.data import load_dataset
-from bnopt.runs import RunConfig
-from bnopt.train import train_run
+from bnopt.training.data import load_dataset
+from bnopt.plan.runs import RunConfig
+from bnopt.training.loop import train_run
 train_run(RunConfig(**{cfg!r}), load_dataset("synthetic"), progress=False,
           checkpoint_path={ck!r})
 print("FINISHED")

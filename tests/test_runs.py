@@ -1,14 +1,13 @@
-"""The run plan (bnopt.runs.plan): every run once, each complete; what the train rule tracks of a
+"""The run plan (bnopt.plan.runs.plan): every run once, each complete; what the train rule tracks of a
 run, and why a setting added at its neutral value retrains nothing."""
 import dataclasses
 
 import pytest
 import yaml
-from conftest import ROOT
 
-from bnopt.config import check_config
-from bnopt.datasets import TRAIN_SIZES
-from bnopt.runs import (
+from bnopt.plan.check import check_config
+from bnopt.plan.datasets import TRAIN_SIZES
+from bnopt.plan.runs import (
     NEUTRAL,
     RUN_IDENTITY,
     RunConfig,
@@ -17,7 +16,8 @@ from bnopt.runs import (
     sweep_runs,
     tracked_settings,
 )
-from bnopt.variants import MODELS
+from bnopt.plan.variants import MODELS
+from conftest import ROOT
 
 QUICK = yaml.safe_load((ROOT / "workflow/presets/quick.yaml").read_text())
 

@@ -6,9 +6,9 @@ from types import SimpleNamespace as NS
 import pandas as pd
 from PIL import Image
 
-from bnopt.figures import FIGURES
-from bnopt.variants import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
-from bnopt.tables import written_tables
+from bnopt.figures.paper import FIGURES
+from bnopt.plan.tables import written_tables
+from bnopt.plan.variants import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.125, init="glorot",
@@ -95,14 +95,14 @@ def test_out_of_memory_names_the_keys_to_lower(tmp_path, monkeypatch):
     import pytest
     import torch
 
-    import bnopt.train
+    import bnopt.training.loop
 
     data = prepare(tmp_path, "synthetic", {"data_root": None})
 
     def oom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(bnopt.train, "train_run", oom)
+    monkeypatch.setattr(bnopt.training.loop, "train_run", oom)
     with pytest.raises(RuntimeError, match=r"lower batch_size \(now 64\) or width \(now 0.125\)"):
         train(tmp_path, data, "synthetic", "vgg", "standard", "0.05", TRAIN)
     assert not (tmp_path / "runs" / "vgg" / "standard" / "run.json").exists()

@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from slurm_cluster import SlurmCluster, missing
 
 from conftest import ROOT, snakemake_command
-from slurm_cluster import SlurmCluster, missing
 
 pytestmark = pytest.mark.slow  # pytest-xdist runs a file's tests on one worker (--dist loadfile)
 

@@ -8,15 +8,16 @@ import pytest
 import torch
 from torch.func import functional_call
 
-import bnopt.steps as steps_mod
-import bnopt.train as train_mod
-from bnopt.data import DeviceData
-from bnopt.measure import probe_along_gradient, probing
-from bnopt.models import build_model, set_noise_generator
-from bnopt.precision import matmul_precision
-from bnopt.runs import RunConfig
-from bnopt.steps import criterion
-from bnopt.train import train_run
+import bnopt.training.loop as train_mod
+import bnopt.training.steps as steps_mod
+from bnopt.plan.runs import RunConfig
+from bnopt.training.data import DeviceData
+from bnopt.training.loop import train_run
+from bnopt.training.measure import probe_along_gradient, probing
+from bnopt.training.models import build_model
+from bnopt.training.normalisers import set_noise_generator
+from bnopt.training.objective import criterion
+from bnopt.training.precision import matmul_precision
 
 TINY = dict(dataset="synthetic", model="vgg", variant="batchnorm", lr=0.05, seed=0, steps=24,
             batch_size=64, width=0.125, eval_every=12, log_every=6, device="cpu",
@@ -76,7 +77,7 @@ def test_the_channels_last_decision_reaches_model_batches_and_record(synthetic):
     """build_run decides NHWC once for the run's device (auto: off on the CPU, where it is
     mixed and changes results at rounding) and the model's weights, the batches and run.json
     all follow that one decision."""
-    from bnopt.train import build_run
+    from bnopt.training.loop import build_run
 
     def nhwc(t):  # channels are the innermost dimension (stride 1)
         return t.stride(1) == 1 and t.shape[1] > 1
@@ -190,8 +191,8 @@ def test_precision_names_are_checked():
 def _one_measured_step(device, variant, vectorize, channels_last):
     """Loss, gradient, probes and ICS of one measured SGD step of a fixed float32 network on a
     fixed batch, computed on ``device`` (the same parameters and data on every device)."""
-    from bnopt.measure import layer_parameters, measure_step
-    from bnopt.precision import ieee_fp32
+    from bnopt.training.measure import layer_parameters, measure_step
+    from bnopt.training.precision import ieee_fp32
 
     torch.manual_seed(0)
     net = build_model("vgg", variant, 3, 32, 10, width=0.125)  # 32x32: signal reaches the top
@@ -271,7 +272,7 @@ def test_a_run_on_the_gpu_starts_where_the_cpu_one_does(synthetic):
 def test_a_measured_step_never_syncs_the_gpu(vectorize):
     """Probes, ICS and activation statistics stay on the device: CUDA's sync debug mode raises
     on any host synchronisation (an .item(), a device-to-host copy, a pageable upload)."""
-    from bnopt.measure import (
+    from bnopt.training.measure import (
         QUANTILES,
         activation_summary,
         channel_moments,

@@ -1,4 +1,4 @@
-"""TF32 emulated on the CPU (bnopt.tf32): the rounding against values whose TF32 form is known,
+"""TF32 emulated on the CPU (bnopt.studies.tf32): the rounding against values whose TF32 form is known,
 convolutions and matrix products against operands exact in TF32, and the training loop's
 precision switches (measured steps stay IEEE)."""
 import dataclasses
@@ -8,11 +8,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bnopt.data import fake_dataset
-from bnopt.precision import ieee_fp32, matmul_precision
-from bnopt.runs import RunConfig
-from bnopt.tf32 import emulate_tf32, round_tf32
-from bnopt.train import train_run
+from bnopt.plan.runs import RunConfig
+from bnopt.studies.tf32 import emulate_tf32, round_tf32
+from bnopt.training.data import fake_dataset
+from bnopt.training.loop import train_run
+from bnopt.training.precision import ieee_fp32, matmul_precision
 
 ULP = 2.0 ** -10  # TF32's unit in the last place at 1.0
 
@@ -161,7 +161,7 @@ def _tf32_gpu(kind: str, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("kind", ["linear", "conv"])
 def test_the_gpu_rounds_tf32_operands_as_an_emulated_rounding_does(kind):
     """A product with the identity returns its operand as the tensor cores read it, so the
-    hardware's rounding shows bit for bit: it must be one of :data:`bnopt.tf32.ROUNDINGS`."""
+    hardware's rounding shows bit for bit: it must be one of :data:`bnopt.studies.tf32.ROUNDINGS`."""
     x = torch.randn(256, 256, generator=torch.Generator().manual_seed(0))
     x[0, :4] = torch.tensor([1024.5, -1024.5, 1025.5, 1 + 2.0 ** -11])  # ties
     y = _tf32_gpu(kind, x, torch.eye(256))

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pandas as pd
+
 from conftest import ROOT
 
 

@@ -6,10 +6,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bnopt.io import write_parquet
-from bnopt.runs import RunConfig
-from bnopt.tables import TABLES
-from bnopt.train import resolve_device, train_run, write_run
+from bnopt.plan.runs import RunConfig
+from bnopt.plan.tables import TABLES
+from bnopt.running.io import write_parquet
+from bnopt.training.loop import resolve_device, train_run, write_run
 
 TINY = dict(dataset="synthetic", model="vgg", lr=0.05, seed=0, steps=30, batch_size=64,
             width=0.125, eval_every=10, log_every=7, device="cpu", measure_every=5, hist_every=10,

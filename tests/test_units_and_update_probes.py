@@ -9,12 +9,17 @@ import pytest
 import torch
 import yaml
 
-from bnopt.config import check_config
-from bnopt.measure import probe_along_gradient, probe_along_update, unit_indices, unit_percentiles
-from bnopt.runs import RunConfig, plan, tracked_settings
-from bnopt.steps import criterion
-from bnopt.tables import OPTIONAL_TABLES, TABLES, written_tables
-from bnopt.train import train_run
+from bnopt.plan.check import check_config
+from bnopt.plan.runs import RunConfig, plan, tracked_settings
+from bnopt.plan.tables import OPTIONAL_TABLES, TABLES, written_tables
+from bnopt.training.loop import train_run
+from bnopt.training.measure import (
+    probe_along_gradient,
+    probe_along_update,
+    unit_indices,
+    unit_percentiles,
+)
+from bnopt.training.objective import criterion
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
@@ -150,7 +155,7 @@ def test_left_off_the_workflow_asks_no_run_for_them():
 
 
 def test_their_figures_are_refused_with_the_setting_to_turn_on():
-    from bnopt.figure_specs import figure_blockers
+    from bnopt.plan.figure_specs import figure_blockers
 
     blocked = figure_blockers(check_config(BASE))
     assert blocked["fig19_unit_percentiles"].startswith(

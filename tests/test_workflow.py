@@ -8,12 +8,12 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from conftest import ROOT, run_snakemake, snakemake_command
 
-from bnopt.claims import checks
-from bnopt.config import check_config
-from bnopt.cost import sweep_plan
-from bnopt.figures import FIGURES
+from bnopt.figures.paper import FIGURES
+from bnopt.plan.check import check_config
+from bnopt.scorecard.checks import checks
+from bnopt.studies.cost import sweep_plan
+from conftest import ROOT, run_snakemake, snakemake_command
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
 
@@ -34,14 +34,14 @@ def test_a_dry_run_parses_without_torch_or_seaborn(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert {"bnopt.config", "bnopt.runs", "bnopt.claims"} <= imported
+    assert {"bnopt.plan.check", "bnopt.plan.runs", "bnopt.scorecard.checks"} <= imported
     heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "seaborn", "matplotlib"))
     assert not heavy, heavy[:10]
 
 
 def test_every_figure_function_has_a_spec_and_every_spec_a_function():
-    """The rules derive from the specs (bnopt.config.figure_specs), the drawing from FIGURES."""
-    from bnopt.figure_specs import figure_specs
+    """The rules derive from the specs (bnopt.plan.check.figure_specs), the drawing from FIGURES."""
+    from bnopt.plan.figure_specs import figure_specs
 
     assert list(figure_specs(check_config(BASE))) == list(FIGURES)
 
@@ -225,28 +225,39 @@ def test_a_training_job_log_shows_its_progress(tiny):
     assert "16/16" in log and "loss=" in log
 
 
-@pytest.mark.slow
-def test_a_finished_sweep_reruns_nothing_and_changed_figure_code_redraws_figures_only(tiny):
-    path, _ = tiny
-    again = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
-    assert "Nothing to be done" in again.stdout + again.stderr
-    # figure code touched but unchanged: nothing to do; changed: every figure (and nothing
-    # else) is redrawn, and no run is retrained
-    code = ROOT / "src/bnopt/figures.py"
+def dry_run_after_editing(path, code):
+    """Jobs of a dry run of the tiny sweep in ``path`` after ``code`` (a code file) is
+    touched without a change (must be none) and then changed; the file is restored after."""
     original, stat = code.read_bytes(), code.stat()
     try:
         os.utime(code, None)
         touched = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
-        assert "Nothing to be done" in touched.stdout + touched.stderr
+        assert "Nothing to be done" in touched.stdout + touched.stderr, touched.stdout[-2000:]
         code.write_bytes(original + b"\n# a change\n")
         changed = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
     finally:
         code.write_bytes(original)
         os.utime(code, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    jobs = job_counts(changed.stdout)
-    assert "train" not in jobs and "summary" not in jobs
-    assert all(jobs.get(fig) == 1 for fig in FIGURES)
+    return job_counts(changed.stdout)
 
+
+@pytest.mark.slow
+def test_a_finished_sweep_reruns_nothing_and_changed_code_reruns_what_runs_it(tiny):
+    """A rule's code inputs follow its script's imports (bnopt.running.code_inputs): a change
+    to the figure code redraws the figures only; to the variants' labels and colours, which
+    the figures draw with, every figure; to a scorecard module, the scorecard and Figure 0.
+    None retrains a run."""
+    path, _ = tiny
+    again = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    pkg = ROOT / "src/bnopt"
+    jobs = dry_run_after_editing(path, pkg / "figures/paper.py")
+    assert set(jobs) == {*FIGURES, "all", "total"}, jobs
+    jobs = dry_run_after_editing(path, pkg / "plan/variants.py")
+    assert "train" not in jobs and "prepare_data" not in jobs
+    assert all(jobs.get(fig) == 1 for fig in [*FIGURES, "fig0_scorecard"]), jobs
+    jobs = dry_run_after_editing(path, pkg / "scorecard/verdicts.py")
+    assert set(jobs) == {"scorecard", "fig0_scorecard", "all", "total"}, jobs
 
 
 @pytest.mark.slow
@@ -255,22 +266,14 @@ def test_a_newer_train_script_retrains_nothing_and_a_changed_plot_script_redraws
     (a `git pull` that touches it); the profile drops it. Rule scripts that draw are inputs of
     their rules, compared by content."""
     path, _ = tiny
-    train, plot = ROOT / "workflow/scripts/train.py", ROOT / "workflow/scripts/plot_figure.py"
-    original, stats = plot.read_bytes(), {p: p.stat() for p in (train, plot)}
+    train = ROOT / "workflow/scripts/train.py"
+    stat = train.stat()
     try:
-        os.utime(train, None)
-        os.utime(plot, None)
-        touched = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
-        assert "Nothing to be done" in touched.stdout + touched.stderr, touched.stdout[-2000:]
-        plot.write_bytes(original + b"\n# a change\n")
-        changed = run_snakemake(["-n", "--cores", "2", "--config", *TINY], path)
+        os.utime(train, None)  # newer than every run, for the dry runs below
+        jobs = dry_run_after_editing(path, ROOT / "workflow/scripts/plot_figure.py")
     finally:
-        plot.write_bytes(original)
-        for p, st in stats.items():
-            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
-    jobs = job_counts(changed.stdout)
-    assert "train" not in jobs and "summary" not in jobs
-    assert all(jobs.get(fig) == 1 for fig in FIGURES)
+        os.utime(train, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert set(jobs) == {*FIGURES, "all", "total"}, jobs
 
 
 @pytest.mark.slow

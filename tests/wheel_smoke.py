@@ -6,12 +6,12 @@ import sys
 from pathlib import Path
 
 import bnopt
-from bnopt.data import load_dataset
-from bnopt.figures import FIGURES
-from bnopt.runs import RunConfig, run_dir
-from bnopt.tables import TABLES
-from bnopt.train import train_run, write_run
-from bnopt.variants import MODELS
+from bnopt.figures.paper import FIGURES
+from bnopt.plan.runs import RunConfig, run_dir
+from bnopt.plan.tables import TABLES
+from bnopt.plan.variants import MODELS
+from bnopt.training.data import load_dataset
+from bnopt.training.loop import train_run, write_run
 
 
 def main(out: Path) -> None:

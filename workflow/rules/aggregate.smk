@@ -3,7 +3,7 @@ rule summary:
     localrule: True
     input:
         runs=ALL_RUNS,
-        code=TABLE_CODE + [rule_script("summarize.py")],
+        code=rule_code("summarize.py"),
     output:
         csv=report(
             "results/tables/summary.csv",
@@ -21,12 +21,11 @@ rule summary:
 
 
 rule reported:
-    """An earlier experiment's published findings beside our runs' (bnopt.reported)."""
+    """An earlier experiment's published findings beside our runs' (bnopt.scorecard.reported)."""
     localrule: True
     input:
         runs=reported_inputs(),
-        code=TABLE_CODE
-        + [str(_PKG / "reported.py"), str(_PKG / "reported.yaml"), rule_script("reported.py")],
+        code=rule_code("reported.py"),
     output:
         csv=report(
             "results/tables/reported.csv",

@@ -1,11 +1,11 @@
-# The scorecard: every claim of the paper judged from the runs (bnopt.claims: the checks,
-# claim_values, verdicts, claims_text; docs/scorecard.md).
+# The scorecard: every claim of the paper judged from the runs (bnopt.scorecard: the checks,
+# the values they compare, the verdicts, claims.md; docs/scorecard.md).
 rule scorecard:
     """One row per check: per-seed values, effect, seed interval, verdict and its rule."""
     localrule: True
     input:
         runs=CLAIM_RUNS,
-        code=TABLE_CODE + SCORECARD_CODE + [rule_script("scorecard.py")],
+        code=rule_code("scorecard.py"),
     output:
         csv=report(
             "results/tables/claims.csv",
@@ -26,9 +26,7 @@ rule fig0_scorecard:
     localrule: True
     input:
         claims="results/tables/claims.csv",
-        code=FIGURE_CODE
-        + SCORECARD_CODE
-        + [str(_PKG / "scorecard_figure.py"), rule_script("plot_scorecard.py")],
+        code=rule_code("plot_scorecard.py"),
     output:
         report(
             "results/figures/fig0_scorecard.png",

@@ -16,11 +16,11 @@ except ImportError:
         f"(or `pip install .`) in {workflow.basedir} (README.md, 'Quick start')"
     ) from None
 
-from bnopt.claims import scorecard_runs
-from bnopt.config import ConfigError, check_config
-from bnopt.datasets import DATASETS
-from bnopt.figure_specs import figure_blockers, figure_specs
-from bnopt.runs import (
+from bnopt.plan.check import ConfigError, check_config
+from bnopt.plan.datasets import DATASETS
+from bnopt.plan.experiments import reported_variants
+from bnopt.plan.figure_specs import figure_blockers, figure_specs
+from bnopt.plan.runs import (
     JOB_BENCHMARK,
     RUN_DIR,
     family_runs,
@@ -29,9 +29,10 @@ from bnopt.runs import (
     run_dir,
     tracked_settings,
 )
-from bnopt.reported import reported_variants
-from bnopt.tables import written_tables
-from bnopt.variants import MODELS, VARIANTS
+from bnopt.plan.tables import written_tables
+from bnopt.plan.variants import MODELS, VARIANTS
+from bnopt.running.code_inputs import code_inputs
+from bnopt.scorecard.checks import scorecard_runs
 
 # check_config coerces command-line strings, validates against the schema, fills defaults and
 # checks what the schema cannot; the config every rule sees is its result.
@@ -73,7 +74,7 @@ def wildcard_run(wildcards):
 
 
 def train_params(wildcards):
-    """What a training job tracks of its settings (bnopt.runs.tracked_settings): rerun when one
+    """What a training job tracks of its settings (bnopt.plan.runs.tracked_settings): rerun when one
     changes; a setting added at its neutral value changes nothing."""
     return tracked_settings(wildcard_run(wildcards))
 
@@ -91,7 +92,7 @@ def data_params(wildcards):
 
 
 # Each figure: the runs it needs as (family, variants, lrs) groups, and its plotting arguments.
-# (tests/test_workflow.py: the same figures as bnopt.figures.FIGURES draws)
+# (tests/test_workflow.py: the same figures as bnopt.figures.paper.FIGURES draws)
 FIGURE_SPECS = figure_specs(config)
 # Figures this config cannot draw (a measurement they need is off), with the fix; `all` skips
 # them and asking for one fails before any job runs.
@@ -99,24 +100,20 @@ BLOCKED = figure_blockers(config)
 DRAWABLE = [f for f in FIGURE_SPECS if f not in BLOCKED]
 
 
-# The code that draws figures and tables, as their inputs: they rebuild when it changes in
-# content (training does not; use --forcerun train to retrain after changing the training
-# code). The profiles drop Snakemake's `code` rerun trigger, which reruns a job whose outputs
-# are older than its script's modification time: a `git pull` that touches a script would
-# otherwise retrain every finished run.
-_PKG = Path(bnopt.__file__).parent  # the package actually imported, wherever installed
+# The code that draws figures and tables, as their inputs: each rule that draws or tabulates
+# lists its script and every bnopt module the script reaches through its imports, with their
+# package data (bnopt.running.code_inputs, from the import graph of the package actually
+# imported), and reruns when one changes in content. Training lists none: a code change
+# retrains nothing (use --forcerun train for that), and run.json records which code made a run
+# (code_version). The profiles drop Snakemake's `code` rerun trigger, which reruns a job whose
+# outputs are older than its script's modification time: a `git pull` that touches a script
+# would otherwise retrain every finished run.
+SCRIPTS = Path(str(workflow.current_basedir)).parent / "scripts"  # beside this folder
 
 
-def rule_script(name):
-    """A rule script's path, as the input that redraws what it draws when it changes."""
-    return str(Path(workflow.basedir) / "workflow" / "scripts" / name)
-
-
-TABLE_CODE = [str(_PKG / "aggregate.py")]
-FIGURE_CODE = sorted(str(p) for p in _PKG.glob("figures*.py"))  # the figure modules
-FIGURE_CODE += [str(_PKG / f"{m}.py") for m in ("plotting", "aggregate", "progress")]
-SCORECARD_CODE = [str(_PKG / f"{m}.py")
-                  for m in ("claims", "claim_values", "verdicts", "claims_text", "progress")]
+def rule_code(script):
+    """workflow/scripts/``script`` and the bnopt code it runs, as the inputs of its rule."""
+    return code_inputs(SCRIPTS / script)
 
 
 def figure_inputs(figure, groups):

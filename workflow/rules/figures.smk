@@ -8,7 +8,7 @@ for _fig, (_groups, _kwargs) in FIGURE_SPECS.items():
         localrule: True
         input:
             runs=figure_inputs(_fig, _groups),
-            code=FIGURE_CODE + [rule_script("plot_figure.py")],
+            code=rule_code("plot_figure.py"),
         output:
             report(
                 f"results/figures/{_fig}.png",

@@ -1,6 +1,6 @@
 """Figure rules: draw the figure named in params.figure from its runs."""
-from bnopt.figures import FIGURES
-from bnopt.rule_glue import log_to
+from bnopt.figures.paper import FIGURES
+from bnopt.running.rule_glue import log_to
 
 
 def main(sm):

@@ -1,6 +1,6 @@
 """Rule fig0_scorecard: draw the scorecard table as Figure 0."""
-from bnopt.scorecard_figure import fig0_scorecard
-from bnopt.rule_glue import log_to
+from bnopt.figures.scorecard import fig0_scorecard
+from bnopt.running.rule_glue import log_to
 
 
 def main(sm):

@@ -1,6 +1,6 @@
 """Rule prepare_data: read (or download) a dataset once into results/data/{dataset}.pt."""
-from bnopt.data import load_dataset
-from bnopt.rule_glue import log_to
+from bnopt.running.rule_glue import log_to
+from bnopt.training.data import load_dataset
 
 
 def main(sm):

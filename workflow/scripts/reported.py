@@ -1,7 +1,7 @@
 """Rule reported: an earlier experiment's published findings beside our runs' (reported.csv)."""
-from bnopt.io import write_csv
-from bnopt.reported import reported_table
-from bnopt.rule_glue import log_to
+from bnopt.running.io import write_csv
+from bnopt.running.rule_glue import log_to
+from bnopt.scorecard.reported import reported_table
 
 
 def main(sm):

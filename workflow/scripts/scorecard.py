@@ -1,14 +1,15 @@
 """Rule scorecard: every claim of the paper judged from the runs (claims.csv and claims.md)."""
-from bnopt.claims_text import precision_note, to_markdown
-from bnopt.verdicts import scorecard
-from bnopt.io import atomic_path, write_csv
-from bnopt.rule_glue import log_to
+from bnopt.running.io import atomic_path, write_csv
+from bnopt.running.rule_glue import log_to
+from bnopt.scorecard.text import code_note, precision_note, to_markdown
+from bnopt.scorecard.verdicts import scorecard
 
 
 def main(sm):
     table = scorecard(sm.config, list(sm.input.runs))
     write_csv(table, sm.output.csv)
-    md = to_markdown(table) + precision_note(list(sm.input.runs))
+    runs = list(sm.input.runs)
+    md = to_markdown(table) + precision_note(runs) + code_note(runs)
     with atomic_path(sm.output.md) as tmp:
         tmp.write_text(md)
     print(md)

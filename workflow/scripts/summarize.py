@@ -1,7 +1,7 @@
 """Rule summary: summary.csv (one row per run) and combined per-step / eval Parquet."""
-from bnopt.aggregate import load_table, summary_table
-from bnopt.io import write_csv, write_parquet
-from bnopt.rule_glue import log_to, run_warnings
+from bnopt.analysis.aggregate import load_table, summary_table
+from bnopt.running.io import write_csv, write_parquet
+from bnopt.running.rule_glue import code_warning, log_to, run_warnings
 
 
 def main(sm):
@@ -13,6 +13,8 @@ def main(sm):
     print(summary.to_string())
     for line in run_warnings(metas):
         print(f"WARNING: {line}")
+    if code_warning(metas):
+        print(f"WARNING: {code_warning(metas)}")
 
 
 if __name__ == "__main__" and "snakemake" in globals():

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import torch
 
-from bnopt.data import Dataset
-from bnopt.gpus import lease_gpu, sharing_note
-from bnopt.outcome import outcome_text
-from bnopt.runs import RunConfig
-from bnopt.tables import TABLES
-from bnopt.train import resolve_device, train_run, write_run
-from bnopt.rule_glue import log_to
+from bnopt.analysis.outcome import outcome_text
+from bnopt.plan.runs import RunConfig
+from bnopt.plan.tables import TABLES
+from bnopt.running.gpus import lease_gpu, sharing_note
+from bnopt.running.rule_glue import log_to
+from bnopt.training.data import Dataset
+from bnopt.training.loop import resolve_device, train_run, write_run
 
 
 def main(sm):

@@ -1,0 +1,119 @@
+"""Figure 0 (ours): the scorecard (``results/tables/claims.csv``, :mod:`bnopt.scorecard.verdicts`) at a
+glance."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # before pyplot: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from bnopt.figures.style import subplots  # noqa: E402
+from bnopt.scorecard.text import check_label, verdict_text
+from bnopt.scorecard.verdicts import no_effect, threshold
+
+VERDICT_COLOURS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive": "#ff9f1c",
+                   "not measured": "0.6"}
+
+
+def fig0_scorecard(claims_csv, out_path) -> None:
+    """Figure 0 (ours): the scorecard (``results/tables/claims.csv``, :mod:`bnopt.scorecard.verdicts`),
+    one row per check: the effect with its seed interval, coloured by verdict, against "no
+    effect" (a dashed line); ratios on a log axis, differences on a linear one; one panel per
+    claim and kind of comparison."""
+    table = pd.read_csv(claims_csv, keep_default_na=True).fillna(
+        {"layer": "", "why": "", "basis": "", "seed_effects": ""})
+    table["layer"] = [str(int(x)) if isinstance(x, float) else str(x) for x in table.layer]
+    sections = list(table.groupby(["claim", "comparison"], sort=False))
+    # axes placed in inches: a column of check labels, the effects, a column of verdict notes
+    row_h, pad_below, pad_above, top = 0.26, 0.62, 0.42, 0.85
+    heights = [len(g) * row_h + 0.25 for _, g in sections]
+    total = top + sum(h + pad_below + pad_above for h in heights)
+    fig = subplots(figsize=(16.0, total))
+    axes, y_top = [], total - top
+    for h in heights:
+        y_top -= pad_above + h
+        axes.append(fig.add_axes((0.37, y_top / total, 0.32, h / total)))
+        y_top -= pad_below
+    for ax, ((claim, comparison), g) in zip(axes, sections):
+        y = np.arange(len(g))[::-1]
+        for yi, (_, r) in zip(y, g.iterrows()):
+            _draw_check(ax, yi, r, comparison)
+        ax.set_yticks(y, [check_label(r) for _, r in g.iterrows()], fontsize=8)
+        ax.set_ylim(-0.7, len(g) - 0.3)
+        _effect_axis(ax, g, comparison)
+        ax.set_title(f"Claim {claim}: {g.statement.iloc[0]}" if claim[0].isdigit()
+                     else g.statement.iloc[0], fontsize=10, loc="left")
+    _legend_and_title(fig, table, total)
+    fig.savefig(out_path, dpi=130, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _draw_check(ax, yi: float, r, comparison: str) -> None:
+    """One check's row at height ``yi``: its effect, seed interval and seeds, the run-long
+    median, the threshold or the band it must stay within, and its verdict in words."""
+    colour = VERDICT_COLOURS[r.verdict]
+    if np.isfinite(r.run_median_effect):  # the run-long median: shown, not judged
+        ax.plot(r.run_median_effect, yi, "D", mfc="none", mec="0.45", ms=5, mew=0.9)
+    if np.isfinite(r.effect):
+        lo, hi = (r.effect_lo, r.effect_hi) if np.isfinite(r.effect_lo) else (r.effect,) * 2
+        ax.plot([lo, hi], [yi, yi], color=colour, lw=2.2, solid_capstyle="butt")
+        seeds = [float(x) for x in str(r.seed_effects).split(" / ") if x]
+        ax.plot(seeds, [yi] * len(seeds), "|", color="0.15", ms=7, mew=1.0)
+        ax.plot(r.effect, yi, "o", color=colour, ms=6, mec="0.15", mew=0.6)
+    if r.direction == "within":
+        ax.plot([1 / r.margin, r.margin], [yi, yi], color="0.5", lw=6, alpha=0.2,
+                solid_capstyle="butt")
+    elif r.margin:
+        level = threshold(comparison, r.direction, r.margin)
+        ax.plot([level] * 2, [yi - 0.4, yi + 0.4], color="0.3", lw=1.2, ls=":")
+    note = verdict_text(r) if r.verdict in ("holds", "does not hold") else (
+        f"{r.verdict}: {r.why}" if r.why else r.verdict)
+    ax.annotate(note[:85] + ("…" if len(note) > 85 else ""), (1.01, yi),
+                xycoords=("axes fraction", "data"), va="center", fontsize=7.5,
+                color=colour if r.verdict != "not measured" else "0.35")
+
+
+def _effect_axis(ax, g: pd.DataFrame, comparison: str) -> None:
+    """The effect axis of one panel: "no effect" dashed; a ratio on a log scale spanning every
+    effect, interval and band, a difference on a linear one."""
+    e0 = no_effect(comparison)
+    ax.axvline(e0, color="0.2", ls="--", lw=1)
+    vals = pd.concat([g.effect, g.effect_lo, g.effect_hi,
+                      g.run_median_effect]).to_numpy(dtype=float)
+    vals = vals[np.isfinite(vals)]
+    if comparison == "ratio":
+        ax.set_xscale("log")
+        pos = np.concatenate([vals[vals > 0], [e0]])
+        within = g[g.direction == "within"].margin.to_numpy(dtype=float)
+        pos = np.concatenate([pos, 1 / within, within])
+        ax.set_xlim(pos.min() / 1.6, pos.max() * 1.6)
+        ax.set_xlabel("ratio treatment / baseline (log scale; 1 = no effect)", fontsize=9)
+    else:
+        span = np.concatenate([vals, [e0 - 0.05, e0 + 0.05]])
+        pad = 0.08 * (span.max() - span.min())
+        ax.set_xlim(span.min() - pad, span.max() + pad)
+        ax.set_xlabel("difference treatment - baseline (0 = no effect)", fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def _legend_and_title(fig, table: pd.DataFrame, total: float) -> None:
+    line = matplotlib.lines.Line2D
+    handles = [line([], [], color=c, marker="o", lw=2.2, label=v)
+               for v, c in VERDICT_COLOURS.items()]
+    handles += [line([], [], color="0.15", marker="|", ls="none", ms=7, label="one seed"),
+                line([], [], color="0.45", marker="D", mfc="none", ls="none",
+                     label="run-long median (not judged)"),
+                line([], [], color="0.3", ls=":", lw=1.2, label="threshold"),
+                line([], [], color="0.2", ls="--", lw=1, label="no effect")]
+    n = int(table.seeds_compared.max()) if len(table) else 0
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
+               bbox_to_anchor=(0.5, 1 - 0.42 / total), fontsize=9)
+    net = table[(table.family == "net") & table.dataset.notna()]
+    where = (f"{str(net.model.iloc[0]).upper()} on {net.dataset.iloc[0]}" if len(net)
+             else "the network")
+    fig.suptitle(f"Figure 0: does the paper hold here? {where} and the deep linear network; "
+                 f"effect (mean) and the range of up to {n} seeds, coloured by verdict; "
+                 "per-step quantities at matched training loss", fontsize=12, y=1 - 0.12 / total)

@@ -1,0 +1,38 @@
+"""The earlier experiments (docs/earlier-experiments.md): each one's published findings and
+settings (``experiments.yaml``, package data beside this module), which variants its findings
+compare, and how a finding compares them. What the run plan needs of them, without pandas;
+:mod:`bnopt.scorecard.reported` judges the findings against the runs."""
+
+from __future__ import annotations
+
+import importlib.resources
+from functools import cache
+
+import yaml
+
+# how a finding compares two variants: the first higher; not lower than a fraction of the
+# second (bnopt.scorecard.reported.SIMILAR); lower at every layer
+FINDING_KINDS = ("higher", "not_lower", "lower_every_layer")
+
+
+@cache
+def published() -> dict:
+    """Every experiment's published findings and settings (``experiments.yaml``)."""
+    text = importlib.resources.files("bnopt.plan").joinpath("experiments.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def comparison(finding: dict) -> tuple[str, list[list[str]]]:
+    """(kind, [[a, b], ...]) of a finding: a higher than b; a not lower than ``SIMILAR`` x b;
+    a lower than b at every layer."""
+    kind = next(k for k in FINDING_KINDS if k in finding)
+    return kind, finding[kind]
+
+
+def reported_variants(experiment: str) -> list[str]:
+    """The variants the findings of ``experiment`` compare."""
+    out = []
+    for f in published()[experiment]["findings"]:
+        for pair in comparison(f)[1]:
+            out += [v for v in pair if v not in out]
+    return out

@@ -1,0 +1,36 @@
+"""The tables every training run writes (results/runs/.../<name>.parquet) and their columns,
+without torch: the Snakemake rules name a run's outputs from ``TABLES`` at parse time, and
+:mod:`bnopt.training.loop` fills them."""
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)  # of each layer's pre-activations
+
+STEP_COLUMNS = ["step", "loss", "accuracy", "grad_norm", "param_norm", "lr", "elapsed_s"]
+EVAL_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
+PROBE_COLUMNS = ["step", "point", "multiplier", "step_size", "loss", "grad_change", "beta"]
+ICS_COLUMNS = ["step", "layer", "l2", "cos", "grad_norm"]
+QUANTILE_COLUMNS = [f"q{round(q * 100):02d}" for q in QUANTILES]
+ACTIVATION_COLUMNS = ["step", "layer", "mean", "std", *QUANTILE_COLUMNS, "mean_shift", "var_shift"]
+HISTOGRAM_COLUMNS = ["step", "layer", "bin", "left", "right", "count"]
+INIT_DISTANCE_COLUMNS = ["step", "layer", "distance", "init_norm"]
+HESSIAN_COLUMNS = ["step", "lambda_max", "batch_sharpness", "iterations", "residual"]
+UNIT_QUANTILES = (0.15, 0.5, 0.85)  # of single units' inputs (Ioffe & Szegedy's Figure 1)
+UNIT_COLUMNS = ["step", "layer", "unit", *(f"q{round(q * 100):02d}" for q in UNIT_QUANTILES)]
+# probes along the update the optimizer made (x' = x + m * update): ``distance`` = ||x' - x||
+UPDATE_PROBE_COLUMNS = ["step", "point", "multiplier", "distance", "loss", "grad_change", "beta"]
+# Every per-run table, by file stem: steps.parquet, eval.parquet, ...
+TABLES = {"steps": STEP_COLUMNS, "eval": EVAL_COLUMNS, "probes": PROBE_COLUMNS,
+          "ics": ICS_COLUMNS, "activations": ACTIVATION_COLUMNS, "histograms": HISTOGRAM_COLUMNS,
+          "init_distance": INIT_DISTANCE_COLUMNS, "hessian": HESSIAN_COLUMNS}
+# Tables a run writes only where a config turns on the setting that records them (by file
+# stem: its columns and that setting): a config that leaves them off asks no finished run for a
+# file it never wrote, so adding them retrains nothing.
+OPTIONAL_TABLES = {"units": (UNIT_COLUMNS, "units_per_layer"),
+                   "update_probes": (UPDATE_PROBE_COLUMNS, "probe_update")}
+
+
+def written_tables(cfg: dict) -> dict[str, list[str]]:
+    """The tables (stem: columns) every training job writes under the checked config ``cfg``:
+    ``TABLES``, and each of ``OPTIONAL_TABLES`` whose setting the config turns on (a run with
+    it off, such as the DLN's, writes it empty). The train rule's outputs."""
+    return TABLES | {name: cols for name, (cols, key) in OPTIONAL_TABLES.items() if cfg.get(key)}
+

@@ -1,0 +1,181 @@
+"""The reproduction scorecard's claims: every check of the paper's claims (and of ours beyond
+it) that a config asks for, as data.
+
+A *check* compares one quantity of a *treatment* variant with a *baseline* (another variant,
+or the edge of stability 2/lr) for one family of runs (``net``: the configured dataset and
+model; ``dln``: the deep linear network) at one learning rate (and layer), in a direction, with
+a margin where the claim has one. :func:`checks` lists them at the figures' learning rates and
+layers; :mod:`bnopt.scorecard.values` reads what they compare from the runs, :mod:`bnopt.scorecard.verdicts`
+judges them and :mod:`bnopt.scorecard.text` writes the table as Markdown. The rule ``scorecard``
+writes ``results/tables/claims.csv`` and ``claims.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bnopt.plan.figure_specs import figure_specs, figures_off
+from bnopt.plan.runs import family_runs
+from bnopt.plan.variants import variants_in
+
+VERDICTS = ("holds", "does not hold", "inconclusive", "not measured")
+DIRECTIONS = ("lower", "higher", "not_lower", "not_higher", "within")
+EDGE = "2/lr"          # the baseline of the edge-of-stability checks
+EDGE_FACTOR = 2.0      # "at the edge": within this factor of 2(1 + mu)/lr
+LATE_FRACTION = 0.1    # "after the first 10% of steps"
+ALMOST_AS_WELL = 0.05  # Claims 2, 5 "trains (almost) as well": training accuracy this much lower
+LOSS_FACTOR = 1.5      # Claim 5 in the DLN "trains as well": training loss this factor higher
+ICS_FACTOR = 2.0       # Claim 3: a "reduction" of ICS is one by this factor or more
+COS_MARGIN = 0.1       # Claim 3: a "reduction" in cos(G, G') is a rise by this much or more
+
+
+@dataclass(frozen=True)
+class Quantity:
+    label: str
+    comparison: str        # 'ratio' or 'difference'
+    matched: bool = False  # a per-step quantity, judged at matched training loss
+
+
+# What a check can compare: per run, one number (per layer for ICS and the moment shift), and
+# for a matched quantity one number per training-loss bin as well.
+QUANTITIES = {
+    "final_test_acc": Quantity("test accuracy (eval mode, last step)", "difference"),
+    "mean_batch_acc": Quantity("training accuracy averaged over the run (batch, training mode)",
+                               "difference"),
+    "run_loss": Quantity("training loss over the run (geometric mean, batch, training mode)",
+                         "ratio"),
+    "trained": Quantity("runs that trained (fraction of seeds)", "difference"),
+    "loss_range": Quantity("loss range along the gradient", "ratio", True),
+    "grad_pred": Quantity("gradient change along the gradient (max)", "ratio", True),
+    "beta_smoothness": Quantity("effective beta-smoothness", "ratio", True),
+    "ics_rel": Quantity("relative ICS ||G - G'|| / ||G||", "ratio", True),
+    "ics_cos": Quantity("ICS cos(G, G')", "difference", True),
+    "mean_shift": Quantity("per-unit mean shift between steps / the layer's std", "ratio", True),
+    "var_shift": Quantity("per-unit variance shift between steps / the layer's variance",
+                          "ratio", True),
+    "lambda_max": Quantity("top Hessian eigenvalue", "ratio", True),
+    "beta_late": Quantity("effective beta after the first 10% (median)", "ratio"),
+    "batch_sharpness_late": Quantity("batch sharpness after the first 10% (median)", "ratio"),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    claim: str        # "1".."5" (the paper's), or "EoS", "curvature", "normalisers" (ours)
+    statement: str    # the claim, short
+    quantity: str     # a key of QUANTITIES
+    family: str       # 'net' (the configured dataset and model) or 'dln'
+    lr: float | None  # None: the check picks its lr (Claim 1's "trains where standard fails")
+    treatment: str
+    baseline: str     # a variant, or EDGE
+    direction: str    # one of DIRECTIONS
+    figure: str       # the figure that shows it: where that figure is off, so is the check
+    layer: int = 0
+    # not_lower / not_higher: how far past "no effect" still counts (a difference, or a factor
+    # for a ratio); within: the factor around 2/lr
+    margin: float = 0.0
+    lrs: tuple = ()   # the lrs Claim 1's "trains where standard fails" looks at
+
+    @property
+    def comparison(self) -> str:
+        return QUANTITIES[self.quantity].comparison
+
+
+CLAIMS = {
+    "1": "BatchNorm trains faster and generalises better",
+    "2": "Noisy BN trains almost as well as BN although its inputs are less stable than "
+         "even the standard net's",
+    "3": "BN does not reduce internal covariate shift (Definition 2.1)",
+    "4": "BN makes the landscape smoother",
+    "5": "l_p normalisations train like BN and smooth the landscape",
+    "EoS": "Beyond the paper: SGD holds the curvature along its gradient at 2/lr",
+    "curvature": "Beyond the paper: BN lowers the top Hessian eigenvalue",
+    "normalisers": "Beyond the paper: LayerNorm, GroupNorm, weight norm are no rougher than BN",
+}
+LANDSCAPE = ("loss_range", "grad_pred", "beta_smoothness")
+
+
+def checks(cfg: dict) -> list[Check]:
+    """Every check a checked config ``cfg`` asks for, at the figures' learning rates and
+    layers (so a check and the figure that shows it always agree). Long by design: the
+    scorecard's whole list, one block per claim in the order of the paper, read top to
+    bottom like the table it makes."""
+    spec = {fig: kwargs for fig, (_, kwargs) in figure_specs(cfg).items()}
+    lr, dlr = cfg["figure_lr"], cfg["dln"]["figure_lr"]
+    out = []
+
+    def add(claim, quantity, family, rate, treatment, baseline, direction, figure, **kw):
+        out.append(Check(claim, CLAIMS[claim], quantity, family, rate, treatment, baseline,
+                         direction, figure, **kw))
+
+    for rate in spec["fig1_accuracy"]["lrs"]:
+        add("1", "final_test_acc", "net", rate, "batchnorm", "standard", "higher", "fig1_accuracy")
+        # "trains faster": the area under the training curve (the final training accuracy of
+        # both nets saturates at 1, where a tie says nothing about speed)
+        add("1", "mean_batch_acc", "net", rate, "batchnorm", "standard", "higher",
+            "fig1_accuracy")
+    add("1", "trained", "net", None, "batchnorm", "standard", "higher", "fig1_accuracy",
+        lrs=tuple(spec["fig1_accuracy"]["lrs"]))
+    # Figure 2: noisy BN's training curve stays close to BN's (over the run, not the saturated
+    # final value) although its activations shift more than even the standard net's (Figure 8)
+    add("2", "mean_batch_acc", "net", lr, "noisy_batchnorm", "batchnorm", "not_lower",
+        "fig2_noisy_bn", margin=ALMOST_AS_WELL)
+    for layer in spec["fig8_activation_shift"]["layers"]:
+        for q in ("mean_shift", "var_shift"):
+            for baseline in ("standard", "batchnorm"):
+                add("2", q, "net", lr, "noisy_batchnorm", baseline, "higher",
+                    "fig8_activation_shift", layer=layer)
+    for fam, fig in (("net", "fig3_ics"), ("dln", "fig3_ics_dln")):
+        for rate in spec[fig]["lrs"]:
+            for layer in spec[fig]["layers"]:
+                add("3", "ics_rel", fam, rate, "batchnorm", "standard", "not_lower", fig,
+                    layer=layer, margin=ICS_FACTOR)
+                add("3", "ics_cos", fam, rate, "batchnorm", "standard", "not_higher", fig,
+                    layer=layer, margin=COS_MARGIN)
+    for fam, rate, fig in (("net", lr, "fig4_landscape"), ("dln", dlr, "fig10_dln_landscape")):
+        for q in LANDSCAPE:
+            add("4", q, fam, rate, "batchnorm", "standard", "lower", fig)
+    for fam, rate, fig in (("net", lr, "fig12_lp_vgg"), ("dln", dlr, "fig13_lp_dln")):
+        for v in variants_in("lp"):
+            if v in variants_in("bn"):
+                continue
+            # Figures 12 and 13's training curves: the l_p net trains at least as well ...
+            if fam == "net":
+                add("5", "mean_batch_acc", fam, rate, v, "standard", "not_lower", fig,
+                    margin=ALMOST_AS_WELL)
+            else:  # the DLN's squared loss has no accuracy
+                add("5", "run_loss", fam, rate, v, "standard", "not_higher", fig,
+                    margin=LOSS_FACTOR)
+            for q in LANDSCAPE:  # ... and its landscape is smoother
+                add("5", q, fam, rate, v, "standard", "lower", fig)
+    for fam, rate, fig in (("net", lr, "fig4_landscape"), ("dln", dlr, "fig10_dln_landscape")):
+        for v in variants_in("bn"):
+            add("EoS", "beta_late", fam, rate, v, EDGE, "within", fig, margin=EDGE_FACTOR)
+    for fam, rate in (("net", lr), ("dln", dlr)):
+        for v in variants_in("bn"):
+            add("EoS", "batch_sharpness_late", fam, rate, v, EDGE, "within", "fig16_curvature",
+                margin=EDGE_FACTOR)
+    for fam, rate in (("net", lr), ("dln", dlr)):
+        add("curvature", "lambda_max", fam, rate, "batchnorm", "standard", "lower",
+            "fig16_curvature")
+    for fam, rate, fig in (("net", lr, "fig14_normalisers_vgg"),
+                           ("dln", dlr, "fig15_normalisers_dln")):
+        for v in variants_in("normalisers"):
+            if v in variants_in("bn"):
+                continue
+            for q in LANDSCAPE:
+                add("normalisers", q, fam, rate, v, "batchnorm", "not_higher", fig)
+    return out
+
+
+def scorecard_runs(cfg: dict) -> list[tuple]:
+    """(dataset, model, variant, lr, seed) of every run the checks of ``cfg`` compare, where
+    their figure is on: what the rule ``scorecard`` needs."""
+    blocked = figures_off(cfg)
+    runs = []
+    for c in checks(cfg):
+        if c.figure in blocked:
+            continue
+        variants = [v for v in (c.treatment, c.baseline) if v != EDGE]
+        runs += family_runs(cfg, c.family, variants, c.lrs or [c.lr])
+    return list(dict.fromkeys(runs))

@@ -1,0 +1,361 @@
+"""The scorecard's verdicts: every check of :mod:`bnopt.scorecard.checks` judged on the runs' values
+(:mod:`bnopt.scorecard.values`).
+
+A *check* compares one quantity of a *treatment* variant with a *baseline* (another variant,
+or the edge of stability 2/lr) for one family of runs (``net``: the configured dataset and
+model; ``dln``: the deep linear network) at one learning rate (and layer). Its effect is taken
+per seed, pairing runs of the same seed (same data order): the ratio treatment / baseline for
+quantities on a positive scale (loss range, relative ICS, beta, curvature, moment shift, loss),
+the difference for accuracies and cosines.
+
+**At the same stage of training.** A per-step quantity (the landscape, ICS, moment shift,
+curvature: ``Quantity.matched``) is compared where both runs have reached the same training
+loss, not at the same step: a net that has converged has small gradients, gradient changes and
+loss ranges because it sits near a minimum (:mod:`bnopt.analysis.loss_bins`). Each run's value is its
+median per training-loss bin; the bins judged are those every compared run visits with
+``progress.MIN_STEPS_PER_BIN`` or more measured steps; a run's value is the geometric mean
+(ratios) or mean (differences) of its bin values over those bins, so the per-seed effect is
+the average of the per-bin effects. Runs that share no bin are ``inconclusive``. The run-long
+median effect stays beside it in ``run_median_effect`` (not judged). The edge-of-stability
+checks compare one run with 2(1 + mu)/lr and keep their window, "after the first 10% of steps".
+
+**The verdict rests on every seed.** ``holds`` when every seed's effect lies on the claim's side
+of its threshold, ``does not hold`` when every seed's lies on the other side, ``inconclusive``
+otherwise: the band judged is the seed range, so adding a seed whose effect lies inside the
+others' range never changes a verdict. (The figures draw the 95% t-interval of the mean over 3
+or more seeds, :func:`bnopt.analysis.aggregate.seed_interval`; a verdict is stricter about every seed
+agreeing and weaker about the mean.) The thresholds:
+
+- ``lower`` / ``higher``: "no effect" (1 for a ratio, 0 for a difference), strictly;
+- ``not_lower`` / ``not_higher``: "no effect" moved by the check's ``margin``: for a ratio a
+  factor (threshold 1/margin or margin; 0 or 1: none), for a difference an amount;
+- ``within``: a ratio to 2/lr within [1/margin, margin].
+
+``not measured``: the check's figure is off in this config, or a compared variant has no run.
+``inconclusive`` also: a compared run diverged or never learned (a comparison with a network
+that did not train says nothing about the claim), one seed only, a ratio meets a value <= 0.
+
+:func:`scorecard` turns a checked config and finished runs into the table; the rule
+``scorecard`` writes it as ``results/tables/claims.csv`` and ``claims.md``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bnopt.analysis.aggregate import edge_of_stability
+from bnopt.analysis.loss_bins import (
+    MIN_STEPS_PER_BIN,
+    bin_label,
+    geometric_mean,
+    shared_bins,
+    span,
+)
+from bnopt.plan.figure_specs import figures_off, needs_text
+from bnopt.scorecard.checks import (
+    DIRECTIONS,
+    EDGE,
+    LATE_FRACTION,
+    QUANTITIES,
+    Check,
+    checks,
+)
+from bnopt.scorecard.values import load_values
+
+
+def no_effect(comparison: str) -> float:
+    return 1.0 if comparison == "ratio" else 0.0
+
+
+def threshold(comparison: str, direction: str, margin: float = 0.0) -> float | None:
+    """The value every seed's effect is judged against: "no effect" for lower / higher, moved
+    by the margin for not_lower / not_higher (an amount for a difference; a factor for a ratio,
+    none where it is 0 or 1); None for within (judged against [1/margin, margin])."""
+    if direction not in ("lower", "higher", "not_lower", "not_higher"):
+        return None
+    sign = {"lower": 0, "higher": 0, "not_lower": -1, "not_higher": 1}[direction]
+    if comparison == "ratio":
+        return max(margin, 1.0) ** sign
+    return sign * margin
+
+
+def rule_text(comparison: str, direction: str, margin: float = 0.0) -> str:
+    """Where every seed's effect must lie for the check to hold, in a few symbols: '> 0',
+    '>= 0.5', 'in [0.5, 2]'."""
+    if direction == "within":
+        return f"in [{1 / margin:.3g}, {margin:.3g}]"
+    op = {"lower": "<", "higher": ">", "not_lower": ">=", "not_higher": "<="}[direction]
+    return f"{op} {threshold(comparison, direction, margin):.3g}"
+
+
+def _on_side(e: np.ndarray, comparison: str, direction: str, margin: float):
+    """Per seed: whether its effect lies on the claim's side, and whether it lies on the other
+    (for within: inside the band, outside it)."""
+    if direction == "within":
+        inside = (1 / margin <= e) & (e <= margin)
+        return inside, ~inside
+    t = threshold(comparison, direction, margin)
+    if direction == "lower":
+        return e < t, e >= t
+    if direction == "higher":
+        return e > t, e <= t
+    if direction == "not_lower":
+        return e >= t, e < t
+    return e <= t, e > t
+
+
+def judge_effects(effects, comparison: str, direction: str, margin: float = 0.0) -> dict:
+    """The verdict on per-seed ``effects`` (ratios or differences, one per seed), with the
+    estimate (geometric mean of ratios, mean of differences), the seed range it rests on, and
+    the rule that gave it. The one place the rules live: every seed on the claim's side of the
+    threshold holds, every seed on the other side does not hold, anything else (or one seed) is
+    inconclusive. Adding a seed whose effect lies within the others' range never changes it."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r}: choose one of {', '.join(DIRECTIONS)}")
+    e = np.asarray(effects, dtype=float)
+    e = e[np.isfinite(e)]
+    n = len(e)
+    need = rule_text(comparison, direction, margin)
+    out = {"seeds_compared": n, "effect": math.nan, "effect_lo": math.nan, "effect_hi": math.nan,
+           "seed_effects": _fmt(e), "interval": f"range of {n} seed{'s' if n != 1 else ''}",
+           "threshold": need, "basis": "",
+           "rule": f"holds if every seed's {'ratio' if comparison == 'ratio' else 'difference'} "
+                   f"is {need}; does not hold if none is"}
+    if n == 0:
+        return {**out, "verdict": "inconclusive", "why": "no seed has a finite value on both sides"}
+    if comparison == "ratio" and (e <= 0).any():
+        return {**out, "verdict": "inconclusive",
+                "why": "a value is <= 0, so the ratio is undefined on a log scale"}
+    est = float(np.exp(np.log(e).mean())) if comparison == "ratio" else float(e.mean())
+    out.update(effect=est, effect_lo=float(e.min()), effect_hi=float(e.max()))
+    agree, against = _on_side(e, comparison, direction, margin)
+    out["basis"] = f"{int(agree.sum())}/{n} seeds {need}"
+    if n == 1:
+        return {**out, "verdict": "inconclusive",
+                "why": "1 seed: no spread over seeds to judge the effect against; train 2 or more"}
+    verdict = "holds" if agree.all() else "does not hold" if against.all() else "inconclusive"
+    why = (f"seeds disagree: {out['basis']}" if verdict == "inconclusive" else "")
+    return {**out, "verdict": verdict, "why": why}
+
+
+def _fmt(values) -> str:
+    """'0.1 / 0.2' (per seed); empty where no value is finite."""
+    values = np.asarray(values, dtype=float)
+    return " / ".join(f"{v:.4g}" for v in values) if np.isfinite(values).any() else ""
+
+
+def _mean(values) -> float:
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()) if np.isfinite(values).any() else math.nan
+
+
+def _failed(runs: pd.DataFrame) -> str:
+    """'standard never learned (seeds 0, 1)'-style text for the runs that did not train."""
+    failed: dict[tuple, set] = {}
+    for v, seed, diverged, never in zip(runs.variant, runs.seed, runs.diverged,
+                                        runs.never_learned):
+        if diverged or never:
+            failed.setdefault((v, "diverged" if diverged else "never learned"), set()).add(seed)
+    return "; ".join(f"{v} {what} (seed{'s' if len(s) > 1 else ''} "
+                     f"{', '.join(str(x) for x in sorted(s))})"
+                     for (v, what), s in failed.items())
+
+
+def _bin_steps(counts: dict, runs: list[tuple], judged: list[int]) -> str:
+    """How many measured steps each run has in each bin any of them visits, from high loss to
+    low: '1-3.16*: standard 12/10, batchnorm 3/4; ...' (``counts``: bin -> {(variant, seed):
+    steps}; ``runs``: (variant, seed) in order; * marks a judged bin)."""
+    parts = []
+    for k in sorted(counts, reverse=True):
+        per_variant = {}
+        for v, seed in runs:
+            per_variant.setdefault(v, []).append(str(counts[k].get((v, seed), 0)))
+        parts.append(f"{bin_label(k)}{'*' if k in judged else ''}: "
+                     + ", ".join(f"{v} {'/'.join(n)}" for v, n in per_variant.items()))
+    return "; ".join(parts)
+
+
+def _matched(check: Check, q: pd.DataFrame, seeds: list) -> tuple[dict, dict, dict]:
+    """A matched quantity's per-seed values over the training-loss bins every compared run
+    visits with enough measured steps: (treatment values, baseline values, row fields)."""
+    runs = [(v, s) for v in (check.baseline, check.treatment) for s in seeds]
+    per_bin = q[q.bin.notna()]
+    counts: dict[int, dict] = {}
+    values: dict[tuple, dict] = {}
+    for v, s, k, n, x in zip(per_bin.variant.to_numpy(), per_bin.seed.to_numpy(),
+                             per_bin.bin.to_numpy(), per_bin["count"].to_numpy(),
+                             per_bin.value.to_numpy()):
+        if (v, s) in runs:
+            counts.setdefault(int(k), {})[(v, s)] = int(n)
+            values.setdefault((v, s), {})[int(k)] = float(x)
+    bins = shared_bins([{k: c.get(r, 0) for k, c in counts.items()} for r in runs])
+    fields = {"progress": f"matched training loss {span(bins)}" if bins else "none shared",
+              "bins": " / ".join(bin_label(k) for k in sorted(bins, reverse=True)),
+              "bin_steps": _bin_steps(counts, runs, bins)}
+    if not bins:
+        return {}, {}, fields
+    agg = geometric_mean if check.comparison == "ratio" else (lambda x: float(np.mean(x)))
+    per_seed = {r: agg([values[r][k] for k in bins]) for r in runs}
+    return ({s: per_seed[(check.treatment, s)] for s in seeds},
+            {s: per_seed[(check.baseline, s)] for s in seeds}, fields)
+
+
+def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> dict:
+    """One scorecard row: ``check`` judged on ``values`` (:func:`load_values`); ``blocked``:
+    the figures this config cannot draw, with the settings that are off
+    (:func:`bnopt.plan.figure_specs.figures_off`)."""
+    row = _blank_row(check)
+    empty = judge_effects([], check.comparison, check.direction, check.margin)
+    if blocked and check.figure in blocked:
+
+        return {**row, **empty, "verdict": "not measured",
+                "why": needs_text(check.figure, blocked[check.figure])}
+    if check.quantity == "trained":
+        return {**row, **_judge_trained(check, values)}
+    fam = values[(values.family == check.family) & (values.lr == check.lr)]
+    q = fam[(fam.quantity == check.quantity) & (fam.layer == check.layer)]
+    if len(fam):
+        row.update(dataset=fam.dataset.iloc[0], model=fam.model.iloc[0])
+    t, b, missing = _compared_runs(check, q)
+    if missing:
+        return {**row, **empty, "verdict": "not measured", "why": missing}
+    seeds = sorted(set(t.index) & set(b.index))
+    ratio = check.comparison == "ratio"
+
+    def effects(tv, bv):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return tv / bv if ratio else tv - bv
+
+    tv, bv = t.value.loc[seeds].to_numpy(), b.value.loc[seeds].to_numpy()
+    if QUANTITIES[check.quantity].matched:
+        med = judge_effects(effects(tv, bv), check.comparison, check.direction, check.margin)
+        row.update(run_median_effect=med["effect"], run_median_lo=med["effect_lo"],
+                   run_median_hi=med["effect_hi"])
+        tm, bm, fields = _matched(check, q, seeds)
+        row.update(fields)
+        tv = np.array([tm.get(s, math.nan) for s in seeds])
+        bv = np.array([bm.get(s, math.nan) for s in seeds])
+    else:
+        row["progress"] = (f"after the first {LATE_FRACTION:.0%} of steps"
+                           if check.quantity.endswith("_late") else
+                           "last step" if check.quantity.startswith("final") else "whole run")
+    row.update(seeds=" / ".join(map(str, seeds)), treatment_values=_fmt(tv),
+               baseline_values=_fmt(bv), treatment_mean=_mean(tv), baseline_mean=_mean(bv))
+    out = judge_effects(effects(tv, bv), check.comparison, check.direction, check.margin)
+    if row["progress"] == "none shared":
+        out.update(verdict="inconclusive",
+                   why=f"the runs share no stage of training: no training-loss bin holds "
+                       f"{MIN_STEPS_PER_BIN} or more measured steps of every run (bin_steps); "
+                       "measure more often (measure_every) or train longer")
+    failed = _failed(pd.concat([t.loc[seeds].reset_index(), b.loc[seeds].reset_index()],
+                               ignore_index=True))
+    if failed:
+        out.update(verdict="inconclusive",
+                   why=f"{failed}: a comparison with a network that did not train says "
+                       "nothing about the claim")
+    return {**row, **out}
+
+
+def _blank_row(check: Check) -> dict:
+    """A scorecard row with what ``check`` says and nothing measured yet."""
+    return {c: "" for c in COLUMNS} | {
+        "claim": check.claim, "statement": check.statement, "quantity": check.quantity,
+        "quantity_label": QUANTITIES[check.quantity].label, "family": check.family,
+        "lr": check.lr if check.lr is not None else math.nan, "layer": check.layer or "",
+        "treatment": check.treatment, "baseline": check.baseline,
+        "comparison": check.comparison, "direction": check.direction, "margin": check.margin,
+        "figure": check.figure, "treatment_mean": math.nan, "baseline_mean": math.nan,
+        "run_median_effect": math.nan, "run_median_lo": math.nan, "run_median_hi": math.nan}
+
+
+def _compared_runs(check: Check, q: pd.DataFrame):
+    """The run-long values of ``check``'s treatment and baseline, one row per seed, from its
+    quantity's rows ``q``; the baseline ``EDGE`` is each treatment run's edge of stability.
+    Third: why the check cannot be made (a variant with no run), or ''."""
+    whole = q[q.bin.isna()]
+    t = whole[whole.variant == check.treatment].set_index("seed").sort_index()
+    b = whole[whole.variant == check.baseline].set_index("seed").sort_index()
+    missing = [v for v, d in ((check.treatment, t), (check.baseline, b))
+               if v != EDGE and d.empty]
+    if missing:
+        where = f" layer {check.layer}" if check.layer else ""
+        return t, b, f"no {' or '.join(missing)} run of {check.family} at lr {check.lr:g}{where}"
+    if check.baseline == EDGE and (t.optimizer != "sgd").any():
+        return t, b, ("the edge of stability 2(1 + momentum)/lr is SGD's; these runs train "
+                      "with Adam, whose step is rescaled per parameter (its adaptive edge, "
+                      "Cohen et al. 2022, is not measured here)")
+    if check.baseline == EDGE:  # the edge of stability 2(1 + mu)/lr of each run
+        b = t.assign(value=edge_of_stability(t.lr, t.momentum), diverged=False,
+                     never_learned=False, variant=EDGE)
+    return t, b, ""
+
+
+def _judge_trained(check: Check, values: pd.DataFrame) -> dict:
+    """Claim 1's "BN trains at a learning rate where the standard net does not": at the largest
+    lr of ``check.lrs`` where every baseline run diverged or never learned, did every treatment
+    run train?"""
+    q = values[(values.family == check.family) & (values.quantity == "trained")]
+    rule = (f"holds if, at the largest lr of {list(check.lrs)} where every {check.baseline} run "
+            f"failed, every {check.treatment} run trained; does not hold if none did")
+    base = {"rule": rule, "seeds_compared": 0, "effect": math.nan, "effect_lo": math.nan,
+            "effect_hi": math.nan, "interval": "range of 0 seeds", "progress": "whole run",
+            "threshold": "every run trained", "basis": ""}
+    if not len(q):
+        return {**base, "verdict": "not measured", "why": f"no {check.family} runs"}
+    out = {**base, "dataset": q.dataset.iloc[0], "model": q.model.iloc[0]}
+    per_lr = {lr: (q[(q.lr == lr) & (q.variant == check.treatment)].set_index("seed").value,
+                   q[(q.lr == lr) & (q.variant == check.baseline)].set_index("seed").value)
+              for lr in sorted(check.lrs)}
+    failing = [lr for lr, (t, b) in per_lr.items() if len(b) and (b == 0).all() and len(t)]
+    if not failing:
+        return {**out, "verdict": "inconclusive",
+                "why": f"{check.baseline} trained at some seed of every lr in "
+                       f"{sorted(check.lrs)}: no lr to test; add a larger one to fig1_lrs"}
+    lr = failing[-1]
+    t, b = per_lr[lr]
+    seeds = sorted(set(t.index) & set(b.index))
+    effects = (t.loc[seeds] - b.loc[seeds]).to_numpy()
+    out.update(lr=lr, seeds=" / ".join(map(str, seeds)), treatment_values=_fmt(t.loc[seeds]),
+               baseline_values=_fmt(b.loc[seeds]), treatment_mean=float(t.loc[seeds].mean()),
+               baseline_mean=float(b.loc[seeds].mean()), seeds_compared=len(seeds),
+               effect=float(effects.mean()), effect_lo=float(effects.min()),
+               effect_hi=float(effects.max()), seed_effects=_fmt(effects),
+               interval=f"range of {len(seeds)} seed{'s' if len(seeds) != 1 else ''}",
+               basis=f"{int((t == 1).sum())}/{len(t)} {check.treatment} runs trained")
+    if (t == 1).all():
+        return {**out, "verdict": "holds", "why": ""}
+    if (t == 0).all():
+        return {**out, "verdict": "does not hold",
+                "why": f"{check.treatment} failed at lr {lr:g} too"}
+    return {**out, "verdict": "inconclusive",
+            "why": f"{check.treatment} trained in some seeds at lr {lr:g}, not all"}
+
+
+COLUMNS = ["claim", "statement", "quantity", "quantity_label", "family", "dataset", "model",
+           "lr", "layer", "treatment", "baseline", "comparison", "direction", "margin",
+           "threshold", "progress", "bins", "bin_steps", "seeds", "treatment_values",
+           "baseline_values", "treatment_mean", "baseline_mean", "seed_effects", "effect",
+           "effect_lo", "effect_hi", "interval", "seeds_compared", "verdict", "basis", "rule",
+           "why", "run_median_effect", "run_median_lo", "run_median_hi", "figure"]
+
+
+def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
+    """The scorecard of a checked config ``cfg`` from its finished runs (``meta_paths``: their
+    run.json files): one row per check, in the order of :func:`checks`."""
+    values = load_values(meta_paths)
+    blocked = figures_off(cfg)
+    # each check reads one (family, quantity, lr, layer), or for "trained" one (family,
+    # quantity): split the table once, not once per check
+    keys = ["family", "quantity", "lr", "layer"]
+    parts = dict(iter(values.groupby(keys, sort=False, observed=True)))
+    parts |= dict(iter(values.groupby(keys[:2], sort=False, observed=True)))
+    empty = values.iloc[:0]
+
+    def part(c: Check) -> pd.DataFrame:
+        key = (c.family, c.quantity) if c.lr is None else (c.family, c.quantity, c.lr, c.layer)
+        return parts.get(key, empty)
+
+    return pd.DataFrame([judge(c, part(c), blocked) for c in checks(cfg)], columns=COLUMNS)
