@@ -43,7 +43,7 @@ def test_bench_projects_a_sweep(tmp_path):
     quick = yaml.safe_load((ROOT / "workflow/presets/quick.yaml").read_text())
     cfg = tmp_path / "quick.yaml"  # config.yaml updated by the preset, as --configfile does
     # curvature off: its timing runs (up to 20 Hessian-vector products each) are tested in
-    # tests/test_cost.py; here the projection of the other 34 runs
+    # tests/test_cost.py; here the projection of the other 51 runs
     cfg.write_text(yaml.safe_dump({**base, **quick, "hessian_every": 0,
                                    "dln": {**base["dln"], **quick["dln"], "hessian_every": 0}}))
     runs = tmp_path / "results/runs"  # one finished run to compare the projection with
@@ -58,7 +58,7 @@ def test_bench_projects_a_sweep(tmp_path):
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
-    assert res["runs"] == 34 and res["pflop"] > 0
+    assert res["runs"] == 51 and res["pflop"] > 0
     assert set(res["minutes_by_variant"]) >= {"digits/vgg/batchnorm", "dln/dln/l1"}
     # all on the CPU: no GPU-minutes, and the jobs share the 2 cores (1 thread each)
     assert res["gpu_minutes"] == 0 and res["cpu_job_minutes"] == res["device_minutes"] > 0

@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 
 from bnopt.figures.style import subplots  # noqa: E402
 from bnopt.scorecard.text import check_label, verdict_text
-from bnopt.scorecard.verdicts import no_effect, threshold
+from bnopt.scorecard.verdicts import band, no_effect
 
 VERDICT_COLOURS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive": "#ff9f1c",
                    "not measured": "0.6"}
@@ -20,8 +20,9 @@ VERDICT_COLOURS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive
 
 def fig0_scorecard(claims_csv, out_path) -> None:
     """Figure 0 (ours): the scorecard (``results/tables/claims.csv``, :mod:`bnopt.scorecard.verdicts`),
-    one row per check: the effect with its seed interval, coloured by verdict, against "no
-    effect" (a dashed line); ratios on a log axis, differences on a linear one; one panel per
+    one row per check: the effect with its 95% interval over seeds, coloured by verdict,
+    against "no effect" (a dashed line) and the band of effects too small to count; ratios on a
+    log axis, differences on a linear one; one panel per
     claim and kind of comparison."""
     table = pd.read_csv(claims_csv, keep_default_na=True).fillna(
         {"layer": "", "why": "", "basis": "", "seed_effects": ""})
@@ -52,8 +53,8 @@ def fig0_scorecard(claims_csv, out_path) -> None:
 
 
 def _draw_check(ax, yi: float, r, comparison: str) -> None:
-    """One check's row at height ``yi``: its effect, seed interval and seeds, the run-long
-    median, the threshold or the band it must stay within, and its verdict in words."""
+    """One check's row at height ``yi``: its effect, 95% interval and seeds, the run-long
+    median, the band of no effect (the smallest effect of interest), and its verdict."""
     colour = VERDICT_COLOURS[r.verdict]
     if np.isfinite(r.run_median_effect):  # the run-long median: shown, not judged
         ax.plot(r.run_median_effect, yi, "D", mfc="none", mec="0.45", ms=5, mew=0.9)
@@ -63,12 +64,9 @@ def _draw_check(ax, yi: float, r, comparison: str) -> None:
         seeds = [float(x) for x in str(r.seed_effects).split(" / ") if x]
         ax.plot(seeds, [yi] * len(seeds), "|", color="0.15", ms=7, mew=1.0)
         ax.plot(r.effect, yi, "o", color=colour, ms=6, mec="0.15", mew=0.6)
-    if r.direction == "within":
-        ax.plot([1 / r.margin, r.margin], [yi, yi], color="0.5", lw=6, alpha=0.2,
+    if r.margin:  # the smallest effect of interest: inside this band is "no effect"
+        ax.plot(band(comparison, r.margin), [yi, yi], color="0.5", lw=7, alpha=0.22,
                 solid_capstyle="butt")
-    elif r.margin:
-        level = threshold(comparison, r.direction, r.margin)
-        ax.plot([level] * 2, [yi - 0.4, yi + 0.4], color="0.3", lw=1.2, ls=":")
     note = verdict_text(r) if r.verdict in ("holds", "does not hold") else (
         f"{r.verdict}: {r.why}" if r.why else r.verdict)
     ax.annotate(note[:85] + ("…" if len(note) > 85 else ""), (1.01, yi),
@@ -87,12 +85,14 @@ def _effect_axis(ax, g: pd.DataFrame, comparison: str) -> None:
     if comparison == "ratio":
         ax.set_xscale("log")
         pos = np.concatenate([vals[vals > 0], [e0]])
-        within = g[g.direction == "within"].margin.to_numpy(dtype=float)
-        pos = np.concatenate([pos, 1 / within, within])
+        margins = g.margin.to_numpy(dtype=float)
+        margins = margins[margins > 0]
+        pos = np.concatenate([pos, 1 / margins, margins])
         ax.set_xlim(pos.min() / 1.6, pos.max() * 1.6)
         ax.set_xlabel("ratio treatment / baseline (log scale; 1 = no effect)", fontsize=9)
     else:
-        span = np.concatenate([vals, [e0 - 0.05, e0 + 0.05]])
+        margins = g.margin.to_numpy(dtype=float)
+        span = np.concatenate([vals, [e0 - 0.05, e0 + 0.05], -margins, margins])
         pad = 0.08 * (span.max() - span.min())
         ax.set_xlim(span.min() - pad, span.max() + pad)
         ax.set_xlabel("difference treatment - baseline (0 = no effect)", fontsize=9)
@@ -106,7 +106,8 @@ def _legend_and_title(fig, table: pd.DataFrame, total: float) -> None:
     handles += [line([], [], color="0.15", marker="|", ls="none", ms=7, label="one seed"),
                 line([], [], color="0.45", marker="D", mfc="none", ls="none",
                      label="run-long median (not judged)"),
-                line([], [], color="0.3", ls=":", lw=1.2, label="threshold"),
+                line([], [], color="0.5", lw=7, alpha=0.22,
+                     label="no effect (smallest effect of interest)"),
                 line([], [], color="0.2", ls="--", lw=1, label="no effect")]
     n = int(table.seeds_compared.max()) if len(table) else 0
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
@@ -115,5 +116,5 @@ def _legend_and_title(fig, table: pd.DataFrame, total: float) -> None:
     where = (f"{str(net.model.iloc[0]).upper()} on {net.dataset.iloc[0]}" if len(net)
              else "the network")
     fig.suptitle(f"Figure 0: does the paper hold here? {where} and the deep linear network; "
-                 f"effect (mean) and the range of up to {n} seeds, coloured by verdict; "
+                 f"effect (mean) and its 95% interval over up to {n} seeds, coloured by verdict; "
                  "per-step quantities at matched training loss", fontsize=12, y=1 - 0.12 / total)

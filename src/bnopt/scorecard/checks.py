@@ -3,8 +3,8 @@ it) that a config asks for, as data.
 
 A *check* compares one quantity of a *treatment* variant with a *baseline* (another variant,
 or the edge of stability 2/lr) for one family of runs (``net``: the configured dataset and
-model; ``dln``: the deep linear network) at one learning rate (and layer), in a direction, with
-a margin where the claim has one. :func:`checks` lists them at the figures' learning rates and
+model; ``dln``: the deep linear network) at one learning rate (and layer), in a direction, judged
+against the smallest effect of interest of its kind of quantity (``SMALLEST_EFFECT``). :func:`checks` lists them at the figures' learning rates and
 layers; :mod:`bnopt.scorecard.values` reads what they compare from the runs, :mod:`bnopt.scorecard.verdicts`
 judges them and :mod:`bnopt.scorecard.text` writes the table as Markdown. The rule ``scorecard``
 writes ``results/tables/claims.csv`` and ``claims.md``.
@@ -21,35 +21,46 @@ from bnopt.plan.variants import variants_in
 VERDICTS = ("holds", "does not hold", "inconclusive", "not measured")
 DIRECTIONS = ("lower", "higher", "not_lower", "not_higher", "within")
 EDGE = "2/lr"          # the baseline of the edge-of-stability checks
-EDGE_FACTOR = 2.0      # "at the edge": within this factor of 2(1 + mu)/lr
 LATE_FRACTION = 0.1    # "after the first 10% of steps"
-ALMOST_AS_WELL = 0.05  # Claims 2, 5 "trains (almost) as well": training accuracy this much lower
-LOSS_FACTOR = 1.5      # Claim 5 in the DLN "trains as well": training loss this factor higher
-ICS_FACTOR = 2.0       # Claim 3: a "reduction" of ICS is one by this factor or more
-COS_MARGIN = 0.1       # Claim 3: a "reduction" in cos(G, G') is a rise by this much or more
+# The smallest effect of interest, one per kind of quantity, the same for every claim
+# (docs/scorecard.md, "The smallest effect"): an effect inside it counts as no effect. For a
+# ratio a factor (x1.25 or /1.25), for a difference an amount.
+SMALLEST_EFFECT = {
+    "ratio": 1.25,     # the landscape, ICS, moment shift, curvature; the edge of stability
+    "loss": 1.25,      # the training loss over a run (the DLN's squared loss)
+    "accuracy": 0.02,  # accuracies: 2 percentage points
+    "cosine": 0.05,    # cos(G, G')
+}
+KINDS = {"ratio": "ratio", "loss": "ratio", "accuracy": "difference", "cosine": "difference",
+         "fraction": "difference"}  # each kind's comparison; a fraction of seeds has no margin
 
 
 @dataclass(frozen=True)
 class Quantity:
     label: str
-    comparison: str        # 'ratio' or 'difference'
+    kind: str              # a key of KINDS: its comparison and its smallest effect
     matched: bool = False  # a per-step quantity, judged at matched training loss
+
+    @property
+    def comparison(self) -> str:
+        """'ratio' (treatment / baseline, judged on a log scale) or 'difference'."""
+        return KINDS[self.kind]
 
 
 # What a check can compare: per run, one number (per layer for ICS and the moment shift), and
 # for a matched quantity one number per training-loss bin as well.
 QUANTITIES = {
-    "final_test_acc": Quantity("test accuracy (eval mode, last step)", "difference"),
+    "final_test_acc": Quantity("test accuracy (eval mode, last step)", "accuracy"),
     "mean_batch_acc": Quantity("training accuracy averaged over the run (batch, training mode)",
-                               "difference"),
+                               "accuracy"),
     "run_loss": Quantity("training loss over the run (geometric mean, batch, training mode)",
-                         "ratio"),
-    "trained": Quantity("runs that trained (fraction of seeds)", "difference"),
+                         "loss"),
+    "trained": Quantity("runs that trained (fraction of seeds)", "fraction"),
     "loss_range": Quantity("loss range along the gradient", "ratio", True),
     "grad_pred": Quantity("gradient change along the gradient (max)", "ratio", True),
     "beta_smoothness": Quantity("effective beta-smoothness", "ratio", True),
     "ics_rel": Quantity("relative ICS ||G - G'|| / ||G||", "ratio", True),
-    "ics_cos": Quantity("ICS cos(G, G')", "difference", True),
+    "ics_cos": Quantity("ICS cos(G, G')", "cosine", True),
     "mean_shift": Quantity("per-unit mean shift between steps / the layer's std", "ratio", True),
     "var_shift": Quantity("per-unit variance shift between steps / the layer's variance",
                           "ratio", True),
@@ -71,14 +82,17 @@ class Check:
     direction: str    # one of DIRECTIONS
     figure: str       # the figure that shows it: where that figure is off, so is the check
     layer: int = 0
-    # not_lower / not_higher: how far past "no effect" still counts (a difference, or a factor
-    # for a ratio); within: the factor around 2/lr
-    margin: float = 0.0
     lrs: tuple = ()   # the lrs Claim 1's "trains where standard fails" looks at
 
     @property
     def comparison(self) -> str:
         return QUANTITIES[self.quantity].comparison
+
+    @property
+    def margin(self) -> float:
+        """The smallest effect of interest of this check's kind of quantity (a factor for a
+        ratio, an amount for a difference; 0 for the fraction of seeds that trained)."""
+        return SMALLEST_EFFECT.get(QUANTITIES[self.quantity].kind, 0.0)
 
 
 CLAIMS = {
@@ -119,7 +133,10 @@ def checks(cfg: dict) -> list[Check]:
     # Figure 2: noisy BN's training curve stays close to BN's (over the run, not the saturated
     # final value) although its activations shift more than even the standard net's (Figure 8)
     add("2", "mean_batch_acc", "net", lr, "noisy_batchnorm", "batchnorm", "not_lower",
-        "fig2_noisy_bn", margin=ALMOST_AS_WELL)
+        "fig2_noisy_bn")
+    # ... and still better than the standard net's
+    add("2", "mean_batch_acc", "net", lr, "noisy_batchnorm", "standard", "higher",
+        "fig2_noisy_bn")
     for layer in spec["fig8_activation_shift"]["layers"]:
         for q in ("mean_shift", "var_shift"):
             for baseline in ("standard", "batchnorm"):
@@ -129,9 +146,9 @@ def checks(cfg: dict) -> list[Check]:
         for rate in spec[fig]["lrs"]:
             for layer in spec[fig]["layers"]:
                 add("3", "ics_rel", fam, rate, "batchnorm", "standard", "not_lower", fig,
-                    layer=layer, margin=ICS_FACTOR)
+                    layer=layer)
                 add("3", "ics_cos", fam, rate, "batchnorm", "standard", "not_higher", fig,
-                    layer=layer, margin=COS_MARGIN)
+                    layer=layer)
     for fam, rate, fig in (("net", lr, "fig4_landscape"), ("dln", dlr, "fig10_dln_landscape")):
         for q in LANDSCAPE:
             add("4", q, fam, rate, "batchnorm", "standard", "lower", fig)
@@ -139,22 +156,22 @@ def checks(cfg: dict) -> list[Check]:
         for v in variants_in("lp"):
             if v in variants_in("bn"):
                 continue
-            # Figures 12 and 13's training curves: the l_p net trains at least as well ...
+            # Figures 12 and 13's training curves: the l_p net trains like BN (not worse by
+            # the smallest effect) and better than the standard net
             if fam == "net":
-                add("5", "mean_batch_acc", fam, rate, v, "standard", "not_lower", fig,
-                    margin=ALMOST_AS_WELL)
+                add("5", "mean_batch_acc", fam, rate, v, "batchnorm", "not_lower", fig)
+                add("5", "mean_batch_acc", fam, rate, v, "standard", "higher", fig)
             else:  # the DLN's squared loss has no accuracy
-                add("5", "run_loss", fam, rate, v, "standard", "not_higher", fig,
-                    margin=LOSS_FACTOR)
+                add("5", "run_loss", fam, rate, v, "batchnorm", "not_higher", fig)
+                add("5", "run_loss", fam, rate, v, "standard", "lower", fig)
             for q in LANDSCAPE:  # ... and its landscape is smoother
                 add("5", q, fam, rate, v, "standard", "lower", fig)
     for fam, rate, fig in (("net", lr, "fig4_landscape"), ("dln", dlr, "fig10_dln_landscape")):
         for v in variants_in("bn"):
-            add("EoS", "beta_late", fam, rate, v, EDGE, "within", fig, margin=EDGE_FACTOR)
+            add("EoS", "beta_late", fam, rate, v, EDGE, "within", fig)
     for fam, rate in (("net", lr), ("dln", dlr)):
         for v in variants_in("bn"):
-            add("EoS", "batch_sharpness_late", fam, rate, v, EDGE, "within", "fig16_curvature",
-                margin=EDGE_FACTOR)
+            add("EoS", "batch_sharpness_late", fam, rate, v, EDGE, "within", "fig16_curvature")
     for fam, rate in (("net", lr), ("dln", dlr)):
         add("curvature", "lambda_max", fam, rate, "batchnorm", "standard", "lower",
             "fig16_curvature")

@@ -37,7 +37,7 @@ def _effect_text(row, key="effect", lo="effect_lo", hi="effect_hi") -> str:
 
 
 def verdict_text(row) -> str:
-    """'holds (2/2 seeds >= 0.5)': the verdict and what it rests on."""
+    """'holds (95% interval [0.1, 0.3], needs < 0.8)': the verdict and what it rests on."""
     basis = row.get("basis", "")
     return f"{row['verdict']} ({basis})" if isinstance(basis, str) and basis else row["verdict"]
 
@@ -67,8 +67,8 @@ def code_note(meta_paths) -> str:
 
 def to_markdown(table: pd.DataFrame) -> str:
     """The scorecard as Markdown: a tally of verdicts per claim and family of runs, then one
-    line per check: where in training it was judged, the per-seed values, the effect and seed
-    range, the run-long median effect beside it, and the verdict with what it rests on."""
+    line per check: where in training it was judged, the per-seed values, the effect and its
+    95% interval, the run-long median effect beside it, and the verdict with what it rests on."""
     lines = ["| claim | runs | " + " | ".join(VERDICTS) + " |",
              "|---|---|" + "---|" * len(VERDICTS)]
     for (claim, family), g in table.groupby(["claim", "family"], sort=False):
@@ -79,8 +79,8 @@ def to_markdown(table: pd.DataFrame) -> str:
         counts = g.verdict.value_counts()
         lines.append(f"| {claim}: {g.statement.iloc[0]} | {runs} | "
                      + " | ".join(str(counts.get(v, 0)) for v in VERDICTS) + " |")
-    lines += ["", "| claim | check | judged over | seeds | treatment | baseline | effect [seed "
-              "range] | run-long median | verdict (seeds on the claim's side) | why |",
+    lines += ["", "| claim | check | judged over | seeds | treatment | baseline | effect [95% "
+              "interval] | run-long median | verdict (its interval, the rule) | why |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         cells = [r["claim"], check_label(r), r["progress"] or "–", r["seeds"] or "–",
@@ -90,9 +90,11 @@ def to_markdown(table: pd.DataFrame) -> str:
         # a '|' inside a cell (||G - G'||) would end it
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Effect: × ratio (treatment / baseline, geometric mean over seeds), Δ "
-              "difference (treatment − baseline, mean over seeds), [the seeds' range]. A "
-              "verdict holds when every seed's effect lies on the claim's side of the threshold "
-              "it names, does not hold when none does. Per-step quantities are judged at matched "
+              "difference (treatment − baseline, mean over seeds), [its 95% t-interval over "
+              "seeds]. A verdict holds when that interval lies where the rule says (beyond the "
+              "smallest effect of interest on the claim's side, or inside it for a claim of no "
+              "difference), does not hold when it excludes that, and is inconclusive otherwise, "
+              "with the seeds the spread would need. Per-step quantities are judged at matched "
               "training loss (the bins of `claims.csv`); the run-long median is shown, not "
               "judged (docs/scorecard.md)."]
     return "\n".join(lines) + "\n"

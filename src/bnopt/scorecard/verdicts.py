@@ -19,21 +19,28 @@ the average of the per-bin effects. Runs that share no bin are ``inconclusive``.
 median effect stays beside it in ``run_median_effect`` (not judged). The edge-of-stability
 checks compare one run with 2(1 + mu)/lr and keep their window, "after the first 10% of steps".
 
-**The verdict rests on every seed.** ``holds`` when every seed's effect lies on the claim's side
-of its threshold, ``does not hold`` when every seed's lies on the other side, ``inconclusive``
-otherwise: the band judged is the seed range, so adding a seed whose effect lies inside the
-others' range never changes a verdict. (The figures draw the 95% t-interval of the mean over 3
-or more seeds, :func:`bnopt.analysis.aggregate.seed_interval`; a verdict is stricter about every seed
-agreeing and weaker about the mean.) The thresholds:
+**A verdict is a statistical decision, seeds the unit.** Each seed's effect (the log of a
+ratio, or a difference) is one observation; their mean and its 95% t-interval over seeds
+(:func:`effect_interval`) are judged against the smallest effect of interest of the check's
+kind of quantity, ``delta`` (:data:`bnopt.scorecard.checks.SMALLEST_EFFECT`: the same for every
+claim):
 
-- ``lower`` / ``higher``: "no effect" (1 for a ratio, 0 for a difference), strictly;
-- ``not_lower`` / ``not_higher``: "no effect" moved by the check's ``margin``: for a ratio a
-  factor (threshold 1/margin or margin; 0 or 1: none), for a difference an amount;
-- ``within``: a ratio to 2/lr within [1/margin, margin].
+- a claim of a difference (``lower``, ``higher``) holds when the interval lies beyond ``delta``
+  on the claim's side, and does not hold when it excludes an effect that large there;
+- a claim of no difference is a non-inferiority test (``not_lower``: holds when the interval
+  lies above -``delta``, does not hold when below it; ``not_higher`` the mirror) or an
+  equivalence test (``within``: holds when the interval lies inside (-``delta``, ``delta``),
+  does not hold when wholly outside it);
+- anything else is ``inconclusive``, with the number of seeds the observed spread would need.
+
+Each one-sided decision errs at most 2.5% of the time at its boundary (a 95% two-sided
+interval), at any number of seeds: ``tests/test_claims.py`` checks it by simulation
+(:func:`decision_rates`).
 
 ``not measured``: the check's figure is off in this config, or a compared variant has no run.
 ``inconclusive`` also: a compared run diverged or never learned (a comparison with a network
-that did not train says nothing about the claim), one seed only, a ratio meets a value <= 0.
+that did not train says nothing about the claim), one seed only (no spread to judge against),
+a ratio meets a value <= 0.
 
 :func:`scorecard` turns a checked config and finished runs into the table; the rule
 ``scorecard`` writes it as ``results/tables/claims.csv`` and ``claims.md``.
@@ -45,6 +52,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from bnopt.analysis.aggregate import edge_of_stability
 from bnopt.analysis.loss_bins import (
@@ -66,53 +74,96 @@ from bnopt.scorecard.checks import (
 from bnopt.scorecard.values import load_values
 
 
+CONFIDENCE = 0.95  # the two-sided interval every verdict reads: 2.5% error per one-sided decision
+
+
 def no_effect(comparison: str) -> float:
     return 1.0 if comparison == "ratio" else 0.0
 
 
-def threshold(comparison: str, direction: str, margin: float = 0.0) -> float | None:
-    """The value every seed's effect is judged against: "no effect" for lower / higher, moved
-    by the margin for not_lower / not_higher (an amount for a difference; a factor for a ratio,
-    none where it is 0 or 1); None for within (judged against [1/margin, margin])."""
-    if direction not in ("lower", "higher", "not_lower", "not_higher"):
-        return None
-    sign = {"lower": 0, "higher": 0, "not_lower": -1, "not_higher": 1}[direction]
-    if comparison == "ratio":
-        return max(margin, 1.0) ** sign
-    return sign * margin
+def delta_of(comparison: str, margin: float) -> float:
+    """The smallest effect on the scale the effects are judged on: log(factor) for a ratio."""
+    return math.log(margin) if comparison == "ratio" else float(margin)
 
 
-def rule_text(comparison: str, direction: str, margin: float = 0.0) -> str:
-    """Where every seed's effect must lie for the check to hold, in a few symbols: '> 0',
-    '>= 0.5', 'in [0.5, 2]'."""
-    if direction == "within":
-        return f"in [{1 / margin:.3g}, {margin:.3g}]"
-    op = {"lower": "<", "higher": ">", "not_lower": ">=", "not_higher": "<="}[direction]
-    return f"{op} {threshold(comparison, direction, margin):.3g}"
+def band(comparison: str, margin: float) -> tuple[float, float]:
+    """The "no effect" band on the effect's own scale: [1/margin, margin] for a ratio,
+    [-margin, margin] for a difference."""
+    return (1 / margin, margin) if comparison == "ratio" else (-margin, margin)
 
 
-def _on_side(e: np.ndarray, comparison: str, direction: str, margin: float):
-    """Per seed: whether its effect lies on the claim's side, and whether it lies on the other
-    (for within: inside the band, outside it)."""
-    if direction == "within":
-        inside = (1 / margin <= e) & (e <= margin)
-        return inside, ~inside
-    t = threshold(comparison, direction, margin)
+def rule_text(comparison: str, direction: str, margin: float) -> str:
+    """Where the 95% interval must lie for the check to hold, in a few symbols: '< 0.8',
+    '> 0.02', 'in (0.8, 1.25)'."""
+    lo, hi = band(comparison, margin)
+    return {"lower": f"< {lo:.3g}", "higher": f"> {hi:.3g}", "not_lower": f"> {lo:.3g}",
+            "not_higher": f"< {hi:.3g}", "within": f"in ({lo:.3g}, {hi:.3g})"}[direction]
+
+
+def decide(lo, hi, delta: float, direction: str):
+    """(holds, does not hold) of 95% intervals [lo, hi] on the judged scale (arrays work)."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
     if direction == "lower":
-        return e < t, e >= t
+        return hi < -delta, lo > -delta
     if direction == "higher":
-        return e > t, e <= t
+        return lo > delta, hi < delta
     if direction == "not_lower":
-        return e >= t, e < t
-    return e <= t, e > t
+        return lo > -delta, hi < -delta
+    if direction == "not_higher":
+        return hi < delta, lo > delta
+    return (lo > -delta) & (hi < delta), (lo > delta) | (hi < -delta)  # within
 
 
-def judge_effects(effects, comparison: str, direction: str, margin: float = 0.0) -> dict:
-    """The verdict on per-seed ``effects`` (ratios or differences, one per seed), with the
-    estimate (geometric mean of ratios, mean of differences), the seed range it rests on, and
-    the rule that gave it. The one place the rules live: every seed on the claim's side of the
-    threshold holds, every seed on the other side does not hold, anything else (or one seed) is
-    inconclusive. Adding a seed whose effect lies within the others' range never changes it."""
+def effect_interval(d) -> tuple[float, float, float]:
+    """(mean, lo, hi): the mean of per-seed effects ``d`` (log ratios or differences) and its
+    95% t-interval; lo = hi = mean with one seed."""
+    d = np.asarray(d, dtype=float)
+    m = float(d.mean())
+    if len(d) < 2:
+        return m, m, m
+    h = float(stats.t.ppf(0.5 + CONFIDENCE / 2, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d)))
+    return m, m - h, m + h
+
+
+def _distance(m: float, delta: float, direction: str) -> float:
+    """How far the mean lies from the boundary the interval must clear to decide."""
+    if direction in ("lower", "not_lower"):
+        return abs(m + delta)
+    if direction in ("higher", "not_higher"):
+        return abs(m - delta)
+    return abs(delta - abs(m))
+
+
+def seeds_needed(m: float, sd: float, delta: float, direction: str, cap: int = 1000) -> int | None:
+    """The fewest seeds whose 95% interval, at this mean and spread, would clear the boundary
+    (decide the check one way or the other); None beyond ``cap``."""
+    dist = _distance(m, delta, direction)
+    if not dist > 0:
+        return None
+    if sd == 0:
+        return 2
+    n = np.arange(2, cap + 1)
+    ok = stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sd / np.sqrt(n) < dist
+    return int(n[ok][0]) if ok.any() else None
+
+
+def decision_rates(mean: float, sd: float, seeds: int, delta: float, direction: str,
+                   reps: int = 20_000, seed: int = 0) -> tuple[float, float]:
+    """(P(holds), P(does not hold)) of the rule when each seed's effect is drawn from
+    N(``mean``, ``sd``), by simulation: the error rate where the claim is false and the power
+    where it is true (tests/test_claims.py, docs/scorecard.md)."""
+    d = np.random.default_rng(seed).normal(mean, sd, (reps, seeds))
+    m = d.mean(1)
+    h = stats.t.ppf(0.5 + CONFIDENCE / 2, seeds - 1) * d.std(1, ddof=1) / math.sqrt(seeds)
+    holds, fails = decide(m - h, m + h, delta, direction)
+    return float(holds.mean()), float(fails.mean())
+
+
+def judge_effects(effects, comparison: str, direction: str, margin: float) -> dict:
+    """The verdict on per-seed ``effects`` (ratios or differences, one per seed) against the
+    smallest effect of interest ``margin`` (a factor for a ratio, an amount for a difference),
+    with the estimate (geometric mean of ratios, mean of differences), its 95% interval, and the
+    rule that gave it. The one place the rules live (the module's docstring)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r}: choose one of {', '.join(DIRECTIONS)}")
     e = np.asarray(effects, dtype=float)
@@ -120,25 +171,34 @@ def judge_effects(effects, comparison: str, direction: str, margin: float = 0.0)
     n = len(e)
     need = rule_text(comparison, direction, margin)
     out = {"seeds_compared": n, "effect": math.nan, "effect_lo": math.nan, "effect_hi": math.nan,
-           "seed_effects": _fmt(e), "interval": f"range of {n} seed{'s' if n != 1 else ''}",
-           "threshold": need, "basis": "",
-           "rule": f"holds if every seed's {'ratio' if comparison == 'ratio' else 'difference'} "
-                   f"is {need}; does not hold if none is"}
+           "seed_effects": _fmt(e), "interval": f"95% t-interval of {n} seed{'s' if n != 1 else ''}",
+           "threshold": need, "basis": "", "seeds_needed": math.nan,
+           "rule": f"holds if the 95% interval of the mean {'ratio' if comparison == 'ratio' else 'difference'} "
+                   f"is {need}; does not hold if it excludes that"}
     if n == 0:
         return {**out, "verdict": "inconclusive", "why": "no seed has a finite value on both sides"}
     if comparison == "ratio" and (e <= 0).any():
         return {**out, "verdict": "inconclusive",
                 "why": "a value is <= 0, so the ratio is undefined on a log scale"}
-    est = float(np.exp(np.log(e).mean())) if comparison == "ratio" else float(e.mean())
-    out.update(effect=est, effect_lo=float(e.min()), effect_hi=float(e.max()))
-    agree, against = _on_side(e, comparison, direction, margin)
-    out["basis"] = f"{int(agree.sum())}/{n} seeds {need}"
+    d = np.log(e) if comparison == "ratio" else e
+    m, lo, hi = effect_interval(d)
+    back = np.exp if comparison == "ratio" else (lambda x: x)
+    out.update(effect=float(back(m)), effect_lo=float(back(lo)), effect_hi=float(back(hi)))
     if n == 1:
         return {**out, "verdict": "inconclusive",
-                "why": "1 seed: no spread over seeds to judge the effect against; train 2 or more"}
-    verdict = "holds" if agree.all() else "does not hold" if against.all() else "inconclusive"
-    why = (f"seeds disagree: {out['basis']}" if verdict == "inconclusive" else "")
-    return {**out, "verdict": verdict, "why": why}
+                "why": "1 seed: no spread over seeds to judge the effect against; train 3 or more"}
+    delta = delta_of(comparison, margin)
+    holds, fails = (bool(x) for x in decide(lo, hi, delta, direction))
+    out["basis"] = f"95% interval [{back(lo):.3g}, {back(hi):.3g}], needs {need}"
+    if holds or fails:
+        return {**out, "verdict": "holds" if holds else "does not hold", "why": ""}
+    more = seeds_needed(m, float(d.std(ddof=1)), delta, direction)
+    out["seeds_needed"] = float(more) if more else math.nan
+    return {**out, "verdict": "inconclusive",
+            "why": f"the 95% interval [{back(lo):.3g}, {back(hi):.3g}] is not {need} and does not "
+                   f"exclude it; at this spread about {more} seeds would decide"
+                   if more else f"the 95% interval [{back(lo):.3g}, {back(hi):.3g}] straddles "
+                   f"the boundary and its mean sits on it: no number of seeds would decide"}
 
 
 def _fmt(values) -> str:
@@ -268,7 +328,8 @@ def _blank_row(check: Check) -> dict:
         "treatment": check.treatment, "baseline": check.baseline,
         "comparison": check.comparison, "direction": check.direction, "margin": check.margin,
         "figure": check.figure, "treatment_mean": math.nan, "baseline_mean": math.nan,
-        "run_median_effect": math.nan, "run_median_lo": math.nan, "run_median_hi": math.nan}
+        "seeds_needed": math.nan, "run_median_effect": math.nan, "run_median_lo": math.nan,
+        "run_median_hi": math.nan}
 
 
 def _compared_runs(check: Check, q: pd.DataFrame):
@@ -339,7 +400,7 @@ COLUMNS = ["claim", "statement", "quantity", "quantity_label", "family", "datase
            "threshold", "progress", "bins", "bin_steps", "seeds", "treatment_values",
            "baseline_values", "treatment_mean", "baseline_mean", "seed_effects", "effect",
            "effect_lo", "effect_hi", "interval", "seeds_compared", "verdict", "basis", "rule",
-           "why", "run_median_effect", "run_median_lo", "run_median_hi", "figure"]
+           "why", "seeds_needed", "run_median_effect", "run_median_lo", "run_median_hi", "figure"]
 
 
 def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
