@@ -11,7 +11,8 @@ at every ``hessian_every`` step; the values are synthetic: a decaying training l
 positive random measurements), then times the rule ``summary``'s work (the summary table and
 the combined steps and eval tables) and the rule ``scorecard``'s (:func:`bnopt.scorecard.verdicts.scorecard`
 on the runs its checks compare), each the fastest of ``--repeats``, and with ``--figures`` the
-drawing of every figure once (the figure rules' work). Prints one line per part and,
+drawing of every figure once (the figure rules' work), and loading every table of every run
+with :func:`bnopt.analysis.results.load`. Prints one line per part and,
 with ``--json``, one JSON object. Results: BENCHMARKS.md.
 """
 
@@ -28,6 +29,7 @@ import pandas as pd
 import yaml
 
 from bnopt.analysis.aggregate import load_table, summary_table
+from bnopt.analysis.results import load
 from bnopt.figures.paper import FIGURES
 from bnopt.plan.check import check_config
 from bnopt.plan.figure_specs import figure_blockers, figure_specs
@@ -147,8 +149,12 @@ def main(argv=None) -> dict:
                "summary_s": fastest(aggregate, a.repeats),
                "figures": len(figure_specs(cfg)) - len(blocked),
                "figures_s": fastest(figures, 1) if a.figures else None,
-               "scorecard_s": fastest(lambda: scorecard(cfg, judged), a.repeats)}
+               "scorecard_s": fastest(lambda: scorecard(cfg, judged), a.repeats),
+               # every table of every run through the documented loader (docs/outputs.md)
+               "load_all_s": fastest(lambda: [load(t, root / "results/runs") for t in TABLES],
+                                     a.repeats)}
     out["scorecard_over_summary"] = out["scorecard_s"] / out["summary_s"]
+    print(f"{out['runs']} runs: every table of every run loaded in {out['load_all_s']:.2f} s")
     print(f"{out['runs']} runs: summary rule {out['summary_s']:.2f} s; scorecard "
           f"({out['scorecard_runs']} runs) {out['scorecard_s']:.2f} s = "
           f"{out['scorecard_over_summary']:.2f} x the summary")

@@ -25,7 +25,7 @@ def test_bench_scorecard_times_both_rules_on_tables_of_the_configs_size(tmp_path
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["runs"] == 51 and res["scorecard_runs"] == 51
-    assert res["summary_s"] > 0 and res["scorecard_s"] > 0
+    assert res["summary_s"] > 0 and res["scorecard_s"] > 0 and res["load_all_s"] > 0
     # every figure the quick preset draws: all but those of the earlier experiments' settings
     # it leaves off (single units for Ioffe & Szegedy; the update probes, which for its plain
     # SGD would be the gradient probes again)

@@ -246,14 +246,16 @@ def test_outputs_names_every_column_of_every_table():
     assert set(REPORTED) <= _named(reported), set(REPORTED) - _named(reported)
 
 
-def test_scorecard_names_every_column_of_claims_csv():
-    from bnopt.scorecard.verdicts import COLUMNS
+def test_scorecard_names_every_column_of_claims_csv_and_claims_by_loss_csv():
+    from bnopt.scorecard.verdicts import COLUMNS, LEVEL_COLUMNS
 
     text = (ROOT / "docs/scorecard.md").read_text()
-    listed = text[text.index("`claims.csv` has, per row:"):]
-    listed = " ".join(listed[:listed.index("\n\n")].split())
-    named = {w.strip(",") for part in listed.split("`")[1::2] for w in part.split()}
-    assert named >= set(COLUMNS), set(COLUMNS) - named
+    for start, columns in (("`claims.csv` has, per row:", COLUMNS),
+                           ("`claims_by_loss.csv` has, per", LEVEL_COLUMNS)):
+        listed = text[text.index(start):]
+        listed = " ".join(listed[:listed.index("\n\n")].split())
+        named = {w.strip(",") for part in listed.split("`")[1::2] for w in part.split()}
+        assert named >= set(columns), set(columns) - named
 
 
 def test_figures_lists_every_figure_of_the_registry():

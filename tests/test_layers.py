@@ -91,12 +91,12 @@ def test_imports_are_read_wherever_they_sit(tmp_path):
         "import numpy\n"
         "import bnopt.plan.runs as r\n"
         "from bnopt.analysis import outcome\n"
-        "from . import loss_bins\n"          # relative, inside bnopt.analysis
+        "from . import loss_levels\n"          # relative, inside bnopt.analysis
         "if TYPE_CHECKING:\n    from bnopt.training.recorder import Recorder\n"
         "def f():\n    from bnopt.figures.style import LABELS\n")
     assert imported_modules(src, "bnopt.analysis") == {
         "bnopt.plan", "bnopt.plan.runs", "bnopt.analysis", "bnopt.analysis.outcome",
-        "bnopt.analysis.loss_bins", "bnopt.training", "bnopt.training.recorder",
+        "bnopt.analysis.loss_levels", "bnopt.training", "bnopt.training.recorder",
         "bnopt.figures", "bnopt.figures.style"}
 
 
@@ -105,7 +105,7 @@ def test_a_scripts_code_inputs_follow_its_imports(tmp_path):
     script.write_text("from bnopt.figures.style import LABELS\n")
     files = code_inputs(script)
     # the style draws with the variants' labels and colours, and bins by training loss
-    for rel in ("figures/style.py", "plan/variants.py", "analysis/loss_bins.py",
+    for rel in ("figures/style.py", "plan/variants.py", "analysis/loss_levels.py",
                 "figures/__init__.py"):
         assert str((PACKAGE / rel).resolve()) in files, rel
     assert not [f for f in files if "/training/" in f or "/scorecard/" in f]

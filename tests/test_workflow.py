@@ -11,7 +11,8 @@ import yaml
 
 from bnopt.figures.paper import FIGURES
 from bnopt.plan.check import check_config
-from bnopt.scorecard.checks import checks
+from bnopt.scorecard.checks import QUANTITIES, checks
+from bnopt.scorecard.verdicts import LEVEL_COLUMNS
 from bnopt.studies.cost import sweep_plan
 from conftest import ROOT, run_snakemake, snakemake_command
 
@@ -216,6 +217,9 @@ def test_the_scorecard_judges_every_check_and_names_failed_runs(tiny):
     diverged = claims[(claims.lr == 10000.0) & (claims.quantity == "final_test_acc")]
     assert diverged.why.str.contains("standard diverged").all() and len(diverged) == 1
     assert "| claim | check |" in (path / "results/tables/claims.md").read_text()
+    by_loss = pd.read_csv(path / "results/tables/claims_by_loss.csv")
+    assert list(by_loss.columns) == LEVEL_COLUMNS
+    assert set(by_loss.quantity) <= {q for q, x in QUANTITIES.items() if x.matched}
 
 
 @pytest.mark.slow
@@ -258,6 +262,17 @@ def test_a_finished_sweep_reruns_nothing_and_changed_code_reruns_what_runs_it(ti
     assert all(jobs.get(fig) == 1 for fig in [*FIGURES, "fig0_scorecard"]), jobs
     jobs = dry_run_after_editing(path, pkg / "scorecard/verdicts.py")
     assert set(jobs) == {"scorecard", "fig0_scorecard", "all", "total"}, jobs
+
+
+@pytest.mark.slow
+def test_scheduling_settings_retrain_nothing(tiny):
+    """How many jobs share a GPU, and where their leases live, change no number a run
+    computes: a finished sweep plans nothing when either changes."""
+    path, _ = tiny
+    for setting in ("jobs_per_gpu=2", f"gpu_lock_dir={path / 'locks'}"):
+        r = run_snakemake(["-n", "--cores", "2", "--config", *TINY, setting], path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "Nothing to be done" in r.stdout + r.stderr, (setting, r.stdout[-2000:])
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ rule scorecard:
             category="Claims",
         ),
         md="results/tables/claims.md",
+        by_loss="results/tables/claims_by_loss.csv",
     log:
         "results/logs/scorecard.log",
     conda:

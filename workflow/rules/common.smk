@@ -27,6 +27,7 @@ from bnopt.plan.runs import (
     plan,
     run_config,
     run_dir,
+    target_figures,
     tracked_settings,
 )
 from bnopt.plan.tables import written_tables
@@ -97,7 +98,8 @@ FIGURE_SPECS = figure_specs(config)
 # Figures this config cannot draw (a measurement they need is off), with the fix; `all` skips
 # them and asking for one fails before any job runs.
 BLOCKED = figure_blockers(config)
-DRAWABLE = [f for f in FIGURE_SPECS if f not in BLOCKED]
+# What a plain `snakemake` draws: every figure it can draw, or an experiment's own.
+TARGET_FIGURES = target_figures(config)
 
 
 # The code that draws figures and tables, as their inputs: each rule that draws or tabulates

@@ -6,9 +6,9 @@ rule train:
         **{name: f"{RUN}/{name}.parquet" for name in RUN_TABLES},
         meta=f"{RUN}/run.json",
     params:
+        # what the run computes: a change retrains it. Scheduling settings (jobs_per_gpu,
+        # gpu_lock_dir) are read from the config by the script, so changing them retrains nothing
         train=train_params,
-        gpu_lock_dir=config["gpu_lock_dir"],
-        jobs_per_gpu=config["jobs_per_gpu"],
     log:
         "results/logs/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.log",
     benchmark:

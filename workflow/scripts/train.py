@@ -20,9 +20,10 @@ def main(sm):
                                "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
     if resolve_device(cfg.device).type == "cuda":
         # snakemake counts GPUs but does not assign them: lease a distinct one for this job
-        lease = lease_gpu(sm.params.gpu_lock_dir, slots=sm.params.jobs_per_gpu)
+        # scheduling settings: from the config, not params (a change must retrain nothing)
+        lease = lease_gpu(sm.config["gpu_lock_dir"], slots=sm.config["jobs_per_gpu"])
         print(f"leased GPU {lease.device_id} as {lease.device} ({lease.lock_path})", flush=True)
-        note = sharing_note(sm.params.jobs_per_gpu)
+        note = sharing_note(sm.config["jobs_per_gpu"])
         if note:
             print(f"NOTE: {note}", flush=True)
         cfg = dataclasses.replace(cfg, device=lease.device)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bnopt.analysis.code_versions import UNRECORDED
 from bnopt.plan.runs import RUN_IDENTITY
@@ -61,18 +62,36 @@ def read_meta(meta_path: str | os.PathLike) -> dict:
         return json.load(f)
 
 
-def load_table(meta_paths, table: str) -> pd.DataFrame:
-    """Concatenate one per-run table ('steps' or 'eval') of many runs, with identity columns
-    (dataset, model, variant, lr, seed) in front. ``meta_paths`` are the runs' run.json files."""
+def read_table(meta_path, table: str, columns=None) -> pd.DataFrame:
+    """One run's ``table`` (its ``{table}.parquet`` beside ``meta_path``, the run.json), with
+    ``columns`` only (all by default; Parquet reads only those). A column the run's file does not
+    have (a run written before that measurement existed) comes back all NaN. The one place run
+    tables are read: :func:`load_table`, :func:`run_tables` and so the figures, the scorecard
+    and :func:`bnopt.analysis.results.load` go through it."""
+    path = Path(meta_path).with_name(f"{table}.parquet")
+    if columns is None:
+        return pd.read_parquet(path)
+    have = set(pq.read_schema(path).names)
+    return pd.read_parquet(path, columns=[c for c in columns if c in have]).reindex(
+        columns=list(columns))
+
+
+def load_table(meta_paths, table: str, columns=None, meta=()) -> pd.DataFrame:
+    """Concatenate one per-run table (e.g. 'steps', 'ics') of many runs, with identity columns
+    (dataset, model, variant, lr, seed) in front, then the run.json keys ``meta``, then the
+    table's ``columns`` (all by default). ``meta_paths`` are the runs' run.json files."""
     frames = []
     for mp in meta_paths:
-        meta = read_meta(mp)
-        df = pd.read_parquet(Path(mp).with_name(f"{table}.parquet"))
+        info = read_meta(mp)
+        df = read_table(mp, table, None if columns is None else
+                        [c for c in columns if c not in IDENTITY])
         for i, k in enumerate(IDENTITY):
             if k in df:  # the per-step 'lr' column: constant, equal to the run's lr
                 df.insert(i, k, df.pop(k))
             else:
-                df.insert(i, k, meta[k])
+                df.insert(i, k, info[k])
+        for i, k in enumerate(meta, len(IDENTITY)):
+            df.insert(i, k, info[k])
         frames.append(df)
     if not frames:
         raise ValueError(f"no runs given for table {table!r}")
@@ -92,12 +111,10 @@ def landscape_summary(probes: pd.DataFrame, keys=("step",)) -> pd.DataFrame:
 
 def run_tables(meta_path, names=("probes", "ics", "hessian"),
                columns: dict | None = None) -> dict[str, pd.DataFrame]:
-    """A finished run's per-run tables, by name, read once; ``columns``: the columns to read
-    of some of them, by name (Parquet reads only those)."""
-    d = Path(meta_path).parent
+    """A finished run's per-run tables, by name, read once (:func:`read_table`); ``columns``:
+    the columns to read of some of them, by name."""
     columns = columns or {}
-    return {name: pd.read_parquet(d / f"{name}.parquet", columns=columns.get(name))
-            for name in names}
+    return {name: read_table(meta_path, name, columns.get(name)) for name in names}
 
 
 def run_medians(meta_path, tables: dict | None = None) -> dict:

@@ -109,29 +109,43 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
 
 
 def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
-    """Figure 8: change of the per-unit mean and variance of ``layers``' pre-activations
-    between consecutive steps (averaged over units), standard / BN / noisy BN."""
+    """Figure 8: how far one update moves ``layers``' pre-activations: the change of each
+    unit's mean (over its std) and variance (over its variance) on the run's fixed probe
+    batch, before and after a measured step's update (median over units), standard / BN /
+    noisy BN; dashed, the sampling floor: the same between two different batches with no update
+    (what a comparison of consecutive steps' batches measures before any update moves a unit)."""
     metas = read_metas(meta_paths)
     check_layers(metas, layers)
     variants = NOISY_VARIANTS
-    acts = load_table(meta_paths, "activations").dropna(subset=["mean_shift"])
+    acts = load_table(meta_paths, "activations")
+    if "probe_mean_shift" not in acts or acts.probe_mean_shift.isna().all():
+        raise ValueError("these runs have no probe_mean_shift (they were trained before the "
+                         "probe batch's shift was measured): retrain them, e.g. delete their "
+                         "folders under results/runs/ and run snakemake again")
+    acts = acts.dropna(subset=["probe_mean_shift"])
     fig, axes = subplots(2, len(layers), figsize=(5 * len(layers), 7.2), squeeze=False,
                           sharex=True)
     for j, layer in enumerate(layers):
         d = acts[acts.layer == layer]
-        for i, (col, what) in enumerate((("mean_shift", "|change of mean|"),
-                                         ("var_shift", "|change of variance|"))):
+        for i, (col, floor, what) in enumerate(
+                (("probe_mean_shift", "floor_mean_shift", "|change of mean| / std"),
+                 ("probe_var_shift", "floor_var_shift", "|change of variance| / variance"))):
             lineplot(axes[i, j], d, col, variants)
+            # the floor: its seed mean only, dashed (a band would hide the shifts' own)
+            floors = d.groupby(["variant", "step"], observed=True)[floor].mean().reset_index()
+            for v in variants:
+                f = floors[floors.variant == v]
+                axes[i, j].plot(f.step, f[floor], color=PALETTE[v], ls="--", lw=1)
             axes[i, j].set_yscale("log")
             axes[i, j].set_ylabel(what if j == 0 else "")
         axes[0, j].set_title(f"layer {layer}")
         axes[1, j].set_xlabel("training step")
     annotate_runs(axes[0, 0], metas, lr, variants)
     legend(fig, axes, variants)
-    fig.suptitle("Figure 8: change of the activation moments between consecutive steps "
-                 f"(per unit, averaged over units)\n{metas[0]['model'].upper()} on "
-                 f"{metas[0]['dataset']}, lr {lr:g}, {seeds_label(metas)}",
-                 fontsize=11)
+    fig.suptitle("Figure 8: change of each unit's moments on a fixed batch over one update "
+                 "(median over units; dashed: two different batches, no update)\n"
+                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, "
+                 f"{seeds_label(metas)}", fontsize=11)
     save(fig, out_path, rect=(0, 0.04, 1, 1))
 
 

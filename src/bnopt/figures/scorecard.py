@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bnopt.figures.style import subplots  # noqa: E402
+from bnopt.scorecard.claim_lines import claim_lines
 from bnopt.scorecard.text import check_label, verdict_text
 from bnopt.scorecard.verdicts import band, no_effect
 
@@ -22,14 +23,16 @@ def fig0_scorecard(claims_csv, out_path) -> None:
     """Figure 0 (ours): the scorecard (``results/tables/claims.csv``, :mod:`bnopt.scorecard.verdicts`),
     one row per check: the effect with its 95% interval over seeds, coloured by verdict,
     against "no effect" (a dashed line) and the band of effects too small to count; ratios on a
-    log axis, differences on a linear one; one panel per
-    claim and kind of comparison."""
+    log axis, differences on a linear one; one panel per claim and kind of comparison, the
+    claim's first panel titled with its verdict from its primary checks
+    (:mod:`bnopt.scorecard.claim_lines`); a secondary check's label is grey."""
     table = pd.read_csv(claims_csv, keep_default_na=True).fillna(
         {"layer": "", "why": "", "basis": "", "seed_effects": ""})
     table["layer"] = [str(int(x)) if isinstance(x, float) else str(x) for x in table.layer]
+    lines = claim_lines(table).set_index("claim")
     sections = list(table.groupby(["claim", "comparison"], sort=False))
     # axes placed in inches: a column of check labels, the effects, a column of verdict notes
-    row_h, pad_below, pad_above, top = 0.26, 0.62, 0.42, 0.85
+    row_h, pad_below, pad_above, top = 0.26, 0.62, 0.62, 0.85
     heights = [len(g) * row_h + 0.25 for _, g in sections]
     total = top + sum(h + pad_below + pad_above for h in heights)
     fig = subplots(figsize=(16.0, total))
@@ -38,15 +41,27 @@ def fig0_scorecard(claims_csv, out_path) -> None:
         y_top -= pad_above + h
         axes.append(fig.add_axes((0.37, y_top / total, 0.32, h / total)))
         y_top -= pad_below
+    titled = set()
     for ax, ((claim, comparison), g) in zip(axes, sections):
         y = np.arange(len(g))[::-1]
         for yi, (_, r) in zip(y, g.iterrows()):
             _draw_check(ax, yi, r, comparison)
-        ax.set_yticks(y, [check_label(r) for _, r in g.iterrows()], fontsize=8)
+        ax.set_yticks(y, [check_label(r) + ("" if r.primary else " (secondary)")
+                          for _, r in g.iterrows()], fontsize=8)
+        for tick, (_, r) in zip(ax.get_yticklabels(), g.iterrows()):
+            if not r.primary:
+                tick.set_color("0.5")
         ax.set_ylim(-0.7, len(g) - 0.3)
         _effect_axis(ax, g, comparison)
-        ax.set_title(f"Claim {claim}: {g.statement.iloc[0]}" if claim[0].isdigit()
-                     else g.statement.iloc[0], fontsize=10, loc="left")
+        name = (f"Claim {claim}: {g.statement.iloc[0]}" if claim[0].isdigit()
+                else g.statement.iloc[0])
+        if claim in titled:
+            ax.set_title(f"{name} (continued)", fontsize=10, loc="left")
+            continue
+        titled.add(claim)
+        line = lines.loc[claim]
+        ax.set_title(f"{name}\nclaim verdict: {line.verdict} ({line.why})", fontsize=10,
+                     loc="left", color=VERDICT_COLOURS[line.verdict])
     _legend_and_title(fig, table, total)
     fig.savefig(out_path, dpi=130, bbox_inches="tight")
     plt.close(fig)
@@ -95,7 +110,9 @@ def _effect_axis(ax, g: pd.DataFrame, comparison: str) -> None:
         span = np.concatenate([vals, [e0 - 0.05, e0 + 0.05], -margins, margins])
         pad = 0.08 * (span.max() - span.min())
         ax.set_xlim(span.min() - pad, span.max() + pad)
-        ax.set_xlabel("difference treatment - baseline (0 = no effect)", fontsize=9)
+        ax.set_xlabel("share of BN's gain over the standard net kept (1 = all of it)"
+                      if comparison == "share" else
+                      "difference treatment - baseline (0 = no effect)", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
 
 

@@ -19,11 +19,11 @@ from bnopt.analysis.aggregate import (  # noqa: E402
     read_meta,
     seed_interval,
 )
-from bnopt.analysis.loss_bins import (  # noqa: E402
-    BINS_PER_DECADE,
-    MIN_STEPS_PER_BIN,
-    bin_edges,
-    binned,
+from bnopt.analysis.loss_levels import (  # noqa: E402
+    LEVELS_PER_DECADE,
+    MIN_STEPS_AT_LEVEL,
+    at_levels,
+    level_loss,
     smoothed_loss,
 )
 from bnopt.plan.variants import VARIANT_INFO, variants_in  # noqa: E402
@@ -162,21 +162,25 @@ def top_panel(ax, steps, top, variants):
 
 
 def matched_panel(ax, meta_paths, per_step: pd.DataFrame, column: str, variants) -> None:
-    """``column`` of ``per_step`` (rows of variant, seed, step) against the training loss: each
-    run's median in each training-loss bin where it has enough measured steps, the seed mean
-    with its band, loss falling to the right. What the scorecard compares (bnopt.analysis.loss_bins)."""
+    """``column`` of ``per_step`` (rows of variant, seed, step; a positive quantity) against the
+    training loss: each run's value read at the levels of the loss it supports (on a log scale),
+    the seed mean with its band, loss falling to the right. What the scorecard compares
+    (bnopt.analysis.loss_levels)."""
     steps = load_table(meta_paths, "steps")
     rows = []
     for (v, s), g in steps.groupby(["variant", "seed"]):
         vals = per_step[(per_step.variant == v) & (per_step.seed == s)]
-        b = binned(vals[["step", column]].rename(columns={column: "value"}), smoothed_loss(g))
-        rows.append(b[b["count"] >= MIN_STEPS_PER_BIN].assign(variant=v, seed=s))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log = np.log(vals[column].to_numpy(dtype=float))
+        b = at_levels(pd.DataFrame({"step": vals["step"].to_numpy(), "value": log}),
+                      smoothed_loss(g))
+        rows.append(b.assign(value=np.exp(b["value"].to_numpy(dtype=float)), variant=v, seed=s))
     df = pd.concat(rows, ignore_index=True)
-    df["loss"] = [np.sqrt(np.prod(bin_edges(int(k)))) for k in df["bin"]]
+    df["loss"] = level_loss(df["level"].to_numpy(dtype=float))
     sns.lineplot(data=df, x="loss", y="value", hue="variant", hue_order=variants, palette=PALETTE,
                  estimator="mean", errorbar=seed_interval, marker="o", ax=ax, legend=False)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.invert_xaxis()
-    ax.set_xlabel(f"training loss (smoothed; bins of 1/{BINS_PER_DECADE} decade, "
-                  f">= {MIN_STEPS_PER_BIN} steps per run)")
+    ax.set_xlabel(f"training loss (smoothed; {LEVELS_PER_DECADE} levels a decade, each with "
+                  f">= {MIN_STEPS_AT_LEVEL} measured steps nearby)")

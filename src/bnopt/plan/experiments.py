@@ -29,6 +29,11 @@ def comparison(finding: dict) -> tuple[str, list[list[str]]]:
     return kind, finding[kind]
 
 
+def experiment_figures(experiment: str) -> list[str]:
+    """The figures that show ``experiment``'s findings: what `snakemake` builds for it."""
+    return list(published()[experiment]["figures"])
+
+
 def reported_variants(experiment: str) -> list[str]:
     """The variants the findings of ``experiment`` compare."""
     out = []

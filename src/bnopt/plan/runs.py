@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass
 
 from bnopt.plan.datasets import TRAIN_SIZES
+from bnopt.plan.experiments import experiment_figures, reported_variants
 from bnopt.plan.figure_specs import figure_specs, figures_off
 from bnopt.plan.schema import load_schema
 from bnopt.plan.variants import ACTIVATIONS, MLP_WIDTHS, NOISY_BN_DEFAULTS, OPTIMIZERS
@@ -278,12 +279,27 @@ def family_runs(cfg: dict, family: str, variants, lrs) -> list[tuple]:
     return [(dataset, model, v, float(lr), int(s)) for v in variants for lr in lrs for s in seeds]
 
 
-def sweep_runs(cfg: dict) -> list[tuple]:
-    """Every run the whole workflow trains, once each: the two sweeps (variants x lrs x seeds
-    of the top level and of ``dln``) and every run a figure it can draw needs."""
-    runs = family_runs(cfg, "net", cfg["variants"], cfg["lrs"])
-    runs += family_runs(cfg, "dln", cfg["dln"]["variants"], cfg["dln"]["lrs"])
+def target_figures(cfg: dict) -> list[str]:
+    """The figures `snakemake` (rule all) builds: with an ``experiment`` (an earlier
+    experiment's preset), the figures that show its findings; otherwise every figure the
+    config can draw."""
+    if cfg["experiment"]:
+        return experiment_figures(cfg["experiment"])
     blocked = figures_off(cfg)
-    runs += [r for fig, (groups, _) in figure_specs(cfg).items() if fig not in blocked
-             for fam, v, lrs in groups for r in family_runs(cfg, fam, v, lrs)]
+    return [fig for fig in figure_specs(cfg) if fig not in blocked]
+
+
+def sweep_runs(cfg: dict) -> list[tuple]:
+    """Every run the whole workflow (rule all) trains, once each: the sweep of the top level
+    (variants x lrs x seeds) and every run its target figures need (:func:`target_figures`);
+    without an ``experiment``, the deep linear network's sweep (``dln``) too, and with one, the
+    runs its published findings compare (results/tables/reported.csv) instead."""
+    runs = family_runs(cfg, "net", cfg["variants"], cfg["lrs"])
+    if cfg["experiment"]:
+        runs += family_runs(cfg, "net", reported_variants(cfg["experiment"]), [cfg["figure_lr"]])
+    else:
+        runs += family_runs(cfg, "dln", cfg["dln"]["variants"], cfg["dln"]["lrs"])
+    specs = figure_specs(cfg)
+    runs += [r for fig in target_figures(cfg) for fam, v, lrs in specs[fig][0]
+             for r in family_runs(cfg, fam, v, lrs)]
     return list(dict.fromkeys(runs))

@@ -9,7 +9,14 @@ EVAL_COLUMNS = ["step", "train_loss", "train_acc", "test_loss", "test_acc"]
 PROBE_COLUMNS = ["step", "point", "multiplier", "step_size", "loss", "grad_change", "beta"]
 ICS_COLUMNS = ["step", "layer", "l2", "cos", "grad_norm"]
 QUANTILE_COLUMNS = [f"q{round(q * 100):02d}" for q in QUANTILES]
-ACTIVATION_COLUMNS = ["step", "layer", "mean", "std", *QUANTILE_COLUMNS, "mean_shift", "var_shift"]
+# the moment shift: between consecutive steps' batches (mean_shift, var_shift: absolute, over
+# units), and on the fixed probe batch before and after the step's update, each unit on its own
+# scale, with the sampling floor of two batches beside it (bnopt.training.measure.probe_shift)
+SHIFT_COLUMNS = ["mean_shift", "var_shift"]
+PROBE_SHIFT_COLUMNS = ["probe_mean_shift", "probe_var_shift", "floor_mean_shift",
+                       "floor_var_shift"]
+ACTIVATION_COLUMNS = ["step", "layer", "mean", "std", *QUANTILE_COLUMNS, *SHIFT_COLUMNS,
+                      *PROBE_SHIFT_COLUMNS]
 HISTOGRAM_COLUMNS = ["step", "layer", "bin", "left", "right", "count"]
 INIT_DISTANCE_COLUMNS = ["step", "layer", "distance", "init_norm"]
 HESSIAN_COLUMNS = ["step", "lambda_max", "batch_sharpness", "iterations", "residual"]

@@ -9,6 +9,7 @@ from bnopt.analysis.aggregate import read_meta
 from bnopt.analysis.code_versions import mixed_code_note
 from bnopt.plan.variants import VARIANT_INFO
 from bnopt.scorecard.checks import QUANTITIES, VERDICTS
+from bnopt.scorecard.claim_lines import claim_lines
 
 
 def check_label(row) -> str:
@@ -24,7 +25,7 @@ def check_label(row) -> str:
 
 
 def _number(x: float, comparison: str) -> str:
-    return f"× {x:.3g}" if comparison == "ratio" else f"Δ {x:+.3g}"
+    return {"ratio": f"× {x:.3g}", "share": f"share {x:.3g}"}.get(comparison, f"Δ {x:+.3g}")
 
 
 def _effect_text(row, key="effect", lo="effect_lo", hi="effect_hi") -> str:
@@ -66,11 +67,18 @@ def code_note(meta_paths) -> str:
 
 
 def to_markdown(table: pd.DataFrame) -> str:
-    """The scorecard as Markdown: a tally of verdicts per claim and family of runs, then one
-    line per check: where in training it was judged, the per-seed values, the effect and its
-    95% interval, the run-long median effect beside it, and the verdict with what it rests on."""
-    lines = ["| claim | runs | " + " | ".join(VERDICTS) + " |",
-             "|---|---|" + "---|" * len(VERDICTS)]
+    """The scorecard as Markdown: one line per claim (its verdict from its primary checks,
+    :mod:`bnopt.scorecard.claim_lines`), a tally of verdicts per claim and family of runs, then
+    one line per check: where in training it was judged, the per-seed values, the effect and
+    its 95% interval, the run-long median effect beside it, and the verdict with what it rests
+    on; a secondary check says so."""
+    lines = ["| claim | verdict | primary checks: hold / do not hold (after Holm) / measured | "
+             "why |", "|---|---|---|---|"]
+    for _, c in claim_lines(table).iterrows():
+        lines.append(f"| {c.claim}: {c.statement} | **{c.verdict}** | {c.holds} / "
+                     f"{c.does_not_hold} ({c.does_not_hold_holm}) / {c.measured} | {c.why} |")
+    lines += ["", "| claim | runs | " + " | ".join(VERDICTS) + " |",
+              "|---|---|" + "---|" * len(VERDICTS)]
     for (claim, family), g in table.groupby(["claim", "family"], sort=False):
         named = g[g.model.fillna("") != ""]
         runs = ("deep linear network" if family == "dln" else
@@ -83,18 +91,23 @@ def to_markdown(table: pd.DataFrame) -> str:
               "interval] | run-long median | verdict (its interval, the rule) | why |",
               "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
-        cells = [r["claim"], check_label(r), r["progress"] or "–", r["seeds"] or "–",
+        label = check_label(r) + ("" if r["primary"] else " (secondary)")
+        cells = [r["claim"], label, r["progress"] or "–", r["seeds"] or "–",
                  r["treatment_values"] or "–", r["baseline_values"] or "–", _effect_text(r),
                  _effect_text(r, "run_median_effect", "run_median_lo", "run_median_hi"),
                  verdict_text(r).replace(r["verdict"], f"**{r['verdict']}**", 1), r["why"]]
         # a '|' inside a cell (||G - G'||) would end it
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
-    lines += ["", "Effect: × ratio (treatment / baseline, geometric mean over seeds), Δ "
+    lines += ["", "Claim verdict: holds when every primary check holds; does not hold when one "
+              "does after Holm's correction over the claim's primary checks; each errs at most "
+              "2.5% of the time. Primary checks: the paper's figure learning rate and layers; "
+              "the others are secondary (shown, not combined).", "", "Effect: × ratio (treatment / baseline, geometric mean over seeds), Δ "
               "difference (treatment − baseline, mean over seeds), [its 95% t-interval over "
               "seeds]. A verdict holds when that interval lies where the rule says (beyond the "
               "smallest effect of interest on the claim's side, or inside it for a claim of no "
               "difference), does not hold when it excludes that, and is inconclusive otherwise, "
               "with the seeds the spread would need. Per-step quantities are judged at matched "
-              "training loss (the bins of `claims.csv`); the run-long median is shown, not "
-              "judged (docs/scorecard.md)."]
+              "training loss (the levels of `claims.csv`; each level's effect in "
+              "`claims_by_loss.csv`); the run-long median is shown, not judged "
+              "(docs/scorecard.md)."]
     return "\n".join(lines) + "\n"

@@ -8,16 +8,20 @@ per seed, pairing runs of the same seed (same data order): the ratio treatment /
 quantities on a positive scale (loss range, relative ICS, beta, curvature, moment shift, loss),
 the difference for accuracies and cosines.
 
-**At the same stage of training.** A per-step quantity (the landscape, ICS, moment shift,
+**At the same training loss.** A per-step quantity (the landscape, ICS, moment shift,
 curvature: ``Quantity.matched``) is compared where both runs have reached the same training
 loss, not at the same step: a net that has converged has small gradients, gradient changes and
-loss ranges because it sits near a minimum (:mod:`bnopt.analysis.loss_bins`). Each run's value is its
-median per training-loss bin; the bins judged are those every compared run visits with
-``progress.MIN_STEPS_PER_BIN`` or more measured steps; a run's value is the geometric mean
-(ratios) or mean (differences) of its bin values over those bins, so the per-seed effect is
-the average of the per-bin effects. Runs that share no bin are ``inconclusive``. The run-long
-median effect stays beside it in ``run_median_effect`` (not judged). The edge-of-stability
-checks compare one run with 2(1 + mu)/lr and keep their window, "after the first 10% of steps".
+loss ranges because it sits near a minimum (:mod:`bnopt.analysis.loss_levels`). Each run's
+quantity is read off its own curve against the training loss at fixed levels of the loss; for
+each seed, the levels both of its runs support are compared, and the seed's effect is the mean
+over them of the per-level effect (log ratio, or difference). Levels are chosen per pair of
+runs, so a new seed changes no other seed's effect. A seed whose runs share no level drops out
+of the check (``levels`` says which); where none is left the check is ``inconclusive``. The
+per-level effects over seeds are the long table ``claims_by_loss.csv``
+(:func:`scorecard_by_loss`), so a reader sees whether an effect is uniform over training. The
+run-long median effect stays beside it in ``run_median_effect`` (not judged). The
+edge-of-stability checks compare one run with 2(1 + mu)/lr and keep their window, "after the
+first 10% of steps".
 
 **A verdict is a statistical decision, seeds the unit.** Each seed's effect (the log of a
 ratio, or a difference) is one observation; their mean and its 95% t-interval over seeds
@@ -55,30 +59,27 @@ import pandas as pd
 from scipy import stats
 
 from bnopt.analysis.aggregate import edge_of_stability
-from bnopt.analysis.loss_bins import (
-    MIN_STEPS_PER_BIN,
-    bin_label,
-    geometric_mean,
-    shared_bins,
-    span,
-)
+from bnopt.analysis.loss_levels import geometric_mean, level_loss, span
 from bnopt.plan.figure_specs import figures_off, needs_text
 from bnopt.scorecard.checks import (
     DIRECTIONS,
     EDGE,
     LATE_FRACTION,
     QUANTITIES,
+    SMALLEST_EFFECT,
     Check,
     checks,
 )
 from bnopt.scorecard.values import load_values
 
 
+SHARE_OF = {"bn_gain_share": "mean_batch_acc"}  # a share's quantity, read from the runs
 CONFIDENCE = 0.95  # the two-sided interval every verdict reads: 2.5% error per one-sided decision
 
 
 def no_effect(comparison: str) -> float:
-    return 1.0 if comparison == "ratio" else 0.0
+    """Where "no effect" lies: a ratio of 1, a difference of 0, all of BN's gain (a share of 1)."""
+    return 0.0 if comparison == "difference" else 1.0
 
 
 def delta_of(comparison: str, margin: float) -> float:
@@ -89,7 +90,10 @@ def delta_of(comparison: str, margin: float) -> float:
 def band(comparison: str, margin: float) -> tuple[float, float]:
     """The "no effect" band on the effect's own scale: [1/margin, margin] for a ratio,
     [-margin, margin] for a difference."""
-    return (1 / margin, margin) if comparison == "ratio" else (-margin, margin)
+    if comparison == "ratio":
+        return 1 / margin, margin
+    e0 = no_effect(comparison)
+    return e0 - margin, e0 + margin
 
 
 def rule_text(comparison: str, direction: str, margin: float) -> str:
@@ -159,6 +163,26 @@ def decision_rates(mean: float, sd: float, seeds: int, delta: float, direction: 
     return float(holds.mean()), float(fails.mean())
 
 
+def p_values(m, sd, n: int, delta: float, direction: str):
+    """(p of "holds", p of "does not hold"): the one-sided t-tests behind :func:`decide` for
+    ``n`` seeds with mean ``m`` and spread ``sd`` on the judged scale (floats or arrays). A
+    verdict holds exactly where its p is below (1 - CONFIDENCE) / 2; the claim-level line
+    (:mod:`bnopt.scorecard.claim_lines`) combines them. NaN with fewer than 2 seeds."""
+    m, sd = np.asarray(m, dtype=float), np.asarray(sd, dtype=float)
+    if n < 2:
+        return np.full(m.shape, np.nan)[()], np.full(m.shape, np.nan)[()]
+    se = sd / math.sqrt(n)
+    with np.errstate(divide="ignore", invalid="ignore"):  # +-inf where the seeds agree exactly
+        below, above = (m + delta) / se, (m - delta) / se  # against either boundary
+    cdf = lambda z: stats.t.cdf(z, n - 1)  # noqa: E731
+    sf = lambda z: stats.t.sf(z, n - 1)  # noqa: E731
+    ps = {"lower": (cdf(below), sf(below)), "not_lower": (sf(below), cdf(below)),
+          "higher": (sf(above), cdf(above)), "not_higher": (cdf(above), sf(above)),
+          "within": (np.maximum(sf(below), cdf(above)), np.minimum(sf(above), cdf(below)))}
+    # a mean exactly on a boundary with no spread: no evidence either way
+    return tuple(np.where(np.isnan(x) & np.isfinite(m), 1.0, x)[()] for x in ps[direction])
+
+
 def judge_effects(effects, comparison: str, direction: str, margin: float) -> dict:
     """The verdict on per-seed ``effects`` (ratios or differences, one per seed) against the
     smallest effect of interest ``margin`` (a factor for a ratio, an amount for a difference),
@@ -172,23 +196,28 @@ def judge_effects(effects, comparison: str, direction: str, margin: float) -> di
     need = rule_text(comparison, direction, margin)
     out = {"seeds_compared": n, "effect": math.nan, "effect_lo": math.nan, "effect_hi": math.nan,
            "seed_effects": _fmt(e), "interval": f"95% t-interval of {n} seed{'s' if n != 1 else ''}",
-           "threshold": need, "basis": "", "seeds_needed": math.nan,
-           "rule": f"holds if the 95% interval of the mean {'ratio' if comparison == 'ratio' else 'difference'} "
+           "threshold": need, "basis": "", "seeds_needed": math.nan, "p_holds": math.nan,
+           "p_not_holds": math.nan,
+           "rule": f"holds if the 95% interval of the mean {'difference' if comparison == 'difference' else comparison} "
                    f"is {need}; does not hold if it excludes that"}
     if n == 0:
-        return {**out, "verdict": "inconclusive", "why": "no seed has a finite value on both sides"}
+        return {**out, "verdict": "inconclusive",
+                "why": "no seed has a finite value on both sides (a run written before this "
+                       "quantity was measured has none: retrain it)"}
     if comparison == "ratio" and (e <= 0).any():
         return {**out, "verdict": "inconclusive",
                 "why": "a value is <= 0, so the ratio is undefined on a log scale"}
-    d = np.log(e) if comparison == "ratio" else e
+    d = np.log(e) if comparison == "ratio" else e - no_effect(comparison)
     m, lo, hi = effect_interval(d)
-    back = np.exp if comparison == "ratio" else (lambda x: x)
+    back = np.exp if comparison == "ratio" else (lambda x: x + no_effect(comparison))
     out.update(effect=float(back(m)), effect_lo=float(back(lo)), effect_hi=float(back(hi)))
     if n == 1:
         return {**out, "verdict": "inconclusive",
                 "why": "1 seed: no spread over seeds to judge the effect against; train 3 or more"}
     delta = delta_of(comparison, margin)
     holds, fails = (bool(x) for x in decide(lo, hi, delta, direction))
+    out["p_holds"], out["p_not_holds"] = (float(x) for x in p_values(
+        m, float(d.std(ddof=1)), n, delta, direction))
     out["basis"] = f"95% interval [{back(lo):.3g}, {back(hi):.3g}], needs {need}"
     if holds or fails:
         return {**out, "verdict": "holds" if holds else "does not hold", "why": ""}
@@ -224,43 +253,55 @@ def _failed(runs: pd.DataFrame) -> str:
                      for (v, what), s in failed.items())
 
 
-def _bin_steps(counts: dict, runs: list[tuple], judged: list[int]) -> str:
-    """How many measured steps each run has in each bin any of them visits, from high loss to
-    low: '1-3.16*: standard 12/10, batchnorm 3/4; ...' (``counts``: bin -> {(variant, seed):
-    steps}; ``runs``: (variant, seed) in order; * marks a judged bin)."""
-    parts = []
-    for k in sorted(counts, reverse=True):
-        per_variant = {}
-        for v, seed in runs:
-            per_variant.setdefault(v, []).append(str(counts[k].get((v, seed), 0)))
-        parts.append(f"{bin_label(k)}{'*' if k in judged else ''}: "
-                     + ", ".join(f"{v} {'/'.join(n)}" for v, n in per_variant.items()))
-    return "; ".join(parts)
+def _level_span(levels: dict) -> str:
+    """'0.1-1.78 (6 levels)' of a run's levels (``levels``: level -> value)."""
+    return span(levels) if levels else "none"
 
 
-def _matched(check: Check, q: pd.DataFrame, seeds: list) -> tuple[dict, dict, dict]:
-    """A matched quantity's per-seed values over the training-loss bins every compared run
-    visits with enough measured steps: (treatment values, baseline values, row fields)."""
-    runs = [(v, s) for v in (check.baseline, check.treatment) for s in seeds]
-    per_bin = q[q.bin.notna()]
-    counts: dict[int, dict] = {}
+def _matched(check: Check, q: pd.DataFrame, seeds: list):
+    """A matched quantity compared at the levels of the training loss each seed's two runs
+    both support: (treatment values, baseline values, row fields, per-level rows). A seed's
+    value is the geometric mean (ratios) or mean (differences) of its run's values over those
+    levels, so its effect is the mean of the per-level effects on the judged scale."""
+    ratio = check.comparison == "ratio"
+    per_level = q[q.level.notna()]
     values: dict[tuple, dict] = {}
-    for v, s, k, n, x in zip(per_bin.variant.to_numpy(), per_bin.seed.to_numpy(),
-                             per_bin.bin.to_numpy(), per_bin["count"].to_numpy(),
-                             per_bin.value.to_numpy()):
-        if (v, s) in runs:
-            counts.setdefault(int(k), {})[(v, s)] = int(n)
-            values.setdefault((v, s), {})[int(k)] = float(x)
-    bins = shared_bins([{k: c.get(r, 0) for k, c in counts.items()} for r in runs])
-    fields = {"progress": f"matched training loss {span(bins)}" if bins else "none shared",
-              "bins": " / ".join(bin_label(k) for k in sorted(bins, reverse=True)),
-              "bin_steps": _bin_steps(counts, runs, bins)}
-    if not bins:
-        return {}, {}, fields
-    agg = geometric_mean if check.comparison == "ratio" else (lambda x: float(np.mean(x)))
-    per_seed = {r: agg([values[r][k] for k in bins]) for r in runs}
-    return ({s: per_seed[(check.treatment, s)] for s in seeds},
-            {s: per_seed[(check.baseline, s)] for s in seeds}, fields)
+    for v, s, k, x in zip(per_level.variant.to_numpy(), per_level.seed.to_numpy(),
+                          per_level.level.to_numpy(), per_level.value.to_numpy()):
+        values.setdefault((v, s), {})[int(k)] = float(x)
+    tvals, bvals, spans, effects = {}, {}, [], {}
+    for s in seeds:
+        t, b = values.get((check.treatment, s), {}), values.get((check.baseline, s), {})
+        shared = sorted(set(t) & set(b))
+        if not shared:
+            spans.append(f"seed {s}: none ({check.treatment} {_level_span(t)}, "
+                         f"{check.baseline} {_level_span(b)})")
+            continue
+        spans.append(f"seed {s}: {span(shared)}")
+        tv, bv = np.array([t[k] for k in shared]), np.array([b[k] for k in shared])
+        if ratio:
+            tvals[s], bvals[s] = geometric_mean(tv), geometric_mean(bv)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                e = np.log(tv / bv)
+        else:
+            tvals[s], bvals[s] = float(tv.mean()), float(bv.mean())
+            e = tv - bv
+        for k, x in zip(shared, e):
+            effects.setdefault(k, {})[s] = float(x)
+    judged = sorted(effects)
+    fields = {"progress": f"matched training loss {span(judged)}" if judged else "none shared",
+              "levels": "; ".join(spans)}
+    level_rows = []
+    for k in sorted(judged, reverse=True):  # from high loss to low: the order of training
+        per_seed = effects[k]
+        m, lo, hi = effect_interval(list(per_seed.values()))
+        back = math.exp if ratio else float
+        level_rows.append({"loss_level": float(level_loss(k)), "seeds": " / ".join(
+            map(str, per_seed)), "seeds_compared": len(per_seed),
+            "seed_effects": _fmt([back(x) for x in per_seed.values()]),
+            "effect": back(m), "effect_lo": back(lo) if len(per_seed) > 1 else math.nan,
+            "effect_hi": back(hi) if len(per_seed) > 1 else math.nan})
+    return tvals, bvals, fields, level_rows
 
 
 def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> dict:
@@ -275,6 +316,8 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
                 "why": needs_text(check.figure, blocked[check.figure])}
     if check.quantity == "trained":
         return {**row, **_judge_trained(check, values)}
+    if check.quantity == "bn_gain_share":
+        return {**row, **_judge_share(check, values)}
     fam = values[(values.family == check.family) & (values.lr == check.lr)]
     q = fam[(fam.quantity == check.quantity) & (fam.layer == check.layer)]
     if len(fam):
@@ -294,8 +337,9 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
         med = judge_effects(effects(tv, bv), check.comparison, check.direction, check.margin)
         row.update(run_median_effect=med["effect"], run_median_lo=med["effect_lo"],
                    run_median_hi=med["effect_hi"])
-        tm, bm, fields = _matched(check, q, seeds)
+        tm, bm, fields, by_level = _matched(check, q, seeds)
         row.update(fields)
+        row["by_level"] = [{**{c: row[c] for c in LEVEL_KEYS}, **r} for r in by_level]
         tv = np.array([tm.get(s, math.nan) for s in seeds])
         bv = np.array([bm.get(s, math.nan) for s in seeds])
     else:
@@ -307,9 +351,9 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
     out = judge_effects(effects(tv, bv), check.comparison, check.direction, check.margin)
     if row["progress"] == "none shared":
         out.update(verdict="inconclusive",
-                   why=f"the runs share no stage of training: no training-loss bin holds "
-                       f"{MIN_STEPS_PER_BIN} or more measured steps of every run (bin_steps); "
-                       "measure more often (measure_every) or train longer")
+                   why="the runs share no training loss: no seed's two runs both have measured "
+                       "steps near one level of it (levels); measure more often "
+                       "(measure_every) or train longer")
     failed = _failed(pd.concat([t.loc[seeds].reset_index(), b.loc[seeds].reset_index()],
                                ignore_index=True))
     if failed:
@@ -322,21 +366,22 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
 def _blank_row(check: Check) -> dict:
     """A scorecard row with what ``check`` says and nothing measured yet."""
     return {c: "" for c in COLUMNS} | {
-        "claim": check.claim, "statement": check.statement, "quantity": check.quantity,
+        "claim": check.claim, "statement": check.statement, "primary": check.primary,
+        "quantity": check.quantity,
         "quantity_label": QUANTITIES[check.quantity].label, "family": check.family,
         "lr": check.lr if check.lr is not None else math.nan, "layer": check.layer or "",
         "treatment": check.treatment, "baseline": check.baseline,
         "comparison": check.comparison, "direction": check.direction, "margin": check.margin,
         "figure": check.figure, "treatment_mean": math.nan, "baseline_mean": math.nan,
-        "seeds_needed": math.nan, "run_median_effect": math.nan, "run_median_lo": math.nan,
-        "run_median_hi": math.nan}
+        "seeds_needed": math.nan, "p_holds": math.nan, "p_not_holds": math.nan,
+        "run_median_effect": math.nan, "run_median_lo": math.nan, "run_median_hi": math.nan}
 
 
 def _compared_runs(check: Check, q: pd.DataFrame):
     """The run-long values of ``check``'s treatment and baseline, one row per seed, from its
     quantity's rows ``q``; the baseline ``EDGE`` is each treatment run's edge of stability.
     Third: why the check cannot be made (a variant with no run), or ''."""
-    whole = q[q.bin.isna()]
+    whole = q[q.level.isna()]
     t = whole[whole.variant == check.treatment].set_index("seed").sort_index()
     b = whole[whole.variant == check.baseline].set_index("seed").sort_index()
     missing = [v for v, d in ((check.treatment, t), (check.baseline, b))
@@ -395,17 +440,61 @@ def _judge_trained(check: Check, values: pd.DataFrame) -> dict:
             "why": f"{check.treatment} trained in some seeds at lr {lr:g}, not all"}
 
 
-COLUMNS = ["claim", "statement", "quantity", "quantity_label", "family", "dataset", "model",
-           "lr", "layer", "treatment", "baseline", "comparison", "direction", "margin",
-           "threshold", "progress", "bins", "bin_steps", "seeds", "treatment_values",
-           "baseline_values", "treatment_mean", "baseline_mean", "seed_effects", "effect",
-           "effect_lo", "effect_hi", "interval", "seeds_compared", "verdict", "basis", "rule",
-           "why", "seeds_needed", "run_median_effect", "run_median_lo", "run_median_hi", "figure"]
+def _judge_share(check: Check, values: pd.DataFrame) -> dict:
+    """Claim 2's "noisy BN trains almost as well as BN", as the share of BN's gain over the
+    standard net (training accuracy averaged over the run) that ``check.treatment`` keeps, per
+    seed: (treatment - standard) / (BN - standard). A share is undefined where BN's own gain is
+    below the smallest effect of an accuracy: then there is no gain to keep."""
+    q = values[values.level.isna() & (values.lr == check.lr)]
+    runs = {v: q[q.variant == v].set_index("seed").sort_index()
+            for v in (check.treatment, check.baseline, "standard")}
+    empty = judge_effects([], check.comparison, check.direction, check.margin)
+    missing = [v for v, d in runs.items() if d.empty]
+    if missing:
+        return {**empty, "verdict": "not measured",
+                "why": f"no {' or '.join(missing)} run of {check.family} at lr {check.lr:g}"}
+    seeds = sorted(set.intersection(*(set(d.index) for d in runs.values())))
+    t, b, s = (runs[v].value.loc[seeds].to_numpy(dtype=float)
+               for v in (check.treatment, check.baseline, "standard"))
+    gain = b - s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shares = np.where(gain >= SMALLEST_EFFECT["accuracy"], (t - s) / gain, np.nan)
+    out = judge_effects(shares, check.comparison, check.direction, check.margin)
+    out.update(seeds=" / ".join(map(str, seeds)), treatment_values=_fmt(t),
+               baseline_values=_fmt(b), treatment_mean=_mean(t), baseline_mean=_mean(b),
+               progress="whole run", dataset=q.dataset.iloc[0], model=q.model.iloc[0])
+    small = [str(x) for x, g in zip(seeds, gain) if not g >= SMALLEST_EFFECT["accuracy"]]
+    if small:
+        out["why"] = (f"BN's gain over the standard net is below "
+                      f"{SMALLEST_EFFECT['accuracy']:g} in seed{'s' if len(small) > 1 else ''} "
+                      f"{', '.join(small)}: no gain to share there. " + out["why"]).strip()
+    failed = _failed(pd.concat([d.loc[seeds].reset_index() for d in runs.values()],
+                               ignore_index=True))
+    if failed:
+        out.update(verdict="inconclusive",
+                   why=f"{failed}: a comparison with a network that did not train says "
+                       "nothing about the claim")
+    return out
 
 
-def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
+COLUMNS = ["claim", "statement", "primary", "quantity", "quantity_label", "family", "dataset",
+           "model", "lr", "layer", "treatment", "baseline", "comparison", "direction", "margin",
+           "threshold", "progress", "levels", "seeds", "treatment_values", "baseline_values",
+           "treatment_mean", "baseline_mean", "seed_effects", "effect", "effect_lo", "effect_hi",
+           "interval", "seeds_compared", "verdict", "basis", "rule", "why", "seeds_needed",
+           "p_holds", "p_not_holds", "run_median_effect", "run_median_lo", "run_median_hi",
+           "figure"]
+# claims_by_loss.csv: a matched check's effect at each level of the training loss
+LEVEL_KEYS = ["claim", "quantity", "family", "dataset", "model", "lr", "layer", "treatment",
+              "baseline", "comparison", "direction", "margin"]
+LEVEL_COLUMNS = [*LEVEL_KEYS, "loss_level", "seeds", "seeds_compared", "seed_effects", "effect",
+                 "effect_lo", "effect_hi"]
+
+
+def judge_all(cfg: dict, meta_paths) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The scorecard of a checked config ``cfg`` from its finished runs (``meta_paths``: their
-    run.json files): one row per check, in the order of :func:`checks`."""
+    run.json files): one row per check, in the order of :func:`checks` (``claims.csv``), and
+    the matched checks' effects per level of the training loss (``claims_by_loss.csv``)."""
     values = load_values(meta_paths)
     blocked = figures_off(cfg)
     # each check reads one (family, quantity, lr, layer), or for "trained" one (family,
@@ -416,7 +505,21 @@ def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
     empty = values.iloc[:0]
 
     def part(c: Check) -> pd.DataFrame:
-        key = (c.family, c.quantity) if c.lr is None else (c.family, c.quantity, c.lr, c.layer)
+        quantity = SHARE_OF.get(c.quantity, c.quantity)  # what a share is taken of
+        key = (c.family, quantity) if c.lr is None else (c.family, quantity, c.lr, c.layer)
         return parts.get(key, empty)
 
-    return pd.DataFrame([judge(c, part(c), blocked) for c in checks(cfg)], columns=COLUMNS)
+    rows = [judge(c, part(c), blocked) for c in checks(cfg)]
+    by_level = [r for row in rows for r in row.get("by_level", [])]
+    return (pd.DataFrame(rows, columns=COLUMNS),
+            pd.DataFrame(by_level, columns=LEVEL_COLUMNS))
+
+
+def scorecard(cfg: dict, meta_paths) -> pd.DataFrame:
+    """``claims.csv``: the first table of :func:`judge_all`."""
+    return judge_all(cfg, meta_paths)[0]
+
+
+def scorecard_by_loss(cfg: dict, meta_paths) -> pd.DataFrame:
+    """``claims_by_loss.csv``: the second table of :func:`judge_all`."""
+    return judge_all(cfg, meta_paths)[1]

@@ -65,16 +65,25 @@ class Dataset:
         return self.y_train.shape[1] if self.regression else self.num_classes
 
     def channel_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and std of the training images, in [0, 1] units."""
+        """Per-channel mean and std of the training images, in [0, 1] units: computed once,
+        when the dataset is prepared (:meth:`save` keeps them in ``meta``; CIFAR-10's take ~6 s
+        in float64), and read from there by every training job."""
+        if "channel_stats" in self.meta:
+            mean, std = self.meta["channel_stats"]
+            return mean, std
         x = self.x_train.double() / 255
         return x.mean(dim=(0, 2, 3)).float(), x.std(dim=(0, 2, 3)).float()
 
     def save(self, path: str | os.PathLike) -> None:
-
+        """Write the dataset atomically, with its images' channel statistics (computed here
+        once, the same numbers bit for bit as computing them in each job)."""
+        meta = dict(self.meta)
+        if self.x_train.dtype == torch.uint8:
+            meta["channel_stats"] = self.channel_stats()
         with atomic_path(path) as tmp:
-            torch.save({k: getattr(self, k) for k in
-                        ("name", "x_train", "y_train", "x_test", "y_test", "num_classes", "meta")},
-                       tmp)
+            torch.save({**{k: getattr(self, k) for k in
+                           ("name", "x_train", "y_train", "x_test", "y_test", "num_classes")},
+                        "meta": meta}, tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Dataset":

@@ -64,7 +64,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def derived_seed(seed: int, stream: int) -> int:
-    """Independent seeds for the data order and the noisy-BN noise, derived from the run seed."""
+    """Independent seeds derived from the run seed: 1 noisy BN's noise, 2 the data order, 3 the
+    fixed probe batch, 4 noisy BN's noise on the probe batch."""
     return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
@@ -171,9 +172,10 @@ class Run:
 
     def __init__(self, cfg: RunConfig, model: torch.nn.Module, opt: torch.optim.Optimizer,
                  noise_gen: torch.Generator, data: DeviceData, batches: BatchStream,
-                 channels_last: bool, rec: Recorder):
+                 channels_last: bool, rec: Recorder, probe: tuple):
         self.cfg, self.model, self.opt, self.noise_gen = cfg, model, opt, noise_gen
         self.data, self.batches, self.channels_last, self.rec = data, batches, channels_last, rec
+        self.probe = probe  # (the fixed probe batch, its noisy-BN noise generator)
         self.next_step, self.elapsed = 0, 0.0
 
     def state_dict(self) -> dict:
@@ -182,13 +184,15 @@ class Run:
                 "elapsed": float(self.rec.host_t[n - 1]) if n else 0.0,
                 "torch_rng": torch.get_rng_state(), "record": self.rec.state_dict(n),
                 "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "noise_rng": self.noise_gen.get_state(), "batches": self.batches.state_dict()}
+                "noise_rng": self.noise_gen.get_state(), "batches": self.batches.state_dict(),
+                "probe_rng": self.probe[1].get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         device = self.rec.buf.device
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(to_device(state["optimizer"], device))
         self.noise_gen.set_state(state["noise_rng"])
+        self.probe[1].set_state(state["probe_rng"])
         self.batches.load_state_dict(state["batches"])
         torch.set_rng_state(state["torch_rng"])
         self.next_step = self.rec.load_state_dict(state["record"])
@@ -233,12 +237,25 @@ def build_run(cfg: RunConfig, dataset: Dataset, device: torch.device) -> Run:
     set_noise_generator(model, noise_gen)
     data_gen = torch.Generator(device).manual_seed(derived_seed(cfg.seed, 2))
     opt = make_optimizer(cfg, model.parameters(), device)
+    probe = (probe_batch(data, cfg.batch_size, derived_seed(cfg.seed, 3)),
+             torch.Generator(device).manual_seed(derived_seed(cfg.seed, 4)))
     named = dict(model.named_parameters())
     rec = Recorder(cfg.steps, device, dtype,
                    [named[w].detach().clone() for w in layer_parameters(model)[1]],
                    cfg.units_per_layer)
     return Run(cfg, model, opt, noise_gen, data,
-               data.train_batches(cfg.batch_size, data_gen, cfg.augment), channels_last, rec)
+               data.train_batches(cfg.batch_size, data_gen, cfg.augment), channels_last, rec,
+               probe)
+
+
+def probe_batch(data: DeviceData, batch_size: int, seed: int) -> torch.Tensor:
+    """The run's fixed probe batch: ``batch_size`` training inputs drawn once with their own
+    seed (no stream of the run's is touched), normalised as training batches are, without
+    augmentation. The moment shift of Claim 2 compares every layer's pre-activations on it
+    before and after a measured step's update."""
+    n = data.x_train.shape[0]
+    idx = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:batch_size]
+    return data.normalize(data.x_train[idx.to(data.x_train.device)])
 
 
 def make_optimizer(cfg: RunConfig, params, device: torch.device) -> torch.optim.Optimizer:
@@ -288,7 +305,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         x, y = next(batches)
         if measured or curvature or rec.pending_moments is not None:
             ieee_step(cfg, model, opt, rec, step, x, y, measured, curvature, step_sizes,
-                      update_sizes)
+                      update_sizes, run.probe)
         else:  # a plain step, in the run's precision
             (graphed or plain_step)(model, opt, params, rec, step, x, y)
         rec.host_t[step] = time.perf_counter() - t0

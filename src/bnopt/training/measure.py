@@ -18,7 +18,7 @@ import torch.nn as nn
 from torch.func import functional_call, grad, grad_and_value, jvp, vmap
 
 from bnopt.plan.tables import QUANTILES
-from bnopt.training.normalisers import reuse_noise
+from bnopt.training.normalisers import own_noise, reuse_noise
 from bnopt.training.precision import ieee_fp32
 
 Params = dict[str, torch.Tensor]
@@ -33,20 +33,27 @@ def total_norm(tensors) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def probing(model: nn.Module):
-    """Forward passes inside this block measure the *training* loss without side effects:
-    BatchNorm uses the batch's statistics but does not update its running statistics (nor
-    ``num_batches_tracked``), and noisy BN reuses the noise of the step's own forward pass."""
+def frozen_statistics(model: nn.Module):
+    """Inside this block BatchNorm (and LpNorm) use the batch's statistics but do not update
+    their running statistics (nor ``num_batches_tracked``)."""
     bns = [m for m in model.modules()  # BatchNorm and LpNorm layers
            if getattr(m, "track_running_stats", False) and hasattr(m, "running_mean")]
     for m in bns:
         m.track_running_stats = False
     try:
-        with reuse_noise(model):
-            yield
+        yield
     finally:
         for m in bns:
             m.track_running_stats = True
+
+
+@contextlib.contextmanager
+def probing(model: nn.Module):
+    """Forward passes inside this block measure the *training* loss without side effects:
+    running statistics frozen (:func:`frozen_statistics`), and noisy BN reuses the noise of the
+    step's own forward pass."""
+    with frozen_statistics(model), reuse_noise(model):
+        yield
 
 
 def loss_and_grad(loss_fn: LossFn, params: Params, wrt: list[str] | None = None):
@@ -338,6 +345,48 @@ def channel_moments(z: torch.Tensor) -> torch.Tensor:
     dims = [d for d in range(z.dim()) if d != 1]
     var, mean = torch.var_mean(z.detach().float(), dim=dims)
     return torch.stack([mean, var])
+
+
+@torch.no_grad()
+def probe_moments(model: nn.Module, x: torch.Tensor, generator: torch.Generator,
+                  halves: bool = False) -> list:
+    """Every layer's per-unit mean and variance on the fixed probe batch ``x``, as training
+    sees them (training mode: batch statistics; noisy BN draws fresh noise from ``generator``,
+    the probe's own stream), and without side effects: running statistics, the training noise
+    stream and the step's own noise are left as they were. Per layer, (1, 2, C); with
+    ``halves``, (3, 2, C): the whole batch, then its two halves, each passed through the network
+    as a batch of its own (as two different training batches would be)."""
+    h = x.shape[0] // 2
+    passes = [x, x[:h], x[h:2 * h]] if halves else [x]
+    moments = []
+    with frozen_statistics(model), own_noise(model, generator):
+        for batch in passes:
+            preacts: list = []
+            model(batch, preacts=preacts)
+            moments.append([channel_moments(z) for z in preacts])
+    return [torch.stack(layer) for layer in zip(*moments)]
+
+
+def probe_shift(before: list, after: list) -> torch.Tensor:
+    """(L, 4) per layer, from :func:`probe_moments` before (with its halves) and after an
+    update: the median over units of |change of the unit's mean| / its std and |change of its
+    variance| / its variance (each unit on its own scale, before the update; the median, as a
+    unit with almost no variance, a dead one, would otherwise decide a mean), and the sampling
+    floor: the same two between the two halves of the batch before the update, over sqrt(2).
+    That is what comparing two different training batches of the full size measures with no
+    update at all (the expected |difference| of two sample moments falls as 1 / sqrt(batch)),
+    the floor of the consecutive-batch shift (``mean_shift``, ``var_shift``). Units with no
+    variance are left out."""
+    rows = []
+    for b, a in zip(before, after):
+        mean, var = b[0, 0], b[0, 1]
+        nan = torch.full_like(var, float("nan"))
+        sd, v = torch.where(var > 0, var.sqrt(), nan), torch.where(var > 0, var, nan)
+        rows.append(torch.stack([((a[0, 0] - mean).abs() / sd).nanmedian(),
+                                 ((a[0, 1] - var).abs() / v).nanmedian(),
+                                 ((b[1, 0] - b[2, 0]).abs() / sd).nanmedian() / math.sqrt(2),
+                                 ((b[1, 1] - b[2, 1]).abs() / v).nanmedian() / math.sqrt(2)]))
+    return torch.stack(rows)
 
 
 def moment_shift(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:

@@ -206,6 +206,23 @@ def set_noise_generator(model: nn.Module, generator: torch.Generator | None) -> 
 
 
 @contextlib.contextmanager
+def own_noise(model: nn.Module, generator: torch.Generator):
+    """Inside this block, noisy-BN layers draw fresh noise, as in training, from ``generator``
+    (a measurement's own stream, so the training noise stream is not advanced); on leaving,
+    each layer has its generator and its last training noise back (the probes after a step
+    reuse that noise)."""
+    mods = noisy_modules(model)
+    saved = [(m.generator, m._noise, m.reuse) for m in mods]
+    for m in mods:
+        m.generator, m.reuse = generator, False
+    try:
+        yield
+    finally:
+        for m, (g, noise, reuse) in zip(mods, saved):
+            m.generator, m._noise, m.reuse = g, noise, reuse
+
+
+@contextlib.contextmanager
 def reuse_noise(model: nn.Module):
     """Inside this block, noisy-BN layers reuse the noise of their last training forward pass."""
     mods = noisy_modules(model)

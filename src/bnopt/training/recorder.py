@@ -15,7 +15,9 @@ from bnopt.plan.tables import (
     ICS_COLUMNS,
     INIT_DISTANCE_COLUMNS,
     OPTIONAL_TABLES,
+    PROBE_SHIFT_COLUMNS,
     QUANTILES,
+    SHIFT_COLUMNS,
     TABLES,
     UNIT_COLUMNS,
     UNIT_QUANTILES,
@@ -54,8 +56,8 @@ class Recorder:
     turns it into the run's tables (``TABLES`` and ``OPTIONAL_TABLES``)."""
 
     ROW_KINDS = ("eval", "init_distance", "probes", "ics", "activations", "activation_shift",
-             "histograms", "hessian", "units", "update_probes")  # as the tables they fill
-                                                                 # (the shift joins activations)
+                 "probe_shift", "histograms", "hessian", "units", "update_probes")
+    # as the tables they fill (both shifts join activations)
 
     def __init__(self, steps: int, device, dtype, w_init: list[torch.Tensor],
                  units_per_layer: int = 0):
@@ -151,9 +153,12 @@ class Recorder:
         probes.insert(3, "step_size", mult[k] * lr if len(k) else np.zeros(0))
         probes["point"] -= 1
         tables["probes"] = probes
-        acts = _layer_rows(rec["activations"], done - 1, ACTIVATION_COLUMNS[:-2])
-        shift = _layer_rows(rec["activation_shift"], done - 1, ["step", "layer", "mean_shift", "var_shift"])
-        tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left")
+        summary = [c for c in ACTIVATION_COLUMNS if c not in SHIFT_COLUMNS + PROBE_SHIFT_COLUMNS]
+        acts = _layer_rows(rec["activations"], done - 1, summary)
+        shift = _layer_rows(rec["activation_shift"], done - 1, ["step", "layer", *SHIFT_COLUMNS])
+        probe = _layer_rows(rec["probe_shift"], done - 1, ["step", "layer", *PROBE_SHIFT_COLUMNS])
+        tables["activations"] = acts.merge(shift, on=["step", "layer"], how="left").merge(
+            probe, on=["step", "layer"], how="left")
         tables["units"] = _rows(rec["units"], done - 1, UNIT_COLUMNS).astype(
             {"layer": "int64", "unit": "int64"})
         update = _layer_rows(rec["update_probes"], done - 1,

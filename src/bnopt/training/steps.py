@@ -7,7 +7,13 @@ from __future__ import annotations
 import torch
 
 from bnopt.plan.runs import RunConfig
-from bnopt.training.measure import measure_curvature, measure_step, probe_along_update
+from bnopt.training.measure import (
+    measure_curvature,
+    measure_step,
+    probe_along_update,
+    probe_moments,
+    probe_shift,
+)
 from bnopt.training.objective import criterion
 from bnopt.training.precision import ieee_fp32
 from bnopt.training.recorder import Recorder
@@ -128,12 +134,14 @@ def measure_after_step(model, x, y, before: dict, grad: dict, step_sizes=None,
 
 
 def ieee_step(cfg: RunConfig, model, opt, rec: Recorder, step: int, x, y, measured: bool,
-              curvature: bool, step_sizes, update_sizes=None) -> None:
+              curvature: bool, step_sizes, update_sizes=None, probe=None) -> None:
     """A step in IEEE arithmetic: a measured step (activation statistics of its own pass, then
-    probes and ICS after the update), a curvature step, or the step after a measured one (the
-    per-unit moment shift). Its autograd graph dies when this returns: a live one would keep
-    the parameters' AccumulateGrad nodes on this stream, and a CUDA graph captured later
-    would fail on them."""
+    probes and ICS after the update; with ``probe`` = (fixed probe batch, its noise
+    generator), the per-unit moment shift the update makes on that batch), a curvature step,
+    or the step after a measured one (the per-unit moment shift between the two steps'
+    batches). Its autograd graph dies when this returns: a live one would keep the
+    parameters' AccumulateGrad nodes on this stream, and a CUDA graph captured later would fail
+    on them."""
     preacts = [] if (measured or rec.pending_moments is not None) else None
     named = dict(model.named_parameters())
     with ieee_fp32():
@@ -146,7 +154,13 @@ def ieee_step(cfg: RunConfig, model, opt, rec: Recorder, step: int, x, y, measur
         if measured or curvature:  # the step's parameters and gradient: two flat copies
             before = {n: p.detach().clone() for n, p in named.items()}
             grad = {n: p.grad.detach().clone() for n, p in named.items()}
+        if measured and probe is not None:  # the same inputs before and after the update
+            with ieee_fp32():
+                moments = probe_moments(model, *probe, halves=True)
     opt.step()
+    if measured and probe is not None:
+        with ieee_fp32():
+            rec.add("probe_shift", step, probe_shift(moments, probe_moments(model, *probe)))
     if measured or curvature:
         for kind, values in measure_after_step(
                 model, x, y, before, grad, step_sizes if measured else None, cfg.vmap_probes,
