@@ -10,7 +10,7 @@ import yaml
 from bnopt.plan.check import check_config
 from bnopt.scorecard.checks import checks
 from bnopt.scorecard.claim_lines import ALPHA, claim_lines, claim_verdict, holm, simulate_claim
-from bnopt.scorecard.verdicts import decide, effect_interval, p_values
+from bnopt.scorecard.decisions import decide, effect_interval, p_values
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())

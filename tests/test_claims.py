@@ -25,9 +25,10 @@ from bnopt.scorecard.checks import (
     checks,
     scorecard_runs,
 )
+from bnopt.scorecard.decisions import decision_rates, judge_effects, seeds_needed
 from bnopt.scorecard.text import precision_note, to_markdown
 from bnopt.scorecard.values import load_values, run_values
-from bnopt.scorecard.verdicts import decision_rates, judge, judge_effects, seeds_needed
+from bnopt.scorecard.verdicts import judge
 from conftest import ROOT
 
 BASE = yaml.safe_load((ROOT / "config.yaml").read_text())

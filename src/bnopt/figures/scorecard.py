@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from bnopt.figures.style import subplots  # noqa: E402
 from bnopt.scorecard.claim_lines import claim_lines
 from bnopt.scorecard.text import check_label, verdict_text
-from bnopt.scorecard.verdicts import band, no_effect
+from bnopt.scorecard.decisions import band, no_effect
 
 VERDICT_COLOURS = {"holds": "#2ca02c", "does not hold": "#d62728", "inconclusive": "#ff9f1c",
                    "not measured": "0.6"}

@@ -10,9 +10,10 @@ from functools import cache
 
 import yaml
 
-# how a finding compares two variants: the first higher; not lower than a fraction of the
-# second (bnopt.scorecard.reported.SIMILAR); lower at every layer
-FINDING_KINDS = ("higher", "not_lower", "lower_every_layer")
+# how a finding compares two variants: the first higher; not lower (non-inferiority with the
+# smallest effect of the quantity's kind); lower at every layer; their difference equal to the
+# published one within the smallest effect (bnopt.scorecard.reported)
+FINDING_KINDS = ("higher", "not_lower", "lower_every_layer", "gap")
 
 
 @cache

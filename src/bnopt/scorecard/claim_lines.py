@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from bnopt.scorecard.checks import CLAIMS
-from bnopt.scorecard.verdicts import CONFIDENCE, p_values
+from bnopt.scorecard.decisions import CONFIDENCE, p_values
 
 ALPHA = (1 - CONFIDENCE) / 2  # each one-sided decision's error rate: 2.5%
 LINE_COLUMNS = ["claim", "statement", "verdict", "primary", "measured", "holds",
