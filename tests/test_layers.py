@@ -15,6 +15,8 @@ from bnopt.running.code_inputs import (
     package_modules,
 )
 
+from conftest import ROOT
+
 HEAVY = ("torch", "torchvision", "matplotlib", "seaborn")
 
 
@@ -82,6 +84,19 @@ def test_the_light_subpackages_import_neither_torch_nor_matplotlib():
             + f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_training_job_imports_no_plotting_or_statistics_library():
+    """A training job's start-up is paid once per run (84 times a default sweep): its script's
+    modules pull in torch and pandas (its tables), not the figures' or the scorecard's
+    libraries (Snakemake itself is there anyway: it runs the script)."""
+    script = ROOT / "workflow/scripts/train.py"
+    code = ("import sys, runpy\n"
+            f"runpy.run_path({str(script)!r})\n"  # its imports; main runs only under Snakemake
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'matplotlib', 'seaborn', 'scipy', 'sklearn', 'torchvision'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def test_imports_are_read_wherever_they_sit(tmp_path):

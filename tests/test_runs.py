@@ -10,6 +10,7 @@ from bnopt.plan.datasets import TRAIN_SIZES
 from bnopt.plan.runs import (
     NEUTRAL,
     RUN_IDENTITY,
+    UNTRACKED,
     RunConfig,
     plan,
     run_config,
@@ -63,11 +64,13 @@ def test_a_run_asked_for_by_path_gets_the_plans_settings():
 def test_tracked_settings_are_plain_data_that_give_the_run_back():
     cfg = check_config(QUICK)
     for r in plan(cfg):
-        tracked = tracked_settings(r)  # all but the identity and settings at neutral values
+        tracked = tracked_settings(r)  # all but the identity, the checkpoint policy and
+        # settings at neutral values
         assert set(tracked) == ({f.name for f in dataclasses.fields(r)} - set(RUN_IDENTITY)
-                                - set(NEUTRAL))
+                                - set(NEUTRAL) - set(UNTRACKED))
         assert isinstance(tracked["probe_multipliers"], list)  # a list, as YAML and JSON have it
-        back = RunConfig.from_dict({**tracked, **{k: getattr(r, k) for k in RUN_IDENTITY}})
+        back = RunConfig.from_dict({**tracked, **{k: getattr(r, k)
+                                                  for k in (*RUN_IDENTITY, *UNTRACKED)}})
         assert back == r
 
 
@@ -78,7 +81,8 @@ def test_the_tracked_settings_of_existing_runs_do_not_move():
     cfg = check_config(QUICK)
     bn = run_config(cfg, "digits", "vgg", "batchnorm", 0.1, 0)
     keys = [f.name for f in dataclasses.fields(RunConfig)
-            if f.name not in RUN_IDENTITY and "neutral" not in f.metadata]
+            if f.name not in RUN_IDENTITY and "neutral" not in f.metadata
+            and f.name not in UNTRACKED]
     assert repr(tracked_settings(bn)) == repr({k: cfg[k] for k in keys})
 
 

@@ -4,11 +4,14 @@ from pathlib import Path
 from types import SimpleNamespace as NS
 
 import pandas as pd
+import yaml
 from PIL import Image
 
 from bnopt.figures.paper import FIGURES
+from bnopt.plan.check import check_config
 from bnopt.plan.tables import written_tables
 from bnopt.plan.variants import DLN_VARIANTS, NOISY_BN_DEFAULTS, VARIANTS
+from conftest import ROOT
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 TRAIN = dict(steps=12, batch_size=64, momentum=0.0, weight_decay=0.0, width=0.125, init="glorot",
@@ -20,6 +23,10 @@ DLN_TRAIN = {**TRAIN, "batch_size": 1000, "eval_batch_size": 1000,
              "probe_multipliers": [0.01, 1.0, 30.0], "units_per_layer": 0, "probe_update": False}
 # the config the rules see: it turns on the optional tables, which the rule then declares
 CONFIG = {"units_per_layer": 2, "probe_update": True}
+# ... and gives the train script the checkpoint policy, which its params do not track
+BASE = yaml.safe_load((ROOT / "config.yaml").read_text())
+CHECKED = check_config({**BASE, **CONFIG, "checkpoint_every": 4, "log_every": 4,
+                        "dln": {**BASE["dln"], "log_every": 4}})
 
 
 def script(name):
@@ -40,7 +47,7 @@ def train(tmp_path, data, dataset, model, variant, lr, params):
     script("train.py")(NS(wildcards=NS(dataset=dataset, model=model, variant=variant, lr=lr,
                                        seed="0"),
                           params=NS(train=params), input=NS(data=str(data)), output=out,
-                          threads=1))
+                          config=CHECKED, threads=1))
     return out.meta
 
 

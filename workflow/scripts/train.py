@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 
 from bnopt.analysis.outcome import outcome_text
-from bnopt.plan.runs import RunConfig
+from bnopt.plan.runs import UNTRACKED, RunConfig, train_settings
 from bnopt.plan.tables import TABLES
 from bnopt.running.gpus import lease_gpu, sharing_note
 from bnopt.running.rule_glue import log_to
@@ -16,8 +16,12 @@ from bnopt.training.loop import resolve_device, train_run, write_run
 
 def main(sm):
     w = sm.wildcards
-    cfg = RunConfig.from_dict({**sm.params.train, "dataset": w.dataset, "model": w.model,
-                               "variant": w.variant, "lr": float(w.lr), "seed": int(w.seed)})
+    # the tracked settings (params.train) and the checkpoint policy, which is not tracked
+    # (UNTRACKED: changing it retrains nothing), from the config as the plan reads it
+    policy = train_settings(sm.config, w.model)
+    cfg = RunConfig.from_dict({**sm.params.train, **{k: policy[k] for k in UNTRACKED},
+                               "dataset": w.dataset, "model": w.model, "variant": w.variant,
+                               "lr": float(w.lr), "seed": int(w.seed)})
     if resolve_device(cfg.device).type == "cuda":
         # snakemake counts GPUs but does not assign them: lease a distinct one for this job
         # scheduling settings: from the config, not params (a change must retrain nothing)

@@ -179,7 +179,7 @@ class RunConfig:
         """What a checkpoint must match to be resumed (everything but the checkpoint policy)."""
         d = {k: getattr(self, k) for k in RUN_IDENTITY} | tracked_settings(self)
         for k in ("checkpoint_every", "keep_checkpoints", "log_every", "device"):
-            d.pop(k)
+            d.pop(k, None)
         return d
 
     @classmethod
@@ -221,16 +221,24 @@ def train_settings(cfg: dict, model: str) -> dict:
     return settings
 
 
+# Settings that cannot change what a run computes (its checkpoint policy): not tracked, so
+# changing them retrains nothing (as the scheduling settings jobs_per_gpu and gpu_lock_dir,
+# which are not run settings at all)
+UNTRACKED = ("checkpoint_every", "keep_checkpoints")
+
+
 def tracked_settings(run: RunConfig) -> dict:
     """The settings of ``run`` that the train rule tracks (its ``params``: a change retrains
     the run), as plain data: every ``TRAIN_KEYS`` field but those at their neutral value
     (:data:`NEUTRAL`), so that adding a setting whose default changes nothing leaves every
-    finished run's tracked settings, and so Snakemake's verdict on it, as they were.
-    ``RunConfig.from_dict`` of them (with the run's identity) gives ``run`` back."""
+    finished run's tracked settings, and so Snakemake's verdict on it, as they were; nor the
+    :data:`UNTRACKED` ones. ``RunConfig.from_dict`` of them (with the run's identity and its
+    untracked settings) gives ``run`` back."""
     out = {}
     for field in dataclasses.fields(run):
         value = getattr(run, field.name)
-        if field.name in RUN_IDENTITY or value == field.metadata.get("neutral", _NONE):
+        if (field.name in RUN_IDENTITY or field.name in UNTRACKED
+                or value == field.metadata.get("neutral", _NONE)):
             continue
         out[field.name] = list(value) if isinstance(value, tuple) else copy.deepcopy(value)
     return out

@@ -52,7 +52,7 @@ class Quantity:
 
 
 # What a check can compare: per run, one number (per layer for ICS and the moment shift), and
-# for a matched quantity one number per training-loss bin as well.
+# for a matched quantity one number per level of the training loss as well.
 QUANTITIES = {
     "final_test_acc": Quantity("test accuracy (eval mode, last step)", "accuracy"),
     "mean_batch_acc": Quantity("training accuracy averaged over the run (batch, training mode)",
