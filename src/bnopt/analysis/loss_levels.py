@@ -17,8 +17,8 @@ levels of the training loss*:
 - a run's value at a level is read off its own curve of the quantity against the training loss
   (log10 of the smoothed loss at each measured step, sorted; a running median over
   ``SMOOTH_POINTS`` measured steps; linear interpolation at the level, never beyond the curve's
-  ends). The caller passes the quantity on the scale it is compared on (the log of a ratio
-  quantity), so a quantity proportional to the loss is read off exactly, however fast or slowly
+  ends), on the scale the quantity is compared on (``log`` for a ratio quantity), so a
+  quantity proportional to the loss is read off exactly, however fast or slowly
   each run passed that loss (a bin of the loss would compare wherever in the bin each run
   happened to spend its steps: up to the bin's width, 3.16x for half a decade);
 - a level counts for a run only where the run has at least ``MIN_STEPS_AT_LEVEL`` measured steps
@@ -100,21 +100,29 @@ def curve_at_levels(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return k[keep].astype(np.int64), np.interp(at[keep], xs, ys), support[keep].astype(np.int64)
 
 
-def at_levels(values: pd.DataFrame, progress: pd.Series, keys=()) -> pd.DataFrame:
+def at_levels(values: pd.DataFrame, progress: pd.Series, keys=(), log=False) -> pd.DataFrame:
     """Per level of the training loss (and per ``keys``, e.g. quantity and layer): each group's
     ``values.value`` read off its curve against the smoothed training loss (``progress``, from
     :func:`smoothed_loss`) by :func:`curve_at_levels`, and how many measured steps support it.
-    ``values`` has columns step, value and ``keys``, value on the scale it is compared on.
-    Columns: level, *keys, value, count."""
+    ``values`` has columns step, value and ``keys``. ``log``: read on a log scale (a quantity
+    compared as a ratio; values <= 0 left out) and return the value back on its own scale; a
+    bool, or one per row of ``values`` (the same within a group). Columns: level, *keys,
+    value, count."""
     keys = list(keys)
     columns = ["level", *keys, "value", "count"]
     if values.empty:
         return pd.DataFrame(columns=columns)
     x = np.log10(_progress_at(progress, values["step"].to_numpy()))
-    df = values.assign(_x=x)
+    value = values["value"].to_numpy(dtype=float)
+    log = np.broadcast_to(np.asarray(log, dtype=bool), value.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = np.where(log, np.log(value), value)
+    df = values.assign(_x=x, value=value, _log=log)
     parts = []
     for key, g in (df.groupby(keys, sort=True) if keys else [((), df)]):
         k, v, n = curve_at_levels(g["_x"].to_numpy(dtype=float), g["value"].to_numpy(dtype=float))
+        if g["_log"].iloc[0]:
+            v = np.exp(v)
         key = key if isinstance(key, tuple) else (key,)
         parts.append(pd.DataFrame({"level": k, **{c: np.full(len(k), kv) for c, kv in
                                                     zip(keys, key)}, "value": v, "count": n}))

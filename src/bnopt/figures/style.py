@@ -170,11 +170,9 @@ def matched_panel(ax, meta_paths, per_step: pd.DataFrame, column: str, variants)
     rows = []
     for (v, s), g in steps.groupby(["variant", "seed"]):
         vals = per_step[(per_step.variant == v) & (per_step.seed == s)]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log = np.log(vals[column].to_numpy(dtype=float))
-        b = at_levels(pd.DataFrame({"step": vals["step"].to_numpy(), "value": log}),
-                      smoothed_loss(g))
-        rows.append(b.assign(value=np.exp(b["value"].to_numpy(dtype=float)), variant=v, seed=s))
+        b = at_levels(vals[["step", column]].rename(columns={column: "value"}),
+                      smoothed_loss(g), log=True)
+        rows.append(b.assign(variant=v, seed=s))
     df = pd.concat(rows, ignore_index=True)
     df["loss"] = level_loss(df["level"].to_numpy(dtype=float))
     sns.lineplot(data=df, x="loss", y="value", hue="variant", hue_order=variants, palette=PALETTE,

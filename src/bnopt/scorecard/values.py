@@ -76,14 +76,8 @@ def _run_values(meta_path) -> tuple[dict, pd.DataFrame]:
     g = per_step.groupby(["quantity", "layer"])["value"]
     whole = pd.DataFrame({"value": g.median(), "count": g.size()}).reset_index()
     # at the loss levels, each quantity on the scale it is compared on (log for a ratio)
-    log = LOG_SCALE[per_step["quantity"].to_numpy()]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scaled = np.where(log, np.log(per_step["value"].to_numpy()), per_step["value"].to_numpy())
-    per_level = at_levels(per_step.assign(value=scaled), smoothed_loss(tables["steps"]),
-                          ("quantity", "layer"))
-    back = LOG_SCALE[per_level["quantity"].to_numpy(dtype=np.int64)]
-    per_level["value"] = np.where(back, np.exp(per_level["value"].to_numpy(dtype=float)),
-                                  per_level["value"].to_numpy(dtype=float))
+    per_level = at_levels(per_step, smoothed_loss(tables["steps"]), ("quantity", "layer"),
+                          log=LOG_SCALE[per_step["quantity"].to_numpy()])
     one = {"final_test_acc": meta["final_test_acc"],
            "mean_batch_acc": math.nan if diverged else tables["steps"].accuracy.mean(),
            "run_loss": math.nan if diverged else geometric_mean(tables["steps"].loss),
