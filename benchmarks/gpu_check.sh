@@ -141,8 +141,12 @@ try:
 except ValueError:
     sys.exit(print("\nno projection (see projection.log)"))
 print(f"\nsweep wall {sys.argv[2]} s (snakemake, every job, start-up included); projected "
-      f"{res['projected_minutes'] * 60:.0f} s ({res['runs']} runs, {res['gpu_minutes']:.2f} GPU-minutes, "
+      f"{res['profile_minutes'] * 60:.0f} s with the profile, {res['serial_minutes'] * 60:.0f} s "
+      f"with --cores 1 ({res['runs']} runs, {res['gpu_minutes']:.2f} GPU-minutes, "
       f"{res['cpu_job_minutes']:.2f} CPU job-minutes)\n")
+print("start-up by stage, seconds (the projection's job probe):\n")
+for k, st in res.get("startup_stages_s", {}).items():
+    print(f"- {k}: " + ", ".join(f"{n} {v:.2f}" for n, v in st.items()))
 print("| row | projected job s | observed job s | job / projected |")
 print("|---|---|---|---|")
 for k, r in res.get("compare", {}).items():

@@ -62,12 +62,17 @@ def test_bench_projects_a_sweep(tmp_path):
     assert set(res["minutes_by_variant"]) >= {"digits/vgg/batchnorm", "dln/dln/l1"}
     # all on the CPU: no GPU-minutes, and the jobs share the 2 cores (1 thread each)
     assert res["gpu_minutes"] == 0 and res["cpu_job_minutes"] == res["device_minutes"] > 0
-    assert res["projected_minutes"] == res["cpu_job_minutes"] / 2
+    assert res["profile_minutes"] == pytest.approx((res["cpu_job_minutes"]
+                                                    + res["other_job_minutes"]) / 2)
+    assert res["serial_minutes"] == pytest.approx(res["cpu_job_minutes"] + res["other_job_minutes"])
     seen = res["compare"]["digits/vgg/batchnorm"]
     assert seen["observed_s"] == 30.0 and seen["observed_runs"] == 1
     assert seen["observed_over_projected"] == 30.0 / seen["projected_s"]
-    startup = res["costs_s"]["digits/vgg/batchnorm"]["startup_s"]  # a fresh Python importing torch
-    assert startup > 0 and seen["projected_job_s"] - seen["projected_s"] == pytest.approx(startup)
+    startup = res["costs_s"]["digits/vgg/batchnorm"]["startup_s"]  # the job's stages outside its steps
+    stages = res["startup_stages_s"]["digits/vgg/batchnorm"]
+    assert startup > 0 and startup == pytest.approx(sum(v for k, v in stages.items()
+                                                        if k != "checkpoint"))
+    assert seen["projected_job_s"] - seen["projected_s"] == pytest.approx(startup)
     per_run = res["minutes_by_variant"]["digits/vgg/batchnorm"] * 60 / 3  # 3 seeds
     assert abs(seen["projected_job_s"] - per_run) < 0.1
 

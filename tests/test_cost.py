@@ -1,6 +1,9 @@
 """The sweep cost projection: run counts and arithmetic against hand counts, and a real
 measurement of per-step costs on the CPU."""
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +15,7 @@ from bnopt.plan.check import check_config
 from bnopt.studies.cost import (
     measure_costs,
     observed_seconds,
+    other_jobs,
     per_step_seconds,
     projected_seconds,
     step_counts,
@@ -28,10 +32,12 @@ QUICK = check_config({**yaml.safe_load((ROOT / "config.yaml").read_text()),
 def test_step_counts_by_hand():
     # the paper's run: steps 0, 100, ..., 14900 measured; evals at 0, 500, ..., 14500 and 15000
     assert step_counts(15000, 100, 500) == {"steps": 15000, "measured_steps": 150,
-                                            "curvature_steps": 0, "evals": 31}
+                                            "curvature_steps": 0, "evals": 31, "checkpoints": 0}
     # steps 0..9: measured 0, 3, 6, 9; curvature 0, 5; evals at 0, 4, 8 and the end (10)
     assert step_counts(10, 3, 4, 5) == {"steps": 10, "measured_steps": 4, "curvature_steps": 2,
-                                        "evals": 4}
+                                        "evals": 4, "checkpoints": 0}
+    # checkpoints after steps 1000, ..., 14000: none at the end (the outputs are written)
+    assert step_counts(15000, 100, 500, checkpoint_every=1000)["checkpoints"] == 14
     assert step_counts(10, 0, 10)["measured_steps"] == 0
 
 
@@ -67,9 +73,10 @@ def test_projection_arithmetic():
     costs[("d", "m", "a")]["curvature_s"] = 31.0
     sec = projected_seconds(plan, costs)
     assert sec[("d", "m", "a")] == 3 * (90 * 1.0 + 10 * 20.0 + 4 * 30.0 + 5 * 4.0)
-    # a job's start-up, once per run
-    costs[("d", "m", "b")]["startup_s"] = 6.0
-    assert projected_seconds(plan, costs)[("d", "m", "b")] == 2 * (10 * 0.5 + 2 * 1.0 + 6.0)
+    # a job's start-up, once per run; its checkpoints
+    costs[("d", "m", "b")].update(startup_s=6.0, checkpoint_s=0.5)
+    plan["checkpoints"] = [0, 3]
+    assert projected_seconds(plan, costs)[("d", "m", "b")] == 2 * (10 * 0.5 + 2 * 1.0 + 6.0 + 1.5)
 
 
 @pytest.mark.parametrize("key", [("digits", "vgg", "batchnorm"), ("dln", "dln", "l1")])
@@ -85,13 +92,21 @@ def test_measured_costs_on_the_cpu(key):
 def test_sweep_minutes_by_hand():
     seconds = pd.Series([600.0, 1200.0, 3000.0])
     devices = pd.Series(["cuda", "cuda", "cpu"])
-    # 30 GPU-minutes; 50 CPU job-minutes of 2 threads each on the 16 - 1 cores the GPU job
-    # leaves: 7 at once, 50 / 7 = 7.1 minutes, inside the GPU's 30
-    assert sweep_minutes(seconds, devices, cores=16, threads=2) == {
-        "gpu_minutes": 30.0, "cpu_job_minutes": 50.0, "cpu_slots": 7, "projected_minutes": 30.0}
+    # 30 GPU-minutes; 50 CPU job-minutes of 2 threads each on the 16 - 2 cores the GPU job
+    # leaves: 7 at once, 50 / 7 = 7.1 minutes, inside the GPU's 30; 2 minutes of figures on
+    # one core each, on 16 cores after
+    t = sweep_minutes(seconds, devices, cores=16, threads=2, other_seconds=120.0)
+    assert t == {"gpu_minutes": 30.0, "cpu_job_minutes": 50.0, "other_job_minutes": 2.0,
+                 "cpu_slots": 7, "serial_minutes": 82.0, "profile_minutes": 30.0 + 2.0 / 16}
+    # --cores 1: one job at a time, everything adds up; the profile with 2 jobs a GPU: each
+    # GPU job's start-up (60 s of each row here) overlaps the other's steps
+    two = sweep_minutes(seconds, devices, cores=16, threads=2,
+                        startup=pd.Series([60.0, 60.0, 60.0]), jobs_per_gpu=2)
+    assert two["serial_minutes"] == 80.0 and two["cpu_slots"] == 6
+    assert two["profile_minutes"] == pytest.approx(30.0 - 2.0 / 2)
     # on 2 cores with no GPU job: the CPU is the sweep's wall time
     cpu = sweep_minutes(seconds, pd.Series(["cpu"] * 3), cores=2)
-    assert cpu["gpu_minutes"] == 0 and cpu["cpu_slots"] == 2 and cpu["projected_minutes"] == 40.0
+    assert cpu["gpu_minutes"] == 0 and cpu["cpu_slots"] == 2 and cpu["profile_minutes"] == 40.0
 
 
 def _linear_wall(setup, per_step, noise=()):
@@ -159,3 +174,43 @@ def test_forward_flops_counts_conv_and_linear_multiply_adds():
     assert forward_flops(net, torch.zeros(1, 3, 8, 8)) == 2 * 256 * 27 + 2 * 10 * 256
     grouped = nn.Conv2d(4, 4, 3, padding=1, groups=2)  # each output sees 2 of the 4 channels
     assert forward_flops(nn.Sequential(grouped), torch.zeros(1, 4, 8, 8)) == 2 * 256 * 18
+
+
+def test_a_process_knows_its_age_and_a_job_times_its_stages():
+    code = ("import time; time.sleep(0.3)\n"
+            "from bnopt.running.clock import Stages\n"
+            "s = Stages(); time.sleep(0.2); s.done('nap'); print(s.seconds)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds = eval(out.stdout)
+    assert 0.3 <= seconds["interpreter"] < 5 and 0.2 <= seconds["nap"] < 1
+
+
+def test_the_other_jobs_are_those_snakemake_plans():
+    # the quick preset: 2 datasets, summary, scorecard and its figure, 19 figures (snakemake -n
+    # of the preset: tests/test_presets.py counts the same jobs by rule)
+    assert other_jobs(QUICK) == {"prepare_data": 2, "summary": 1, "scorecard": 1,
+                                 "fig0_scorecard": 1, "reported": 0, "figures": 19}
+    vgg_a = check_config({**yaml.safe_load((ROOT / "config.yaml").read_text()),
+                          **yaml.safe_load((ROOT / "workflow/presets/vgg_a.yaml").read_text())})
+    assert other_jobs(vgg_a)["reported"] == 1 and other_jobs(vgg_a)["scorecard"] == 0
+
+
+@pytest.mark.slow
+def test_the_projection_of_a_partial_sweep_is_within_20_percent_of_the_real_one(tmp_path):
+    """benchmarks/check_projection.py on a small sweep of every kind of job: the small CNN's
+    experiment (3 runs on generated data, its figures, reported.csv, the summary) with
+    `snakemake --cores 1 --resources gpu=1`, against the projection of its serial schedule:
+    start-up, steps, measured steps, evaluations, checkpoints and the other jobs."""
+    base = yaml.safe_load((ROOT / "config.yaml").read_text())
+    cfg = {**base, **yaml.safe_load((ROOT / "workflow/presets/small_cnn.yaml").read_text()),
+           "dataset": "synthetic", "seeds": [0], "steps": 200, "eval_every": 100,
+           "log_every": 50, "measure_every": 50, "hist_every": 100, "checkpoint_every": 100,
+           "device": "cpu", "threads": 1, "dln": {**base["dln"], "log_every": 50}}
+    path = tmp_path / "partial.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/check_projection.py"), str(path),
+                        "--json"], capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["projection"]["runs"] == 3 and res["projection"]["other_jobs"]["reported"] == 1
+    assert 0.8 <= res["real_over_projected"] <= 1.2, res["real_over_projected"]

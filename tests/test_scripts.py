@@ -1,4 +1,5 @@
 """Per-rule scripts, called directly with a stand-in for Snakemake's ``snakemake`` object."""
+import json
 import runpy
 from pathlib import Path
 from types import SimpleNamespace as NS
@@ -62,6 +63,12 @@ def test_rule_scripts_chain_on_generated_data(tmp_path):
     script("summarize.py")(NS(input=NS(runs=metas + dln), output=tables))
     summary = pd.read_csv(tables.csv)
     assert len(summary) == 9 + 8 and (summary["steps_completed"] == 12).all()
+    # each job's start-up is on record by stage (the train script's clock starts before its
+    # imports), with its setup before the first step and its tables' writing
+    meta = json.loads(Path(metas[0]).read_text())
+    assert set(meta["job_stages_s"]) == {"interpreter", "imports", "data", "setup"}
+    assert all(v >= 0 for v in meta["job_stages_s"].values())
+    assert meta["write_seconds"] > 0 and meta["setup_seconds"] == meta["job_stages_s"]["setup"]
     assert not list(tmp_path.rglob("checkpoint.pt"))  # finished runs delete their checkpoints
     assert summary[["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "lambda_max",
                     "batch_sharpness"]].notna().all().all()
@@ -102,14 +109,14 @@ def test_out_of_memory_names_the_keys_to_lower(tmp_path, monkeypatch):
     import pytest
     import torch
 
-    import bnopt.training.loop
+    import bnopt.training.job
 
     data = prepare(tmp_path, "synthetic", {"data_root": None})
 
     def oom(*a, **k):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(bnopt.training.loop, "train_run", oom)
+    monkeypatch.setattr(bnopt.training.job, "train_run", oom)
     with pytest.raises(RuntimeError, match=r"lower batch_size \(now 64\) or width \(now 0.125\)"):
         train(tmp_path, data, "synthetic", "vgg", "standard", "0.05", TRAIN)
     assert not (tmp_path / "runs" / "vgg" / "standard" / "run.json").exists()

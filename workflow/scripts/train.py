@@ -1,17 +1,19 @@
 """Rule train: one (dataset, model, variant, lr, seed) run."""
-import dataclasses
-import json
-from pathlib import Path
+from bnopt.running.clock import Stages
 
-import torch
+STAGES = Stages()  # before the imports below: the job's start-up by stage (run.json)
 
-from bnopt.analysis.outcome import outcome_text
-from bnopt.plan.runs import UNTRACKED, RunConfig, train_settings
-from bnopt.plan.tables import TABLES
-from bnopt.running.gpus import lease_gpu, sharing_note
-from bnopt.running.rule_glue import log_to
-from bnopt.training.data import Dataset
-from bnopt.training.loop import resolve_device, train_run, write_run
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+
+from bnopt.plan.runs import UNTRACKED, RunConfig, train_settings  # noqa: E402
+from bnopt.plan.tables import TABLES  # noqa: E402
+from bnopt.running.gpus import lease_gpu, sharing_note  # noqa: E402
+from bnopt.running.rule_glue import log_to  # noqa: E402
+from bnopt.training.job import train_job  # noqa: E402
+from bnopt.training.loop import resolve_device  # noqa: E402
+
+STAGES.done("imports")
 
 
 def main(sm):
@@ -32,27 +34,8 @@ def main(sm):
             print(f"NOTE: {note}", flush=True)
         cfg = dataclasses.replace(cfg, device=lease.device)
     print("run config:", json.dumps(cfg.__dict__, sort_keys=True), flush=True)
-    checkpoint = Path(sm.output.meta).with_name("checkpoint.pt")
-    try:
-        result = train_run(cfg, Dataset.load(sm.input.data), threads=sm.threads,
-                           checkpoint_path=checkpoint)
-    except torch.OutOfMemoryError as e:
-        raise RuntimeError(
-            f"out of memory on {cfg.device}: lower batch_size (now {cfg.batch_size}) or width "
-            f"(now {cfg.width}) in the config; a measured step also holds two extra copies of "
-            f"the parameters. The checkpoint, if any, is kept. ({e})") from None
-    m = result.meta
-    print(f"done on {m['device_name']}: {m['steps_completed']} steps in {m['wall_seconds']:.1f} s, "
-          f"diverged={m['diverged']}, never_learned={m['never_learned']}, final batch acc "
-          f"{m['final_batch_acc']:.4f}, final test acc {m['final_test_acc']:.4f}")
-    warning = outcome_text(m)
-    if warning:
-        print(f"WARNING: {warning}; comparisons with this run are against a network that did "
-              "not train (docs/outputs.md, 'Runs that did not train').", flush=True)
-    paths = {name: getattr(sm.output, name) for name in TABLES}
-    write_run(result, paths, sm.output.meta)
-    if not cfg.keep_checkpoints:
-        checkpoint.unlink(missing_ok=True)
+    train_job(cfg, sm.input.data, {name: getattr(sm.output, name) for name in TABLES},
+              sm.output.meta, STAGES, threads=sm.threads)
 
 
 if __name__ == "__main__" and "snakemake" in globals():

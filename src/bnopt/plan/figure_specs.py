@@ -132,10 +132,16 @@ def figures_off(cfg: dict) -> dict[str, list[str]]:
     out = {}
     for fig, needs in FIGURE_NEEDS.items():
         off = [f"{'dln.' if fam == 'dln' else ''}{key}" for fam, key in needs
-               if not (cfg["dln"] if fam == "dln" else cfg)[key]]
+               if not _on(cfg["dln"] if fam == "dln" else cfg, key)]
         if off:
             out[fig] = off
     return out
+
+
+def _on(section: dict, key: str) -> bool:
+    """Whether ``key`` is on in a config section; a run measures steps when measure_every or
+    measure_per_decade is on (:func:`bnopt.plan.runs.measured_steps`)."""
+    return bool(section[key] or (key == "measure_every" and section.get("measure_per_decade")))
 
 
 def _switch(key: str) -> bool:

@@ -35,8 +35,8 @@ def checkpoint_problem(checkpoint_every: int, log_every: int, prefix: str = "") 
 
 
 # Keys the dln section sets for DLN runs; the DLN is trained by full-batch gradient descent.
-DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "hist_every",
-            "hessian_every", "probe_multipliers", "dtype", "vmap_probes", "device")
+DLN_KEYS = ("steps", "init", "eval_every", "log_every", "measure_every", "measure_per_decade",
+            "hist_every", "hessian_every", "probe_multipliers", "dtype", "vmap_probes", "device")
 # What every DLN run is, whatever the config says (paper Section 4: full-batch gradient
 # descent on a regression; no conv maps).
 DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["dln"],
@@ -46,6 +46,24 @@ DLN_FIXED = {"batch_size": TRAIN_SIZES["dln"], "eval_batch_size": TRAIN_SIZES["d
              # plain GD's update is -lr * gradient, which the gradient probes already follow;
              # single units' percentiles are of the networks' nonlinearities (Ioffe & Szegedy)
              "probe_update": False, "units_per_layer": 0}
+
+
+def measured_steps(steps: int, every: int, per_decade: int = 0) -> list[int]:
+    """The steps of a ``steps``-step run that are measured, ascending: every ``every``-th from
+    step 0 (``every`` = 0: none), and with ``per_decade`` > 0 also step 0 and ``per_decade``
+    steps per decade of the step count, geometrically spaced (round(10 ** (k / per_decade)),
+    k = 0, 1, ...: 1, 2, 3, ... while they are closer than one step, then sparser). The training
+    loss moves fastest early, so this puts measured steps where it moves: every level of the
+    loss gets its measured steps at a fraction of a uniform schedule's count, on any run
+    length. The one place a run's measured steps are decided (training, the cost projection)."""
+    out = set(range(0, steps, every)) if every else set()
+    if per_decade:
+        out.add(0)
+        k = 0
+        while (s := round(10 ** (k / per_decade))) < steps:
+            out.add(s)
+            k += 1
+    return sorted(out)
 
 
 def dln_settings(dln: dict) -> dict:
@@ -134,6 +152,8 @@ class RunConfig:
     mlp_widths: tuple | None = _neutral(MLP_WIDTHS)  # model mlp's hidden widths
     units_per_layer: int | None = _neutral(0)  # single units' input percentiles (units.parquet)
     probe_update: bool | None = _neutral(False)  # probes along the update too (update_probes)
+    # measured steps per decade of the step count, on top of every measure_every-th
+    measure_per_decade: int | None = _neutral(0)
 
     def __post_init__(self):
         for name, value in model_defaults(self.model).items():
@@ -150,6 +170,9 @@ class RunConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} = {getattr(self, name)!r}: choose one of "
                                  f"{', '.join(allowed)}")
+        for name in ("measure_every", "measure_per_decade"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} = {getattr(self, name)}: must be 0 (off) or more")
         if self.channels_last not in (True, False, "auto"):
             raise ValueError(f"channels_last = {self.channels_last!r}: choose true, false or auto")
         if self.vmap_probes and self.channels_last is True:
@@ -169,6 +192,10 @@ class RunConfig:
             return bool(self.channels_last)
         return (str(device).startswith("cuda") and self.precision == "tf32"
                 and not self.vmap_probes)
+
+    def measured_steps(self) -> list[int]:
+        """The steps this run measures (:func:`measured_steps`)."""
+        return measured_steps(self.steps, self.measure_every, self.measure_per_decade)
 
     @property
     def folder(self) -> str:

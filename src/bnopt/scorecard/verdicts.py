@@ -191,7 +191,7 @@ def judge(check: Check, values: pd.DataFrame, blocked: dict | None = None) -> di
         out.update(verdict="inconclusive",
                    why="the runs share no training loss: no seed's two runs both have measured "
                        "steps near one level of it (levels); measure more often "
-                       "(measure_every) or train longer")
+                       "(measure_every, measure_per_decade) or train longer")
     failed = _failed(pd.concat([t.loc[seeds].reset_index(), b.loc[seeds].reset_index()],
                                ignore_index=True))
     if failed:

@@ -22,6 +22,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import yaml
 
 from bnopt.plan.check import check_config
 from bnopt.plan.datasets import NUM_CLASSES, TEST_SIZES, TRAIN_SIZES, input_shape
-from bnopt.plan.runs import JOB_BENCHMARK, plan, run_config
+from bnopt.plan.runs import JOB_BENCHMARK, measured_steps, plan, run_config, target_figures
 from bnopt.training.data import fake_dataset
 from bnopt.training.loop import (
     build_run,
@@ -46,15 +47,18 @@ from bnopt.training.precision import cudnn_autotune, matmul_precision
 KEY = ["dataset", "model", "variant"]
 
 
-def step_counts(steps: int, measure_every: int, eval_every: int, hessian_every: int = 0) -> dict:
-    """How many steps of a run are measured (``step % measure_every == 0``), how many measure
-    curvature (``step % hessian_every == 0``) and how many evaluations it runs (every
-    ``eval_every`` steps from 0, and one at the end)."""
-    measured = math.ceil(steps / measure_every) if measure_every else 0
+def step_counts(steps: int, measure_every: int, eval_every: int, hessian_every: int = 0,
+                measure_per_decade: int = 0, checkpoint_every: int = 0) -> dict:
+    """How many steps of a run are measured (:func:`bnopt.plan.runs.measured_steps`), how many
+    measure curvature (``step % hessian_every == 0``), how many evaluations it runs (every
+    ``eval_every`` steps from 0, and one at the end) and how many checkpoints it writes (every
+    ``checkpoint_every`` steps before the last)."""
+    measured = len(measured_steps(steps, measure_every, measure_per_decade))
     curvature = math.ceil(steps / hessian_every) if hessian_every else 0
     evals = len(set(range(0, steps, eval_every)) | {steps})
+    checkpoints = len(range(checkpoint_every, steps, checkpoint_every)) if checkpoint_every else 0
     return {"steps": steps, "measured_steps": measured, "curvature_steps": curvature,
-            "evals": evals}
+            "evals": evals, "checkpoints": checkpoints}
 
 
 def sweep_plan(cfg: dict) -> pd.DataFrame:
@@ -67,7 +71,8 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
         key = (run.dataset, run.model, run.variant)
         if key not in rows:
             rows[key] = {"runs": 0, **step_counts(run.steps, run.measure_every, run.eval_every,
-                                                  run.hessian_every),
+                                                  run.hessian_every, run.measure_per_decade,
+                                                  run.checkpoint_every),
                          "eval_images": TRAIN_SIZES[run.dataset] + TEST_SIZES[run.dataset],
                          "device": run.device}
         rows[key]["runs"] += 1
@@ -76,33 +81,50 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
 
 
 def projected_seconds(plan: pd.DataFrame, costs: dict) -> pd.Series:
-    """Device seconds of each plan row: runs x (steps x train_s + measured steps x (measured_s
-    - train_s) + curvature steps x (curvature_s - train_s) + evals x eval_s + startup_s), with
-    ``costs[(dataset, model, variant)]`` a dict of those per-step costs in seconds
-    (``curvature_s`` only where the plan has curvature steps; ``startup_s``, a job's start-up
-    before its first step, 0 where absent)."""
+    """Seconds of each plan row's jobs: runs x (steps x train_s + measured steps x (measured_s
+    - train_s) + curvature steps x (curvature_s - train_s) + evals x eval_s + checkpoints x
+    checkpoint_s + startup_s), with ``costs[(dataset, model, variant)]`` a dict of those costs
+    in seconds (``curvature_s`` only where the plan has curvature steps; ``startup_s``, what a
+    job pays outside its steps (:func:`startup_stages`), and ``checkpoint_s``, 0 where
+    absent)."""
     out = {}
     for key, row in plan.iterrows():
         c = costs[key]
         curvature = row.get("curvature_steps", 0)
         per_run = (row["steps"] * c["train_s"] + row["measured_steps"] * (c["measured_s"] - c["train_s"])
                    + (curvature * (c["curvature_s"] - c["train_s"]) if curvature else 0.0)
-                   + row["evals"] * c["eval_s"] + c.get("startup_s", 0.0))
+                   + row["evals"] * c["eval_s"] + row.get("checkpoints", 0) * c.get("checkpoint_s", 0.0)
+                   + c.get("startup_s", 0.0))
         out[key] = row["runs"] * per_run
     return pd.Series(out, name="seconds").rename_axis(KEY)
 
 
-def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: int = 1) -> dict:
-    """Totals of a projection whose rows (``seconds``) run on ``devices`` ('cuda' or 'cpu', same
-    index): GPU-minutes (one GPU, one training job at a time), CPU job-minutes, and the sweep's
-    wall-clock estimate on a machine with one GPU and ``cores`` CPU cores. CPU jobs of
-    ``threads`` threads each run beside the GPU job on the cores it leaves (one core drives the
-    GPU), assumed to scale perfectly: an estimate, not a measurement."""
+def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: int = 1,
+                  startup: pd.Series | None = None, jobs_per_gpu: int = 1,
+                  other_seconds: float = 0.0) -> dict:
+    """Totals of a projection whose rows' jobs take ``seconds`` (start-up included; ``startup``
+    of it, per row, the jobs' start-up: 0 where None) on ``devices`` ('cuda' or 'cpu', same
+    index), with ``other_seconds`` of jobs that are not training (data preparation, tables,
+    figures, the scorecard: one core each), under the two ways a sweep is run:
+
+    - ``serial_minutes``, ``snakemake --cores 1 --resources gpu=1``: one job at a time, so
+      every job's time adds up, the CPU's DLN jobs and the figures included.
+    - ``profile_minutes``, ``snakemake`` with the workflow profile (every core;
+      ``--resources gpu=jobs_per_gpu``): ``jobs_per_gpu`` GPU jobs at a time, whose steps share
+      the GPU (no faster: BENCHMARKS.md) while one's start-up overlaps another's steps; CPU
+      jobs of ``threads`` threads each beside them on the cores the GPU jobs leave, assumed
+      to scale perfectly; then the other jobs on every core. An estimate, not a measurement.
+
+    Also GPU-minutes and CPU job-minutes (all of their jobs' time) and the CPU slots."""
+    startup = startup if startup is not None else seconds * 0
     gpu = float(seconds[devices == "cuda"].sum()) / 60
     cpu = float(seconds[devices == "cpu"].sum()) / 60
-    slots = max(1, (cores - (1 if gpu else 0)) // threads)
-    return {"gpu_minutes": gpu, "cpu_job_minutes": cpu, "cpu_slots": slots,
-            "projected_minutes": max(gpu, cpu / slots)}
+    overlap = float(startup[devices == "cuda"].sum()) / 60 * (1 - 1 / jobs_per_gpu)
+    slots = max(1, (cores - (threads * jobs_per_gpu if gpu else 0)) // threads)
+    other = other_seconds / 60
+    return {"gpu_minutes": gpu, "cpu_job_minutes": cpu, "other_job_minutes": other,
+            "cpu_slots": slots, "serial_minutes": gpu + cpu + other,
+            "profile_minutes": max(gpu - overlap, cpu / slots) + other / cores}
 
 
 def per_step_seconds(wall, steps: int, min_seconds: float = 0.0, repeats: int = 1,
@@ -179,7 +201,7 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     Everything runs with the config's ``threads`` CPU threads, as its jobs do."""
     lr = lr if lr is not None else (cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0])
     planned = run_config(cfg, dataset, model, variant, lr, 0)
-    base = dataclasses.replace(planned, checkpoint_every=0, hist_every=0,
+    base = dataclasses.replace(planned, checkpoint_every=0, hist_every=0, measure_per_decade=0,
                                device=device if planned.device == "auto" else planned.device)
     batch = base.batch_size
     full_batch = batch >= TRAIN_SIZES[dataset]  # the DLN: gradient descent on the whole split
@@ -259,50 +281,65 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float = 0.5,
             repeats: int = 3, cores: int | None = None, compare=None) -> dict:
     """Time each (dataset, model, variant) of the sweep of the config at ``config_path`` on its
-    device (``device`` where the config says auto) and project the total; with ``compare``
+    device (``device`` where the config says auto), its jobs' start-up by stage
+    (:func:`startup_stages`) and the jobs that are not training (:func:`other_jobs`), and
+    project the whole sweep under both schedules (:func:`sweep_minutes`); with ``compare``
     (results/runs), set the projection per run beside what the real runs there took. Prints
     each row's costs and the tables to stderr; returns the summary
     (``benchmarks/project_sweep.py`` prints it as JSON)."""
-
-
     with open(config_path) as f:
         cfg = check_config(yaml.safe_load(f))
     plan = sweep_plan(cfg)
     plan["device"] = plan["device"].replace("auto", device)
-    costs = {}
+    costs, stages = {}, {}
     for key in plan.index:
         costs[key] = measure_costs(cfg, *key, device=device, steps=steps, min_seconds=min_seconds,
                                    repeats=repeats)
+        # one variant's start-up per (dataset, model, device): the stages do not depend on the
+        # normaliser (VGG standard / BN / noisy BN 2.70 / 2.72 / 2.59 s on the CPU, BENCHMARKS.md)
+        same = next((k for k in stages if k[:2] == key[:2]
+                     and plan.loc[k, "device"] == plan.loc[key, "device"]), None)
+        stages[key] = stages[same] if same else startup_stages(cfg, *key, device=device)
+        costs[key]["checkpoint_s"] = stages[key]["checkpoint"]
+        costs[key]["startup_s"] = sum(stages[key][k] for k in STARTUP_STAGES)
         print(f"{'/'.join(key):32s} {plan.loc[key, 'device']:4s} "
               + "  ".join(f"{k} {v:.4g}" for k, v in costs[key].items()), file=sys.stderr, flush=True)
-    startup = job_startup_seconds(repeats)
-    for key in plan.index:
-        costs[key]["startup_s"] = startup
     seconds = projected_seconds(plan, costs)
+    startup = pd.Series({k: plan.loc[k, "runs"] * costs[k]["startup_s"] for k in plan.index})
+    others = other_jobs(cfg)
+    other_s = {kind: n * other_job_seconds(kind) for kind, n in others.items() if n}
     table = plan.join(pd.DataFrame.from_dict(costs, orient="index").rename_axis(plan.index.names))
     table["minutes"] = seconds / 60
     table["pflop"] = [sweep_row_flops(cfg, key, row) / 1e15 for key, row in plan.iterrows()]
     print(table.to_string(), file=sys.stderr)
     pflop = float(table["pflop"].sum())
     cores = cores or os.cpu_count()
-    totals = sweep_minutes(seconds, plan["device"], cores, cfg["threads"])
+    totals = sweep_minutes(seconds, plan["device"], cores, cfg["threads"], startup.reindex(seconds.index),
+                           cfg["jobs_per_gpu"], sum(other_s.values()))
     res = {"config": str(config_path), "device": device_name(torch.device(device)),
            "torch": torch.__version__, "runs": int(plan["runs"].sum()),
            "device_minutes": float(seconds.sum() / 60), **totals, "cores": cores,
-           "gpu_jobs_at_once": 1,
+           "threads": cfg["threads"], "jobs_per_gpu": cfg["jobs_per_gpu"],
            "pflop": pflop, "achieved_tflops": pflop * 1e3 / float(seconds.sum()),
            "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
            "costs_s": {"/".join(k): v for k, v in costs.items()},
+           "startup_stages_s": {"/".join(k): v for k, v in stages.items()},
+           "other_jobs": others, "other_seconds": other_s,
            "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
-    print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, one GPU job at a time "
-          f"(BENCHMARKS.md: sharing a GPU measured no faster), {totals['cpu_job_minutes']:.1f} "
-          f"CPU job-minutes ({totals['cpu_slots']} at once on {cores} cores); the sweep "
-          f"{res['projected_minutes']:.1f} minutes", file=sys.stderr)
+    print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, {totals['cpu_job_minutes']:.1f} "
+          f"CPU job-minutes, {totals['other_job_minutes']:.1f} minutes of data, tables and "
+          f"figures ({sum(others.values())} jobs).\n"
+          f"  snakemake --cores 1 --resources gpu=1 (one job at a time): "
+          f"{totals['serial_minutes']:.1f} minutes\n"
+          f"  snakemake (the profile: {cores} cores, {cfg['jobs_per_gpu']} job(s) a GPU, "
+          f"{totals['cpu_slots']} CPU jobs beside): {totals['profile_minutes']:.1f} minutes",
+          file=sys.stderr)
     if compare:
         seen = observed_seconds(compare)
         # per run: the training loop as run.json's wall_seconds counts it, and the whole job
         both = (seconds / plan["runs"]).rename("projected_job_s").to_frame().join(seen, how="inner")
-        both.insert(0, "projected_s", both["projected_job_s"] - startup)
+        both.insert(0, "projected_s", both["projected_job_s"]
+                    - pd.Series({k: costs[k]["startup_s"] for k in both.index}))
         both["observed_over_projected"] = both["observed_s"] / both["projected_s"]
         both["job_over_projected"] = both["job_s"] / both["projected_job_s"]
         print(both.to_string(), file=sys.stderr)
@@ -311,15 +348,81 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     return res
 
 
-def job_startup_seconds(repeats: int = 3) -> float:
-    """Seconds a training job spends before its first step that the loop's timing misses: a
-    fresh Python importing torch and the training code (the fastest of ``repeats``)."""
+# The rule scripts of the jobs that are not training (workflow/scripts/), by kind
+OTHER_SCRIPTS = {"prepare_data": "prepare_data.py", "summary": "summarize.py",
+                 "scorecard": "scorecard.py", "fig0_scorecard": "plot_scorecard.py",
+                 "reported": "reported.py", "figures": "plot_figure.py"}
+SCRIPTS = Path(__file__).resolve().parents[3] / "workflow" / "scripts"
+# Seconds of each such job's work after its imports: measured, not modelled, on the quick
+# preset's 51 runs (2-core CPU, 2026-12-06, Snakemake's log: a figure job took 2-4 s, its
+# script's imports 1.5 s alone; data preparation 3-4 s with 2.1 s of imports; the scorecard
+# 4 s, its figure 6 s, the summary 1 s). A downloaded dataset's download and conversion are not
+# counted (they depend on the network, and happen once).
+OTHER_WORK_S = {"prepare_data": 1.5, "summary": 0.5, "scorecard": 3.0, "fig0_scorecard": 4.0,
+                "reported": 3.0, "figures": 1.5}
+
+
+def other_jobs(cfg: dict) -> dict[str, int]:
+    """How many jobs of each kind that is not training `snakemake` (rule all) runs for the
+    checked config ``cfg``: one data preparation per dataset, the summary, the scorecard and
+    its figure (or an earlier experiment's reported.csv), and one job per target figure."""
+    experiment = bool(cfg["experiment"])
+    return {"prepare_data": len({run.dataset for run in plan(cfg)}), "summary": 1,
+            "scorecard": int(not experiment), "fig0_scorecard": int(not experiment),
+            "reported": int(experiment), "figures": len(target_figures(cfg))}
+
+
+def other_job_seconds(kind: str, repeats: int = 1) -> float:
+    """Seconds a job of ``kind`` (:data:`OTHER_SCRIPTS`) pays before its work: a fresh Python
+    importing what its rule script imports (the fastest of ``repeats``), plus
+    :data:`OTHER_WORK_S` for its work."""
+    script = SCRIPTS / OTHER_SCRIPTS[kind]
+    if not script.exists():
+        raise FileNotFoundError(f"{script} is not here: project a sweep from a checkout of bnopt "
+                                "(the workflow's scripts are not in the wheel)")
     times = []
     for _ in range(max(1, repeats)):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import bnopt.training.loop"], check=True)
+        subprocess.run([sys.executable, "-c", f"import runpy; runpy.run_path({str(script)!r})"],
+                       check=True)
         times.append(time.perf_counter() - t)
-    return min(times)
+    return min(times) + OTHER_WORK_S[kind]
+
+
+STARTUP_STAGES = ("interpreter", "imports", "data", "setup", "warmup", "write")
+
+
+def startup_stages(cfg: dict, dataset: str, model: str, variant: str, device: str = "auto",
+                   workdir=None) -> dict:
+    """Seconds a training job of a (dataset, model, variant) of the checked config ``cfg``
+    pays outside its steps, by stage (:data:`STARTUP_STAGES`), and ``checkpoint``, one
+    checkpoint's writing: :mod:`bnopt.studies.job_probe` in a fresh Python, as a job pays
+    them (its imports, the prepared data at its real size, the run's setup on its device,
+    the first steps' warm-up, writing its tables), on random data of the dataset's shapes
+    written to ``workdir`` (a temporary folder if None)."""
+    planned = run_config(cfg, dataset, model, variant,
+                         cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0], 0)
+    run = dataclasses.replace(planned, steps=2, eval_every=2, log_every=2, checkpoint_every=0,
+                              measure_every=0, measure_per_decade=0, hessian_every=0,
+                              hist_every=0,
+                              device=device if planned.device == "auto" else planned.device)
+    size = None if model == "dln" else cfg["image_size"]
+    full_batch = run.batch_size >= TRAIN_SIZES[dataset]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        tmp = Path(tmp)
+        fake_dataset(dataset, image_size=size).save(tmp / "full.pt")
+        fake_dataset(dataset, n_train=TRAIN_SIZES[dataset] if full_batch else 2 * run.batch_size,
+                     n_test=min(run.batch_size, TEST_SIZES[dataset]),
+                     image_size=size).save(tmp / "small.pt")
+        (tmp / "run.json").write_text(json.dumps(dataclasses.asdict(run)))
+        (tmp / "out").mkdir()
+        out = subprocess.run([sys.executable, "-m", "bnopt.studies.job_probe", str(tmp / "run.json"),
+                              str(tmp / "full.pt"), str(tmp / "small.pt"), str(tmp / "out"),
+                              str(cfg["threads"])], capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(f"timing the start-up of {dataset}/{model}/{variant} failed:\n"
+                           f"{out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def sweep_row_flops(cfg: dict, key: tuple, row) -> float:

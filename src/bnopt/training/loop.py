@@ -110,7 +110,8 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
               threads: int | None = None, checkpoint_path=None) -> RunResult:
     """Train one run; return its tables (see ``TABLES``) and run metadata.
 
-    Every ``measure_every`` steps (0: never) the step is *measured*: activation statistics of
+    At the steps :meth:`RunConfig.measured_steps` names (every ``measure_every``-th, and
+    ``measure_per_decade`` per decade) the step is *measured*: activation statistics of
     its own forward pass, then, after the optimizer step, landscape probes along the step's
     gradient and gradient ICS for every layer, all inside :func:`bnopt.training.measure.probing` so
     that nothing the training sees changes (parameters, BN running statistics, optimizer state,
@@ -275,6 +276,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     problem = checkpoint_problem(cfg.checkpoint_every, cfg.log_every)
     if checkpoint_path is not None and problem:
         raise ValueError(problem)
+    t_setup = time.perf_counter()
     device = resolve_device(cfg.device)
     if threads:
         torch.set_num_threads(threads)
@@ -291,16 +293,18 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     update_sizes = (torch.tensor(cfg.probe_multipliers, dtype=dtype, device=device)
                     if cfg.probe_update else None)  # multiples of the update made
     eval_steps = set(range(0, cfg.steps, cfg.eval_every)) | {cfg.steps}
+    measure_steps = set(cfg.measured_steps())
     bar = progress_bar(cfg, start) if progress else None
     # unmeasured steps replay as one CUDA graph (built after resuming: it holds the tensors)
     graphed = graph_step(cfg, device, run.noise_gen)
     model.train()
+    setup = time.perf_counter() - t_setup
     t0 = time.perf_counter() - run.elapsed
     done, diverged, flushed = cfg.steps, False, start
     for step in range(start, cfg.steps):
         if step in eval_steps:
             record_eval(rec, model, data, cfg, step)
-        measured = cfg.measure_every > 0 and step % cfg.measure_every == 0
+        measured = step in measure_steps
         curvature = cfg.hessian_every > 0 and step % cfg.hessian_every == 0
         x, y = next(batches)
         if measured or curvature or rec.pending_moments is not None:
@@ -327,6 +331,7 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
     tables = rec.tables(done, cfg.lr, cfg.probe_multipliers)
     meta = _meta(cfg, run, dataset, device, tables, done, diverged, wall)
     meta["graph_replays"] = graphed.replays if graphed else 0  # this process's
+    meta["setup_seconds"] = setup  # build, resume: before the first step (this process's)
     return RunResult(tables, meta)
 
 
@@ -371,9 +376,11 @@ def write_run(result: RunResult, paths: dict, meta_path) -> None:
     """Write each table to ``paths[name]`` atomically, then the metadata JSON last. A table
     of ``OPTIONAL_TABLES`` that ``paths`` does not name goes beside the metadata as
     ``<name>.parquet`` (empty where the run did not record it): the train rule declares it an
-    output only where the config turns it on."""
+    output only where the config turns it on. run.json gets ``write_seconds``, the tables'."""
     folder = Path(meta_path).parent
     paths = {**{name: folder / f"{name}.parquet" for name in OPTIONAL_TABLES}, **paths}
+    t = time.perf_counter()
     for name, df in result.tables.items():
         write_parquet(df, paths[name], metadata=result.meta)
+    result.meta["write_seconds"] = time.perf_counter() - t  # the tables (run.json's own: ~0)
     write_json(result.meta, meta_path)
