@@ -6,7 +6,8 @@
 #   3. a real partial default sweep through snakemake: every variant of config.yaml (the VGG's
 #      on the GPU, the DLN's on the CPU beside them) at a reduced step count, one lr and seed, on
 #      generated data of CIFAR-10's shape (nothing can be downloaded there), its wall time
-#      beside benchmarks/project_sweep.py's projection of the same config.
+#      beside benchmarks/project_sweep.py's projection of the same config (both schedules), and
+#      every job's start-up by stage, the projection's and the real jobs'.
 # Each stage has its own time limit and appends to OUT/summary.md as it ends, so a stage that
 # runs out of time leaves the others' results. Raw outputs sit beside it (7 files in all).
 #
@@ -151,5 +152,14 @@ print("| row | projected job s | observed job s | job / projected |")
 print("|---|---|---|---|")
 for k, r in res.get("compare", {}).items():
     print(f"| {k} | {r['projected_job_s']:.1f} | {r['job_s']:.1f} | {r['job_over_projected']:.2f} |")
+EOF
+python - "$work/results/runs" >>"$summary" <<'EOF'
+import glob, json, sys
+print("\nthe sweep's real jobs, start-up by stage (run.json's job_stages_s; write_seconds; loop):\n")
+for f in sorted(glob.glob(f"{sys.argv[1]}/*/*/*/*/*/run.json")):
+    m = json.load(open(f))
+    st = ", ".join(f"{k} {v:.2f}" for k, v in m.get("job_stages_s", {}).items())
+    print(f"- {m['dataset']}/{m['model']}/{m['variant']}: {st}, write {m.get('write_seconds', 0):.2f}, "
+          f"loop {m['wall_seconds']:.1f} s")
 EOF
 echo "summary: $summary"

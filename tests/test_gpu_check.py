@@ -30,4 +30,7 @@ def test_gpu_check_runs_every_stage_and_writes_one_summary(tmp_path):
     assert set(res["minutes_by_variant"]) >= {f"synthetic/vgg/{v}" for v in VARIANTS}
     assert all(row["job_s"] > 0 for row in res["compare"].values())
     assert "| synthetic/vgg/batchnorm |" in summary and "| dln/dln/l1 |" in summary
+    # start-up by stage: the projection's probe and the sweep's real jobs (run.json)
+    assert "start-up by stage, seconds (the projection's job probe)" in summary
+    assert "- synthetic/vgg/batchnorm: " in summary and "imports " in summary
     assert len(list(out.iterdir())) <= 8  # what the device tool brings back
