@@ -4,6 +4,8 @@ against N solo steps, for a train step and a measured step.
     python benchmarks/bench_pack.py --device cuda --json      # BN and standard VGG, N = 1 2 3 5
     python benchmarks/bench_pack.py --device cpu --width 0.125 --batch-size 64 --image-size 16 \
         --threads 1 --json                                    # the quick preset's jobs
+    python benchmarks/bench_pack.py --model dln --variants standard batchnorm l1 --runs 1 3 6 \
+        --threads 1 --json                                    # the DLN's seeds and lrs
     python benchmarks/bench_pack.py --smoke --json            # seconds; what CI runs
 
 Default: the paper's VGG (width 1, batch 128 per run, 32x32x3 random images resident on the
@@ -56,7 +58,9 @@ from bnopt.training.steps import (  # noqa: E402
 def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--model", default="vgg", choices=["vgg", "simple_cnn"])
+    ap.add_argument("--model", default="vgg", choices=["vgg", "simple_cnn", "dln"],
+                    help="dln: the deep linear network as the workflow trains it (float64, "
+                         "full batch of its 1,000 samples, lr 1e-6; --width etc. unused)")
     ap.add_argument("--variants", nargs="+", default=["batchnorm", "standard"])
     ap.add_argument("--runs", nargs="+", type=int, default=[1, 2, 3, 5], metavar="N")
     ap.add_argument("--width", type=float, default=1.0)
@@ -77,10 +81,15 @@ def main(argv=None) -> list[dict]:
         ap.error("--device cuda but no CUDA device is visible")
     if a.threads:
         torch.set_num_threads(a.threads)
-    cfg = RunConfig(dataset="cifar10", model=a.model, variant="standard", lr=0.05, seed=0,
-                    batch_size=a.batch_size, width=a.width, device=a.device)
-    data = fake_dataset("cifar10", n_train=8 * a.batch_size, n_test=a.batch_size,
-                        image_size=a.image_size)
+    if a.model == "dln":  # the DLN's own defaults (bnopt.plan.runs.model_defaults)
+        cfg = RunConfig(dataset="dln", model="dln", variant="standard", lr=1e-6, seed=0,
+                        device=a.device)
+        data = fake_dataset("dln")
+    else:
+        cfg = RunConfig(dataset="cifar10", model=a.model, variant="standard", lr=0.05, seed=0,
+                        batch_size=a.batch_size, width=a.width, device=a.device)
+        data = fake_dataset("cifar10", n_train=8 * a.batch_size, n_test=a.batch_size,
+                            image_size=a.image_size)
     modes = ["eager", "graph"] if device.type == "cuda" else ["eager"]
     rows = []
     with matmul_precision(cfg.precision), cudnn_autotune(cfg.cudnn_benchmark):

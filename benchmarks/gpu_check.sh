@@ -2,7 +2,8 @@
 # Everything this project checks on a GPU, in one call on a bare, offline GPU box:
 #   1. the CUDA tests (tests/test_cuda_graph.py, test_speed_options.py, test_tf32.py and the
 #      graphed packed step of test_pack.py);
-#   2. benchmarks/bench_pack.py (packed against solo steps) and bench_step.py's graphed step;
+#   2. benchmarks/bench_pack.py (packed against solo steps) and bench_step.py's graphed step, and
+#      the deep linear network's float64 step graphed on the GPU;
 #   3. a real partial default sweep through snakemake: every variant of config.yaml (the VGG's
 #      on the GPU, the DLN's on the CPU beside them) at a reduced step count, one lr and seed, on
 #      generated data of CIFAR-10's shape (nothing can be downloaded there), its wall time
@@ -49,6 +50,8 @@ if [ $mode = gpu ]; then
   tests=(-n 4 -k "gpu or graph"); pack=(--device cuda --json); limits=(100 120 240 130)
   step=(python benchmarks/bench_step.py --device cuda --cudnn-benchmark --precision tf32
         --cuda-graph --channels-last --steps 10 --warmup 3 --no-naive --json)
+  dln_step=(python benchmarks/bench_step.py --device cuda --model dln --batch-size 1000
+            --dtype float64 --vmap-probes --cuda-graph --steps 50 --warmup 5 --no-naive --json)
   data="fake_dataset('cifar10')"
   cat >"$work/over.yaml" <<'EOF'
 steps: 300
@@ -63,6 +66,8 @@ EOF
 else  # the same stages at toy sizes: collection only for the CUDA tests (they skip here)
   tests=(-n 0 --collect-only); pack=(--smoke --json); limits=(120 120 600 120)
   step=(python benchmarks/bench_step.py --smoke --no-naive --json)
+  dln_step=(python benchmarks/bench_step.py --model dln --batch-size 1000 --dtype float64
+            --vmap-probes --steps 2 --warmup 1 --no-naive --json)
   data=""  # the synthetic set: small enough for the projection's evaluations on 2 cores
   cat >"$work/over.yaml" <<'EOF'
 dataset: synthetic
@@ -113,6 +118,10 @@ print()
 EOF
 stage "bench_step" 30 "$work/bench_step.log" "${step[@]}"
 grep '^{' "$work/bench_step.log" | sed 's/^/    /' >>"$summary"
+# the deep linear network's step where it runs: float64, full batch (on the GPU: graphed, the
+# lever for --cores 1, where the DLN's CPU minutes add to the GPU's; BENCHMARKS.md)
+stage "bench_step_dln" 60 "$work/bench_dln.log" "${dln_step[@]}"
+grep '^{' "$work/bench_dln.log" | sed 's/^/    /' >>"$summary"
 
 echo "## Partial default sweep" >>"$summary"
 { echo; echo "config.yaml with:"; echo '```yaml'; cat "$work/over.yaml"; echo '```'; } >>"$summary"

@@ -16,7 +16,7 @@ def test_gpu_check_runs_every_stage_and_writes_one_summary(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-2000:]
     summary = (out / "summary.md").read_text()
-    for stage in ("pytest", "bench_pack", "bench_step", "sweep", "projection"):
+    for stage in ("pytest", "bench_pack", "bench_step", "bench_step_dln", "sweep", "projection"):
         assert f"- **{stage}**: exit 0," in summary, summary
     rows = [json.loads(line) for line in (out / "bench_pack.jsonl").read_text().splitlines()]
     assert {(row["variant"], row["runs"]) for row in rows} == {
