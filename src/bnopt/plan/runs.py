@@ -154,6 +154,8 @@ class RunConfig:
     probe_update: bool | None = _neutral(False)  # probes along the update too (update_probes)
     # measured steps per decade of the step count, on top of every measure_every-th
     measure_per_decade: int | None = _neutral(0)
+    # a model by import path ("package.module:factory"): the factory's keyword arguments
+    model_kwargs: dict | None = _neutral({})
 
     def __post_init__(self):
         for name, value in model_defaults(self.model).items():

@@ -31,6 +31,7 @@ from bnopt.running.io import atomic_path, write_json, write_parquet
 from bnopt.running.provenance import code_version
 from bnopt.training.data import BatchStream, Dataset, DeviceData
 from bnopt.training.measure import layer_parameters
+from bnopt.training.module_net import build_module_net, is_import_path
 from bnopt.training.models import build_model
 from bnopt.training.normalisers import set_noise_generator
 from bnopt.training.objective import accuracy, criterion
@@ -97,6 +98,11 @@ def run_model(cfg: RunConfig, dataset: Dataset, device: torch.device,
               channels_last: bool) -> torch.nn.Module:
     """The network of ``cfg`` for ``dataset``'s inputs and outputs, on ``device`` in
     ``cfg.dtype`` (NHWC with ``channels_last``), initialised from the global RNG."""
+    if is_import_path(cfg.model):  # your own network (bnopt.training.module_net)
+        model = build_module_net(cfg.model, cfg.variant, tuple(dataset.shape),
+                                 dataset.num_outputs, cfg.model_kwargs,
+                                 cfg.noisy_bn).to(device, DTYPES[cfg.dtype])
+        return model.to(memory_format=torch.channels_last) if channels_last else model
     c, h = dataset.shape[0], (dataset.shape[1] if len(dataset.shape) > 1 else 1)
     model = build_model(cfg.model, cfg.variant, c, h, dataset.num_outputs, cfg.width,
                         cfg.noisy_bn, cfg.init, cfg.activation,

@@ -171,7 +171,10 @@ def layered_moved_gradients(model: nn.Module, criterion, x, y, before: Params, a
 def layer_parameters(model: nn.Module) -> tuple[list[list[str]], list[str]]:
     """For a :class:`bnopt.training.models.Net`: the parameter names of each layer 1..L (weight, bias,
     normalisation scale/shift; g and v for weight normalisation) and the name of each layer's
-    weight W_i (v for weight normalisation: see :meth:`bnopt.training.models.Net.weight_names`)."""
+    weight W_i (v for weight normalisation: see :meth:`bnopt.training.models.Net.weight_names`);
+    for a module by import path, :meth:`bnopt.training.module_net.ModuleNet.layer_groups`."""
+    if hasattr(model, "layer_groups"):  # a module by import path (bnopt.training.module_net)
+        return model.layer_groups(), model.weight_names()
     names = [n for n, _ in model.named_parameters()]
     n_layers = len(model.layers)
     groups = [[n for n in names if n.startswith(f"layers.{i}.")] for i in range(n_layers)]
@@ -192,7 +195,10 @@ def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params
     with probing(model), ieee_fp32():
         probes = probe_along_gradient(loss_fn, before, grad, step_sizes, vectorize)
         after = {n: p.detach() for n, p in model.named_parameters()}
-        l2, cos = gradient_ics_layered(model, criterion, x, y, before, after, grad)
+        if hasattr(model, "layer_groups"):  # its forward cannot be cut: a full pass a layer
+            l2, cos = gradient_ics(loss_fn, before, after, *layer_parameters(model), grad)
+        else:
+            l2, cos = gradient_ics_layered(model, criterion, x, y, before, after, grad)
     return probes, l2, cos
 
 

@@ -1,0 +1,165 @@
+"""Your own network by import path (bnopt.training.module_net): its weight layers in forward
+order, its variants derived by swapping its normalisation layers, every measurement on it, and
+the refusals. The closed-form anchor: a factory that builds the paper's deep linear network
+measures exactly what the built-in one does with the same weights."""
+import textwrap
+
+import pytest
+import torch
+import torch.nn as nn
+
+from bnopt.plan.runs import RunConfig
+from bnopt.training.data import load_dataset
+from bnopt.training.loop import train_run
+from bnopt.training.measure import layer_parameters, measure_step
+from bnopt.training.models import build_model
+from bnopt.training.module_net import build_module_net
+from bnopt.training.normalisers import LpNorm, NoisyBatchNorm
+from bnopt.training.objective import criterion
+
+RESNET = "torchvision.models:resnet18"
+SHAPE = (3, 16, 16)
+
+
+def kinds(module):
+    out = {}
+    for m in module.modules():
+        out[type(m).__name__] = out.get(type(m).__name__, 0) + 1
+    return out
+
+
+@pytest.mark.parametrize("variant", ["standard", "batchnorm"])
+def test_a_factorys_deep_linear_network_measures_what_the_built_in_one_does(variant):
+    """Probes and ICS (Definition 2.1, one full pass a layer here, shared prefixes in the
+    built-in net) and the pre-activations, in float64, with the same weights and batch."""
+    torch.manual_seed(0)
+    ref = build_model("dln", variant, 10, 1, 10, init="glorot").double()
+    mine = build_module_net("tests.factories:deep_linear", variant, (10,), 10).double()
+    assert len(mine.layers) == len(ref.layers) == 25
+    for i, layer in enumerate(ref.layers):  # the built-in net's weights into the factory's
+        w = mine.inner.get_submodule(mine.layers[i])
+        w.weight.data.copy_(layer.weight_layer.weight.data)
+    x, y = torch.randn(64, 10, dtype=torch.float64), torch.randn(64, 10, dtype=torch.float64)
+    results = []
+    for net in (ref, mine):
+        net.train()
+        preacts = []
+        loss = criterion(net(x, preacts=preacts), y)
+        params = dict(net.named_parameters())
+        grad = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+        before = {n: p.detach().clone() for n, p in params.items()}
+        with torch.no_grad():
+            for n, p in params.items():
+                p.sub_(1e-3 * grad[n])
+        probes, l2, cos = measure_step(net, criterion, x, y, before, grad, [1e-3, 1e-2])
+        results.append((probes, l2, cos, preacts))
+    (p1, l1, c1, z1), (p2, l2_, c2, z2) = results
+    for k in p1:
+        torch.testing.assert_close(p2[k], p1[k], rtol=1e-12, atol=0)
+    torch.testing.assert_close(l2_, l1, rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(c2[1:], c1[1:], rtol=1e-10, atol=1e-12)
+    for a, b in zip(z1, z2):
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=0)
+    assert l1[0] == 0 and l2_[0] == 0  # nothing precedes layer 1
+
+
+@pytest.mark.parametrize("variant, expect", [
+    ("standard", {"BatchNorm2d": 0, "Identity": 20}),
+    ("batchnorm", {"BatchNorm2d": 20}),
+    ("noisy_batchnorm", {"NoisyBatchNorm": 20}),
+    ("l2", {"LpNorm": 20, "BatchNorm2d": 0}),
+    ("layernorm", {"GroupNorm": 20, "BatchNorm2d": 0}),
+    ("groupnorm", {"GroupNorm": 20, "BatchNorm2d": 0}),
+])
+def test_resnet18_variants_swap_its_normalisation_layers(variant, expect):
+    """ResNet-18's 20 convs (the shortcut convs among them) and its linear output: 21 layers;
+    each conv's BatchNorm becomes the variant's normaliser, the output layer stays as built."""
+    net = build_module_net(RESNET, variant, SHAPE, 10, {"num_classes": 10})
+    assert len(net.layers) == 21 and net.layers[0] == "conv1" and net.layers[-1] == "fc"
+    assert "layer2.0.downsample.0" in net.layers  # the shortcut's conv, in forward order
+    got = kinds(net)
+    assert {k: got.get(k, 0) for k in expect} == expect
+    assert got["Linear"] == 1 and isinstance(net.inner.fc, nn.Linear)
+
+
+def test_weight_normalisation_reparametrises_every_layer_but_the_output():
+    net = build_module_net(RESNET, "weightnorm", SHAPE, 10, {"num_classes": 10})
+    names = net.weight_names()
+    assert all(n.endswith("parametrizations.weight.original1") for n in names[:-1])
+    assert names[-1] == "inner.fc.weight" and kinds(net).get("BatchNorm2d", 0) == 0
+
+
+def test_every_variant_starts_from_the_factorys_same_weights():
+    weights = []
+    for variant in ("standard", "batchnorm", "l1"):
+        torch.manual_seed(3)
+        weights.append(build_module_net(RESNET, variant, SHAPE, 10,
+                                        {"num_classes": 10}).inner.conv1.weight)
+    assert torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
+
+
+def test_a_layer_without_a_normaliser_gets_one_inserted_after_it():
+    net = build_module_net("tests.factories:deep_linear", "l1", (10,), 10, {"depth": 4})
+    assert sum(isinstance(m, LpNorm) for m in net.modules()) == 3  # not after the output
+    groups, weights = layer_parameters(net)
+    assert weights[0] == "inner.0.weight.weight" and groups[0] == ["inner.0.weight.weight",
+                                                                    "inner.0.norm.weight",
+                                                                    "inner.0.norm.bias"]
+
+
+@pytest.mark.parametrize("path, kwargs, shape, message", [
+    ("no_such_package.models:net", {}, SHAPE, "cannot import 'no_such_package.models'"),
+    ("torchvision.models:no_such_net", {}, SHAPE, "has no callable 'no_such_net'"),
+    ("tests.factories:not_a_module", {}, SHAPE, "returned a str, not a torch.nn.Module"),
+    (RESNET, {"num_classes": 10}, (1, 16, 16), "does not take this dataset's inputs"),
+    (RESNET, {}, SHAPE, "set model_kwargs, e.g. {num_classes: 10}"),
+    ("tests.factories:shared_layer", {}, (4,), "runs twice in one forward pass"),
+])
+def test_what_cannot_be_studied_is_refused_with_the_fix(path, kwargs, shape, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("{", r"\{")):
+        build_module_net(path, "batchnorm", shape, 10 if path != "tests.factories:shared_layer"
+                         else 4, kwargs)
+
+
+@pytest.fixture(scope="module")
+def synthetic16():
+    return load_dataset("synthetic", image_size=16)
+
+
+@pytest.mark.parametrize("variant", ["standard", "batchnorm", "noisy_batchnorm"])
+def test_resnet18_trains_with_every_measurement_and_measuring_changes_nothing(synthetic16,
+                                                                            variant):
+    base = dict(dataset="synthetic", model=RESNET, variant=variant, lr=0.05, seed=0, steps=6,
+                batch_size=32, eval_every=3, log_every=3, hist_every=3, hessian_iters=3,
+                device="cpu", model_kwargs={"num_classes": 10})
+    on = train_run(RunConfig(**base, measure_every=3, hessian_every=3), synthetic16,
+                   progress=False)
+    assert on.meta["num_layers"] == 21
+    for table in ("ics", "activations"):
+        assert sorted(on.tables[table]["layer"].unique()) == list(range(1, 22)), table
+    assert len(on.tables["probes"]) == 2 * 8 and len(on.tables["hessian"]) == 2
+    assert on.tables["probes"]["loss"].notna().all()
+    assert on.tables["activations"]["probe_mean_shift"].notna().any()
+    off = train_run(RunConfig(**base, measure_every=0, hessian_every=0), synthetic16,
+                    progress=False)
+    assert on.tables["steps"]["loss"].equals(off.tables["steps"]["loss"])  # bitwise on the CPU
+
+
+def test_noisy_bn_in_a_module_draws_from_the_runs_own_stream(synthetic16):
+    from bnopt.training.loop import build_run
+    run = build_run(RunConfig(dataset="synthetic", model=RESNET, variant="noisy_batchnorm",
+                              lr=0.05, seed=0, steps=2, batch_size=8, device="cpu",
+                              model_kwargs={"num_classes": 10}), synthetic16,
+                    torch.device("cpu"))
+    noisy = [m for m in run.model.modules() if isinstance(m, NoisyBatchNorm)]
+    assert len(noisy) == 20 and all(m.generator is run.noise_gen for m in noisy)
+
+
+def test_the_example_of_extending_md_runs_as_written():
+    import re
+    from pathlib import Path
+    page = (Path(__file__).resolve().parents[1] / "docs/extending.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, re.S)
+    scope = {}
+    exec(textwrap.dedent(code), scope)
+    assert sorted(scope["result"].tables["ics"]["layer"].unique()) == list(range(1, 22))
