@@ -225,12 +225,13 @@ def test_every_schema_enum_is_its_registry():
     (a new model or dataset is one entry in bnopt.plan.variants / bnopt.plan.datasets and one here)."""
     from bnopt.plan.datasets import DATASETS
     from bnopt.plan.runs import DTYPE_NAMES, PRECISIONS
-    from bnopt.plan.variants import ACTIVATIONS, INITS, MODELS, OPTIMIZERS
+    from bnopt.plan.variants import ACTIVATIONS, INITS, MODEL_PATH, MODELS, OPTIMIZERS
 
     props = load_schema()["properties"]
     dln = props["dln"]["properties"]
     assert props["dataset"]["enum"] == [d for d in DATASETS if d != "dln"]
-    assert props["model"]["enum"] == [m for m in MODELS if m != "dln"]
+    assert props["model"]["anyOf"][0]["enum"] == [m for m in MODELS if m != "dln"]
+    assert props["model"]["anyOf"][1]["pattern"] == MODEL_PATH
     assert props["init"]["enum"] == list(INITS) == dln["init"]["enum"]
     assert props["precision"]["enum"] == list(PRECISIONS) == props["eval_precision"]["enum"]
     assert props["dtype"]["enum"] == list(DTYPE_NAMES) == dln["dtype"]["enum"]

@@ -163,3 +163,78 @@ def test_the_example_of_extending_md_runs_as_written():
     scope = {}
     exec(textwrap.dedent(code), scope)
     assert sorted(scope["result"].tables["ics"]["layer"].unique()) == list(range(1, 22))
+
+
+@pytest.mark.slow
+def test_resnet18_through_the_workflow_its_figures_and_the_scorecard(tmp_path):
+    """`snakemake` with `model: torchvision.models:resnet18` (generated 16x16 images, a dozen
+    steps, one seed): standard, BN and noisy BN trained as jobs, Figures 2 and 4 drawn (figure
+    layers spread over its 21), and the scorecard's checks of those runs judged from them."""
+    import json
+
+    import yaml
+
+    from bnopt.plan.check import check_config
+    from bnopt.scorecard.verdicts import judge_all
+    from bnopt.training.module_net import module_depth
+    from conftest import ROOT, run_snakemake
+
+    over = {"model": RESNET, "model_kwargs": {"num_classes": 10}, "dataset": "synthetic",
+            "image_size": 16, "steps": 12, "batch_size": 32, "eval_every": 6, "log_every": 6,
+            "measure_every": 4, "hist_every": 0, "device": "cpu", "threads": 1, "seeds": [0],
+            "lrs": [0.05], "fig1_lrs": [0.05], "fig3_lrs": [0.05], "figure_lr": 0.05,
+            "checkpoint_every": 0}
+    (tmp_path / "over.yaml").write_text(yaml.safe_dump(over))
+    r = run_snakemake(["--cores", "2", "results/figures/fig2_noisy_bn.png",
+                       "results/figures/fig4_landscape.png", "--configfile",
+                       str(tmp_path / "over.yaml")], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted(tmp_path.glob("results/runs/synthetic/torchvision.models.resnet18/*/lr0.05/"
+                                "seed0/run.json"))
+    assert [p.parts[-4] for p in runs] == ["batchnorm", "noisy_batchnorm", "standard"]
+    assert json.loads(runs[0].read_text())["num_layers"] == 21
+    cfg = check_config({**yaml.safe_load((ROOT / "config.yaml").read_text()), **over},
+                       depth_of=module_depth)
+    assert cfg["fig2_layers"] == [2, 11, 20] and cfg["fig1_layers"] == [2, 20]
+    table, _ = judge_all(cfg, [str(p) for p in runs])
+    mine = table[(table.family == "net") & table.treatment.isin(["batchnorm", "noisy_batchnorm"])
+                 & (table.baseline == "standard")]
+    measured = mine[mine.quantity != "lambda_max"]  # curvature is off (hessian_every: 0)
+    assert len(measured) >= 10 and (measured.verdict != "not measured").all(), \
+        measured[["quantity", "verdict", "why"]]
+    acc = measured[measured.quantity == "final_test_acc"]
+    assert len(acc) and acc.treatment_mean.notna().all() and acc.baseline_mean.notna().all()
+    # a dozen steps leave the two nets no training loss in common: their ICS, read per step at
+    # levels of the loss, is inconclusive for that reason (not for a missing measurement)
+    ics = measured[measured.quantity.str.startswith("ics")]
+    assert len(ics) and (ics.progress == "none shared").all() and (measured.model == RESNET).all()
+
+
+def test_a_model_by_import_path_in_the_config_check():
+    """Its folder, its name in figures, the string forms --config delivers, and the errors."""
+    from pathlib import Path
+
+    import yaml
+
+    from bnopt.plan.check import ConfigError, check_config
+    from bnopt.plan.runs import model_of, run_dir
+    from bnopt.plan.variants import model_label
+    from bnopt.training.module_net import module_depth
+
+    base = yaml.safe_load((Path(__file__).resolve().parents[1] / "config.yaml").read_text())
+    # what `--config model=... 'model_kwargs={num_classes: 10}'` delivers: values as strings
+    over = {"model": RESNET, "model_kwargs": {"num_classes": "10"}, "dataset": "synthetic",
+            "image_size": "16"}
+    cfg = check_config({**base, **over}, depth_of=module_depth)
+    assert cfg["model_kwargs"] == {"num_classes": 10} and cfg["fig3_layers"] == [2, 20]
+    assert run_dir("synthetic", RESNET, "batchnorm", 0.1, 0) == \
+        "results/runs/synthetic/torchvision.models.resnet18/batchnorm/lr0.1/seed0"
+    assert model_of(cfg, "torchvision.models.resnet18") == RESNET and model_of(cfg, "vgg") == "vgg"
+    assert model_label(RESNET) == "RESNET18" and model_label("vgg") == "VGG"
+    with pytest.raises(ConfigError, match="depth_of=bnopt.training.module_net.module_depth"):
+        check_config({**base, **over})
+    with pytest.raises(ConfigError, match=r"gives \(2, 1000\).*model_kwargs"):
+        check_config({**base, **over, "model_kwargs": {}}, depth_of=module_depth)
+    with pytest.raises(ConfigError, match="choose one of: vgg, .*or your own network by import "
+                                          "path, 'package.module:factory'"):
+        check_config({**base, "model": "resnet18"})

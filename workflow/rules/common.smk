@@ -1,4 +1,5 @@
 # Config validation and helpers shared by all rules.
+import re
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from bnopt.plan.runs import (
     JOB_BENCHMARK,
     RUN_DIR,
     family_runs,
+    model_of,
     plan,
     run_config,
     run_dir,
@@ -31,14 +33,21 @@ from bnopt.plan.runs import (
     tracked_settings,
 )
 from bnopt.plan.tables import written_tables
-from bnopt.plan.variants import MODELS, VARIANTS
+from bnopt.plan.variants import MODELS, VARIANTS, model_folder
 from bnopt.running.code_inputs import code_inputs
 from bnopt.scorecard.checks import scorecard_runs
 
 # check_config coerces command-line strings, validates against the schema, fills defaults and
 # checks what the schema cannot; the config every rule sees is its result.
+def _module_depth(cfg):
+    # a model by import path is built (torch) to be checked: only then
+    from bnopt.training.module_net import module_depth
+
+    return module_depth(cfg)
+
+
 try:
-    _checked = check_config(config)  # bnopt's own schema (package data)
+    _checked = check_config(config, depth_of=_module_depth)  # bnopt's own schema (package data)
 except ConfigError as e:
     raise WorkflowError(f"Config error: {e}") from None
 config.clear()
@@ -47,7 +56,8 @@ config.update(_checked)
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
-    model="|".join(MODELS),
+    # the registry's networks, and a model by import path's folder (bnopt.plan.variants.model_folder)
+    model="|".join([*MODELS, re.escape(model_folder(config["model"]))]),
     variant="|".join(VARIANTS),
     lr=r"[0-9.]+(e[+-]?[0-9]+)?",
     seed=r"\d+",
@@ -70,8 +80,8 @@ def run_metas(variants, lrs, family="net"):
 def wildcard_run(wildcards):
     """The complete settings (RunConfig) of the run these wildcards name: the plan's for a
     planned run, and the same function's for a run asked for by its path."""
-    return run_config(config, wildcards.dataset, wildcards.model, wildcards.variant,
-                      wildcards.lr, wildcards.seed)
+    return run_config(config, wildcards.dataset, model_of(config, wildcards.model),
+                      wildcards.variant, wildcards.lr, wildcards.seed)
 
 
 def train_params(wildcards):

@@ -6,7 +6,7 @@ STAGES = Stages()  # before the imports below: the job's start-up by stage (run.
 import dataclasses  # noqa: E402
 import json  # noqa: E402
 
-from bnopt.plan.runs import UNTRACKED, RunConfig, train_settings  # noqa: E402
+from bnopt.plan.runs import UNTRACKED, RunConfig, model_of, train_settings  # noqa: E402
 from bnopt.plan.tables import TABLES  # noqa: E402
 from bnopt.running.gpus import lease_gpu, sharing_note  # noqa: E402
 from bnopt.running.rule_glue import log_to  # noqa: E402
@@ -22,7 +22,8 @@ def main(sm):
     # (UNTRACKED: changing it retrains nothing), from the config as the plan reads it
     policy = train_settings(sm.config, w.model)
     cfg = RunConfig.from_dict({**sm.params.train, **{k: policy[k] for k in UNTRACKED},
-                               "dataset": w.dataset, "model": w.model, "variant": w.variant,
+                               "dataset": w.dataset, "model": model_of(sm.config, w.model),
+                               "variant": w.variant,
                                "lr": float(w.lr), "seed": int(w.seed)})
     if resolve_device(cfg.device).type == "cuda":
         # snakemake counts GPUs but does not assign them: lease a distinct one for this job

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from bnopt.figures.style import subplots  # noqa: E402
+from bnopt.plan.variants import model_label  # noqa: E402
 from bnopt.scorecard.claim_lines import claim_lines
 from bnopt.scorecard.text import check_label, verdict_text
 from bnopt.scorecard.decisions import band, no_effect
@@ -130,7 +131,7 @@ def _legend_and_title(fig, table: pd.DataFrame, total: float) -> None:
     fig.legend(handles=handles, loc="upper center", ncol=len(handles), frameon=False,
                bbox_to_anchor=(0.5, 1 - 0.42 / total), fontsize=9)
     net = table[(table.family == "net") & table.dataset.notna()]
-    where = (f"{str(net.model.iloc[0]).upper()} on {net.dataset.iloc[0]}" if len(net)
+    where = (f"{model_label(net.model.iloc[0])} on {net.dataset.iloc[0]}" if len(net)
              else "the network")
     fig.suptitle(f"Figure 0: does the paper hold here? {where} and the deep linear network; "
                  f"effect (mean) and its 95% interval over up to {n} seeds, coloured by verdict; "

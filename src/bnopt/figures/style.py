@@ -26,7 +26,7 @@ from bnopt.analysis.loss_levels import (  # noqa: E402
     level_loss,
     smoothed_loss,
 )
-from bnopt.plan.variants import VARIANT_INFO, variants_in  # noqa: E402
+from bnopt.plan.variants import VARIANT_INFO, model_label, variants_in  # noqa: E402
 
 LABELS = {v: n.label for v, n in VARIANT_INFO.items()}
 PALETTE = {v: n.colour for v, n in VARIANT_INFO.items()}
@@ -137,7 +137,7 @@ def first_seed_runs(metas: list[dict], variants, lr) -> tuple[dict, int]:
 def runs_name(metas) -> str:
     """'VGG on cifar10' or 'deep linear network' for titles."""
     m = metas[0]
-    return "deep linear network (y = Ax)" if m["model"] == "dln" else f"{m['model'].upper()} on {m['dataset']}"
+    return "deep linear network (y = Ax)" if m["model"] == "dln" else f"{model_label(m['model'])} on {m['dataset']}"
 
 
 def read_metas(meta_paths) -> list[dict]:

@@ -14,17 +14,22 @@ from bnopt.plan.experiments import published
 from bnopt.plan.figure_specs import PAPER_LAYERS, figure_layers
 from bnopt.plan.runs import RunConfig, checkpoint_problem, train_settings
 from bnopt.plan.schema import SCHEMA_PATH, coerce, load_schema, schema_errors
-from bnopt.plan.variants import NOISY_BN_DEFAULTS, num_layers
+from bnopt.plan.variants import NOISY_BN_DEFAULTS, is_model_path, num_layers
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the key and the fix."""
 
 
-def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> dict:
+def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH,
+                 depth_of=None) -> dict:
     """Return a coerced, validated copy of ``config`` with schema defaults filled in.
 
     Raises :class:`ConfigError` naming the offending key for anything the workflow cannot run.
+    A model by import path is built to be checked (its weight layers are figure layers'
+    range): ``depth_of(cfg)`` builds it and returns its depth, or raises ValueError saying why
+    it cannot be studied (:func:`bnopt.training.module_net.module_depth`; it needs torch, which
+    this module does not import).
     """
     schema = load_schema(schema_path)
     cfg = coerce(copy.deepcopy(dict(config)), schema)
@@ -34,7 +39,17 @@ def check_config(config: dict, schema_path: str | os.PathLike = SCHEMA_PATH) -> 
     for k, sub in schema["properties"].items():
         if k not in cfg and "default" in sub:
             cfg[k] = copy.deepcopy(sub["default"])
-    depth = num_layers(cfg["model"], cfg["mlp_widths"])
+    if is_model_path(cfg["model"]):
+        if depth_of is None:
+            raise ConfigError(f"model = {cfg['model']!r} is a module by import path: it is "
+                              "checked by building it (check_config(..., depth_of="
+                              "bnopt.training.module_net.module_depth))")
+        try:
+            depth = depth_of(cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    else:
+        depth = num_layers(cfg["model"], cfg["mlp_widths"])
     for key in PAPER_LAYERS:  # unset: the model's own (the paper's for the VGG)
         if cfg.get(key) is None:
             cfg[key] = figure_layers(cfg["model"], key, depth)

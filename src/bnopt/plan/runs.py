@@ -13,7 +13,13 @@ from bnopt.plan.datasets import TRAIN_SIZES
 from bnopt.plan.experiments import experiment_figures, reported_variants
 from bnopt.plan.figure_specs import figure_specs, figures_off
 from bnopt.plan.schema import load_schema
-from bnopt.plan.variants import ACTIVATIONS, MLP_WIDTHS, NOISY_BN_DEFAULTS, OPTIMIZERS
+from bnopt.plan.variants import (
+    ACTIVATIONS,
+    MLP_WIDTHS,
+    NOISY_BN_DEFAULTS,
+    OPTIMIZERS,
+    model_folder,
+)
 
 PRECISIONS = ("fp32", "tf32")  # of float32 convolutions and matrix products on a GPU
 DTYPE_NAMES = ("float32", "float64")
@@ -288,8 +294,14 @@ JOB_BENCHMARK = "results/benchmarks/train/{dataset}/{model}/{variant}/lr{lr}_see
 
 
 def run_dir(dataset: str, model: str, variant: str, lr, seed) -> str:
-    return RUN_DIR.format(dataset=dataset, model=model, variant=variant, lr=lr_str(lr),
-                          seed=int(seed))
+    return RUN_DIR.format(dataset=dataset, model=model_folder(model), variant=variant,
+                          lr=lr_str(lr), seed=int(seed))
+
+
+def model_of(cfg: dict, folder: str) -> str:
+    """The model whose runs' folder is ``folder`` (:func:`model_folder`) under the checked
+    config ``cfg``: its ``model`` where that is a model by import path, else the name itself."""
+    return cfg["model"] if folder == model_folder(cfg["model"]) else folder
 
 
 def run_config(cfg: dict, dataset: str, model: str, variant: str, lr, seed) -> RunConfig:

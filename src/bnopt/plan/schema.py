@@ -54,6 +54,8 @@ def coerce(value, schema: dict):
     """Coerce ``value`` recursively following ``schema`` (objects, arrays, scalars)."""
     if isinstance(value, dict):
         props = schema.get("properties", {})
+        if "object" in _types(schema) and not props:  # free-form (model_kwargs): YAML values
+            return {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in value.items()}
         return {k: coerce(v, props.get(k, {})) for k, v in value.items()}
     if isinstance(value, str) and "array" in _types(schema) and value.strip().startswith("["):
         value = yaml.safe_load(value)  # --config lrs=[0.1,0.5] without quotes around items
@@ -83,6 +85,11 @@ def _describe(err: jsonschema.ValidationError, schema: dict) -> str:
         where = f" in {key}" if err.absolute_path else ""
         return (f"unknown config key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
                 f"{where}. Allowed keys: {', '.join(allowed)}. Check the spelling, or see docs/configuration.md.")
+    if v == "anyOf":  # a name of a list, or a string of a pattern (the model)
+        names = [n for alt in err.validator_value for n in alt.get("enum", [])]
+        return (f"{key} = {inst!r} is not allowed; choose one of: {', '.join(map(str, names))}, "
+                "or your own network by import path, 'package.module:factory' "
+                "(docs/extending.md).")
     if v == "enum":
         return f"{key} = {inst!r} is not allowed; choose one of: {', '.join(map(str, err.validator_value))}."
     if v == "type":

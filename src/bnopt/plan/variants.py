@@ -9,6 +9,7 @@ Figure families: "bn" standard vs BN (Figures 1, 3, 4, 9-11, 16), "noisy" adds n
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 MODELS = ("vgg", "simple_cnn", "vgg11", "vgg10", "mlp", "dln")
@@ -19,6 +20,26 @@ DLN_DEPTH = 25
 MLP_WIDTHS = (100, 100, 100)  # Ioffe & Szegedy's Figure 1 network; the config's mlp_widths
 # weight layers, any input size (the MLP's: its hidden widths and the output, num_layers)
 NUM_LAYERS = {"vgg": 14, "simple_cnn": 5, "vgg11": 11, "vgg10": 13, "dln": DLN_DEPTH}
+
+
+# a model by import path, "package.module:factory" (bnopt.training.module_net)
+MODEL_PATH = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def is_model_path(model: str) -> bool:
+    """Whether ``model`` names a factory by import path rather than a network of the registry."""
+    return re.match(MODEL_PATH, str(model)) is not None
+
+
+def model_folder(model: str) -> str:
+    """The folder of ``model``'s runs (results/runs/<dataset>/<folder>/...): its name, or for a
+    model by import path the path with its ':' as '.' (no colon in a path)."""
+    return model.replace(":", ".") if is_model_path(model) else model
+
+
+def model_label(model: str) -> str:
+    """How figures and the scorecard name ``model``: VGG, or a factory's name (RESNET18)."""
+    return str(model).rsplit(":", 1)[-1].upper()
 
 
 def num_layers(model: str, mlp_widths=MLP_WIDTHS) -> int:

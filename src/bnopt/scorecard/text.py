@@ -7,7 +7,7 @@ import pandas as pd
 
 from bnopt.analysis.aggregate import read_meta
 from bnopt.analysis.code_versions import mixed_code_note
-from bnopt.plan.variants import VARIANT_INFO
+from bnopt.plan.variants import VARIANT_INFO, model_label
 from bnopt.scorecard.checks import QUANTITIES, VERDICTS
 from bnopt.scorecard.claim_lines import claim_lines
 
@@ -17,7 +17,7 @@ def check_label(row) -> str:
     def name(v):  # "BatchNorm" for "Standard + BatchNorm"
         return VARIANT_INFO[v].label.removeprefix("Standard + ") if v in VARIANT_INFO else v
 
-    where = "DLN" if row["family"] == "dln" else (str(row["model"]).upper() or "net")
+    where = "DLN" if row["family"] == "dln" else (model_label(row["model"]) or "net")
     lr = "" if pd.isna(row["lr"]) else f" lr {row['lr']:g}"
     layer = f" layer {row['layer']}" if str(row["layer"]) not in ("", "0") else ""
     return (f"{name(row['treatment'])} vs {name(row['baseline'])}: "
@@ -82,7 +82,7 @@ def to_markdown(table: pd.DataFrame) -> str:
     for (claim, family), g in table.groupby(["claim", "family"], sort=False):
         named = g[g.model.fillna("") != ""]
         runs = ("deep linear network" if family == "dln" else
-                f"{str(named.model.iloc[0]).upper()} on {named.dataset.iloc[0]}" if len(named)
+                f"{model_label(named.model.iloc[0])} on {named.dataset.iloc[0]}" if len(named)
                 else "network")
         counts = g.verdict.value_counts()
         lines.append(f"| {claim}: {g.statement.iloc[0]} | {runs} | "

@@ -42,6 +42,7 @@ from bnopt.training.loop import (
     train_run,
 )
 from bnopt.training.models import build_model
+from bnopt.training.module_net import build_module_net, is_import_path, module_depth
 from bnopt.training.precision import cudnn_autotune, matmul_precision
 
 KEY = ["dataset", "model", "variant"]
@@ -288,7 +289,7 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     each row's costs and the tables to stderr; returns the summary
     (``benchmarks/project_sweep.py`` prints it as JSON)."""
     with open(config_path) as f:
-        cfg = check_config(yaml.safe_load(f))
+        cfg = check_config(yaml.safe_load(f), depth_of=module_depth)
     plan = sweep_plan(cfg)
     plan["device"] = plan["device"].replace("auto", device)
     costs, stages = {}, {}
@@ -434,8 +435,12 @@ def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
     s = dataclasses.asdict(run_config(cfg, dataset, model_name, variant, 0.1, 0))
     shape = input_shape(dataset, None if model_name == "dln" else cfg["image_size"])
     outputs = NUM_CLASSES[dataset] or shape[0]
-    net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1, outputs,
-                      s["width"], activation=s["activation"], mlp_widths=s["mlp_widths"])
+    if is_import_path(model_name):
+        net = build_module_net(model_name, variant, shape, outputs, s["model_kwargs"])
+    else:
+        net = build_model(model_name, variant, shape[0], shape[-1] if len(shape) > 1 else 1,
+                          outputs, s["width"], activation=s["activation"],
+                          mlp_widths=s["mlp_widths"])
     per_image = forward_flops(net, torch.zeros(1, *shape))
     passes = 1 + len(s["probe_multipliers"]) + len(net.layers) - 1
     # a curvature step: at most hessian_iters Hessian-vector products of ~2 training passes each

@@ -26,6 +26,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from bnopt.plan.datasets import NUM_CLASSES, input_shape
+from bnopt.plan.variants import is_model_path
 from bnopt.training.normalisers import NORMALISERS, LpNorm, NoisyBatchNorm, norm_layer
 
 WEIGHT_TYPES = (nn.Conv2d, nn.Linear)
@@ -34,7 +36,7 @@ NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm, Noisy
 
 def is_import_path(model: str) -> bool:
     """Whether ``model`` names a factory (``"package.module:factory"``), not a built-in network."""
-    return ":" in str(model)
+    return is_model_path(model)
 
 
 def import_factory(path: str):
@@ -44,8 +46,8 @@ def import_factory(path: str):
         module = importlib.import_module(module_name)
     except Exception as e:
         raise ValueError(f"model = {path!r}: cannot import {module_name!r} ({type(e).__name__}: "
-                         f"{e}). Install it, or put your factory in a .py file next to the "
-                         "Snakefile (the workflow folder is on the import path)") from None
+                         f"{e}). Install it, or put its folder on PYTHONPATH for snakemake and "
+                         "its jobs (docs/extending.md)") from None
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ValueError(f"model = {path!r}: {module_name} has no callable {attr!r}; name a "
@@ -122,7 +124,11 @@ def derive(module: nn.Module, variant: str, example: torch.Tensor, noisy_bn: dic
         if variant == "batchnorm" and norm and isinstance(module.get_submodule(norm),
                                                           nn.modules.batchnorm._BatchNorm):
             continue  # BN as the factory made it
-        new = norm_layer(variant, features, conv, noisy_bn, positions)
+        try:
+            new = norm_layer(variant, features, conv, noisy_bn, positions)
+        except Exception as e:
+            raise ValueError(f"variant {variant} cannot be derived: no {variant} normaliser "
+                             f"for weight layer {w!r} ({type(e).__name__}: {e})") from None
         if norm:
             _replace(module, norm, new)
         elif not isinstance(new, nn.Identity):  # no normaliser: one after the weight layer
@@ -199,3 +205,22 @@ def build_module_net(path: str, variant: str, input_shape: tuple, num_outputs: i
                          f"(one output per class): set model_kwargs, e.g. "
                          f"{{num_classes: {num_outputs}}}")
     return ModuleNet(derive(net, variant, example, noisy_bn), example)
+
+
+def module_depth(cfg: dict) -> int:
+    """The weight layers of the checked config ``cfg``'s model by import path, built on the
+    CPU for its dataset's inputs in every variant (the figures' and the scorecard's runs take
+    them all; a variant that cannot be derived, or a module that cannot be studied, is refused
+    here: before any job). The workflow's config check calls it (``check_config(...,
+    depth_of=module_depth)``)."""
+    shape = input_shape(cfg["dataset"], cfg.get("image_size"))
+    outputs = NUM_CLASSES[cfg["dataset"]] or shape[0]
+    depths = set()
+    for variant in NORMALISERS:
+        net = build_module_net(cfg["model"], variant, shape, outputs, cfg.get("model_kwargs"),
+                               cfg.get("noisy_bn"))
+        depths.add(len(net.layers))
+    if len(depths) != 1:
+        raise ValueError(f"model = {cfg['model']!r}: its variants have different numbers of "
+                         f"weight layers ({sorted(depths)}); they cannot be compared layer by layer")
+    return depths.pop()
