@@ -231,6 +231,10 @@ def test_a_model_by_import_path_in_the_config_check():
         "results/runs/synthetic/torchvision.models.resnet18/batchnorm/lr0.1/seed0"
     assert model_of(cfg, "torchvision.models.resnet18") == RESNET and model_of(cfg, "vgg") == "vgg"
     assert model_label(RESNET) == "RESNET18" and model_label("vgg") == "VGG"
+    # a factory of one's own, named by its module: ResNet-18 for the one-channel digits
+    gray = check_config({**base, "model": "tests.factories:resnet18_gray", "dataset": "digits",
+                         "image_size": 16}, depth_of=module_depth)
+    assert gray["fig2_layers"] == [2, 11, 20]
     with pytest.raises(ConfigError, match="depth_of=bnopt.training.module_net.module_depth"):
         check_config({**base, **over})
     with pytest.raises(ConfigError, match=r"gives \(2, 1000\).*model_kwargs"):
@@ -238,3 +242,56 @@ def test_a_model_by_import_path_in_the_config_check():
     with pytest.raises(ConfigError, match="choose one of: vgg, .*or your own network by import "
                                           "path, 'package.module:factory'"):
         check_config({**base, "model": "resnet18"})
+
+
+SMALL = dict(dataset="synthetic", model=RESNET, variant="noisy_batchnorm", lr=0.05, seed=0,
+             steps=16, batch_size=8, eval_every=8, log_every=4, measure_every=8, hist_every=8,
+             probe_multipliers=(0.5, 2.0), device="cpu", model_kwargs={"num_classes": 10})
+
+
+def _same(a, b):
+    for name in a.tables:
+        x, y = (t.tables[name].drop(columns=["elapsed_s"], errors="ignore") for t in (a, b))
+        assert x.equals(y), name
+
+
+def test_a_killed_resnet18_run_resumes_to_the_uninterrupted_result(synthetic, tmp_path,
+                                                                  monkeypatch):
+    import bnopt.training.loop as loop
+
+    ck = tmp_path / "checkpoint.pt"
+    cfg = RunConfig(**SMALL, checkpoint_every=8)
+    real = loop.plain_step
+
+    def killed_after_the_checkpoint(*args):
+        if ck.exists():
+            raise KeyboardInterrupt  # as a kill would stop it, past the checkpoint
+        return real(*args)
+
+    monkeypatch.setattr(loop, "plain_step", killed_after_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cfg, synthetic, progress=False, checkpoint_path=ck)
+    monkeypatch.setattr(loop, "plain_step", real)
+    resumed = train_run(cfg, synthetic, progress=False, checkpoint_path=ck)
+    _same(resumed, train_run(cfg, synthetic, progress=False))
+
+
+def test_a_resnet18_run_replayed_as_a_graph_computes_the_eager_run(synthetic, monkeypatch):
+    """The graphed plain step (CUDA's capture and replay, recorded on the CPU by the stand-in of
+    tests/test_graph_logic.py) on a module by import path, noisy BN's noise among it."""
+    import bnopt.training.loop as loop
+    from bnopt.training.steps import CudaGraphStep, plain_step
+    from test_graph_logic import FakeCuda
+
+    made = []
+
+    def fake_graph_step(cfg, device, noise_gen):
+        cuda = FakeCuda()
+        made.append(CudaGraphStep(noise_gen, cuda=cuda, step=cuda.recording(plain_step)))
+        return made[-1]
+
+    monkeypatch.setattr(loop, "graph_step", fake_graph_step)
+    graphed = train_run(RunConfig(**SMALL), synthetic, progress=False)
+    assert graphed.meta["graph_replays"] == 10
+    monkeypatch.undo()
+    _same(graphed, train_run(RunConfig(**SMALL, cuda_graph=False), synthetic, progress=False))
