@@ -127,20 +127,20 @@ def synthetic16():
 
 
 @pytest.mark.parametrize("variant", ["standard", "batchnorm", "noisy_batchnorm"])
-def test_resnet18_trains_with_every_measurement_and_measuring_changes_nothing(synthetic16,
+def test_resnet18_trains_with_every_measurement_and_measuring_changes_nothing(synthetic,
                                                                             variant):
     base = dict(dataset="synthetic", model=RESNET, variant=variant, lr=0.05, seed=0, steps=6,
-                batch_size=32, eval_every=3, log_every=3, hist_every=3, hessian_iters=3,
-                device="cpu", model_kwargs={"num_classes": 10})
-    on = train_run(RunConfig(**base, measure_every=3, hessian_every=3), synthetic16,
+                batch_size=16, eval_every=3, log_every=3, hist_every=3, hessian_iters=2,
+                probe_multipliers=(0.5, 2.0), device="cpu", model_kwargs={"num_classes": 10})
+    on = train_run(RunConfig(**base, measure_every=3, hessian_every=6), synthetic,
                    progress=False)
     assert on.meta["num_layers"] == 21
     for table in ("ics", "activations"):
         assert sorted(on.tables[table]["layer"].unique()) == list(range(1, 22)), table
-    assert len(on.tables["probes"]) == 2 * 8 and len(on.tables["hessian"]) == 2
+    assert len(on.tables["probes"]) == 2 * 2 and len(on.tables["hessian"]) == 1
     assert on.tables["probes"]["loss"].notna().all()
     assert on.tables["activations"]["probe_mean_shift"].notna().any()
-    off = train_run(RunConfig(**base, measure_every=0, hessian_every=0), synthetic16,
+    off = train_run(RunConfig(**base, measure_every=0, hessian_every=0), synthetic,
                     progress=False)
     assert on.tables["steps"]["loss"].equals(off.tables["steps"]["loss"])  # bitwise on the CPU
 
@@ -167,7 +167,7 @@ def test_the_example_of_extending_md_runs_as_written():
 
 @pytest.mark.slow
 def test_resnet18_through_the_workflow_its_figures_and_the_scorecard(tmp_path):
-    """`snakemake` with `model: torchvision.models:resnet18` (generated 16x16 images, a dozen
+    """`snakemake` with `model: torchvision.models:resnet18` (generated 8x8 images, a dozen
     steps, one seed): standard, BN and noisy BN trained as jobs, Figures 2 and 4 drawn (figure
     layers spread over its 21), and the scorecard's checks of those runs judged from them."""
     import json
@@ -180,7 +180,7 @@ def test_resnet18_through_the_workflow_its_figures_and_the_scorecard(tmp_path):
     from conftest import ROOT, run_snakemake
 
     over = {"model": RESNET, "model_kwargs": {"num_classes": 10}, "dataset": "synthetic",
-            "image_size": 16, "steps": 12, "batch_size": 32, "eval_every": 6, "log_every": 6,
+            "steps": 12, "batch_size": 16, "eval_every": 6, "log_every": 6,
             "measure_every": 4, "hist_every": 0, "device": "cpu", "threads": 1, "seeds": [0],
             "lrs": [0.05], "fig1_lrs": [0.05], "fig3_lrs": [0.05], "figure_lr": 0.05,
             "checkpoint_every": 0}

@@ -5,13 +5,16 @@ time projected from per-step costs measured with the real training loop.
     plan = sweep_plan(cfg)                        # one row per (dataset, model, variant)
     costs = {key: measure_costs(cfg, *key) for key in plan.index}   # seconds, on a device
     projected_seconds(plan, costs)                # per row; .sum() for the sweep
-    sweep_minutes(seconds, devices, cores=16)     # GPU-minutes, CPU job-minutes, wall estimate
+    sweep_minutes(seconds, devices, cores=16)     # --cores 1 and the profile's wall, minutes
 
 :func:`measure_costs` times :func:`bnopt.training.loop.train_run` itself (not a model of it) on random
 data of the dataset's shape: the steady-state cost of a plain step, of a measured step, and of
 one evaluation, with setup and warm-up cancelled by differencing runs of two lengths
 (:func:`per_step_seconds`: long enough to time, fastest of repeats).
-:func:`observed_seconds` reads what real runs took, to check a projection against them.
+:func:`startup_stages` times what a job pays outside its steps (a fresh Python doing what the
+train script does: :mod:`bnopt.studies.job_probe`) and :func:`other_jobs` counts the jobs that
+are not training. :func:`observed_seconds` reads what real runs took, to check a projection
+against them (``benchmarks/check_projection.py`` runs a whole sweep for that).
 """
 
 from __future__ import annotations
