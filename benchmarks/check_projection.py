@@ -6,13 +6,15 @@ projection's serial total with the real wall time.
     python benchmarks/check_projection.py CONFIG --device cpu --json
 
 The last line (with --json) is one JSON object: the real wall seconds, the projected serial
-seconds, their ratio, and the projection's summary. Results: BENCHMARKS.md.
+seconds, their ratio, the sweep's jobs by rule, and the projection's summary (with its plan).
+Results: BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -25,9 +27,15 @@ from bnopt.studies.cost import project
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def real_sweep(config: Path, workdir: Path) -> float:
+def job_counts(stdout: str) -> dict:
+    """Snakemake's "Job stats" table: jobs by rule."""
+    table = stdout.split("Job stats:")[1].split("\n\n")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
+
+
+def real_sweep(config: Path, workdir: Path) -> tuple[float, dict]:
     """Seconds of `snakemake --cores 1 --resources gpu=1` (rule all) on ``config`` in
-    ``workdir``, which gets a copy of config.yaml as a checkout has."""
+    ``workdir``, which gets a copy of config.yaml as a checkout has, and its jobs by rule."""
     shutil.copy(ROOT / "config.yaml", workdir / "config.yaml")
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "-d",
@@ -36,7 +44,7 @@ def real_sweep(config: Path, workdir: Path) -> float:
     wall = time.perf_counter() - t
     if r.returncode:
         raise RuntimeError(f"the sweep failed:\n{r.stderr[-3000:]}")
-    return wall
+    return wall, job_counts(r.stdout + r.stderr)
 
 
 def main(argv=None) -> dict:
@@ -46,15 +54,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--seconds", type=float, default=0.2,
                     help="the projection's timing runs differ by at least this much")
     ap.add_argument("--repeats", type=int, default=1, help="the projection's repeats")
+    ap.add_argument("--workdir", help="run the sweep in this (new) folder and keep it "
+                    "(default: a temporary one)")
     ap.add_argument("--json", action="store_true", help="print the JSON summary line")
     a = ap.parse_args(argv)
     config = Path(a.config).resolve()
     with tempfile.TemporaryDirectory() as tmp:
-        wall = real_sweep(config, Path(tmp))
+        work = Path(a.workdir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        wall, jobs = real_sweep(config, work)
         res = project(config, a.device, 1, a.seconds, a.repeats, cores=1,
-                      compare=Path(tmp) / "results" / "runs")
+                      compare=work / "results" / "runs")
     out = {"real_seconds": wall, "projected_serial_seconds": res["serial_minutes"] * 60,
-           "real_over_projected": wall / (res["serial_minutes"] * 60), "projection": res}
+           "real_over_projected": wall / (res["serial_minutes"] * 60), "real_jobs": jobs,
+           "projection": res}
     print(f"real {wall:.1f} s, projected {out['projected_serial_seconds']:.1f} s "
           f"(--cores 1): real / projected = {out['real_over_projected']:.2f}", file=sys.stderr)
     if a.json:

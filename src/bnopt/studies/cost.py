@@ -329,6 +329,8 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
            "costs_s": {"/".join(k): v for k, v in costs.items()},
            "startup_stages_s": {"/".join(k): v for k, v in stages.items()},
            "other_jobs": others, "other_seconds": other_s,
+           "plan": {"/".join(k): {c: (v.item() if hasattr(v, "item") else v)
+                                  for c, v in row.items()} for k, row in plan.iterrows()},
            "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
     print(f"projected: {totals['gpu_minutes']:.1f} GPU-minutes, {totals['cpu_job_minutes']:.1f} "
           f"CPU job-minutes, {totals['other_job_minutes']:.1f} minutes of data, tables and "

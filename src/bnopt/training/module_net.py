@@ -5,8 +5,8 @@ Its *weight layers* are its Conv2d and Linear modules in the order one forward p
 they are the layers 1..L of every table and figure, and Definition 2.1's "preceding layers" of
 layer i are those earlier in that order. A weight layer's *normaliser* is the normalisation
 module that runs right after it (BatchNorm, GroupNorm, LayerNorm, or one of ours), and its
-*pre-activation* is that normaliser's output (the weight layer's where it has none), taken by a
-forward hook. Each variant is derived from the module as built, with the modules the built-in
+*pre-activation* is that normaliser's output (the weight layer's where it has none; in a
+residual block, before the shortcut is added), taken by a forward hook. Each variant is derived from the module as built, with the modules the built-in
 networks use (:func:`bnopt.training.normalisers.norm_layer`): ``standard`` removes every
 normaliser, ``batchnorm`` keeps BatchNorm (and inserts it after a weight layer that has none),
 the others put theirs in its place; ``weightnorm`` removes them and reparametrises the weights.
