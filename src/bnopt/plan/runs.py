@@ -58,10 +58,10 @@ def measured_steps(steps: int, every: int, per_decade: int = 0) -> list[int]:
     """The steps of a ``steps``-step run that are measured, ascending: every ``every``-th from
     step 0 (``every`` = 0: none), and with ``per_decade`` > 0 also step 0 and ``per_decade``
     steps per decade of the step count, geometrically spaced (round(10 ** (k / per_decade)),
-    k = 0, 1, ...: 1, 2, 3, ... while they are closer than one step, then sparser). The training
-    loss moves fastest early, so this puts measured steps where it moves: every level of the
-    loss gets its measured steps at a fraction of a uniform schedule's count, on any run
-    length. The one place a run's measured steps are decided (training, the cost projection)."""
+    k = 0, 1, ...: 1, 2, 3, ... while they are closer than one step, then sparser): dense early,
+    for runs whose loss falls from the first step; a net whose loss falls late gets few
+    measured steps there (the quick preset's standard VGG: docs/configuration.md). The one
+    place a run's measured steps are decided (training, the cost projection)."""
     out = set(range(0, steps, every)) if every else set()
     if per_decade:
         out.add(0)
