@@ -102,7 +102,7 @@ def fig2_noisy_bn(meta_paths, out_path, lr, layers) -> None:
     grid = [[fig.add_subplot(gs[1 + i, j]) for j in range(len(variants))] for i in range(len(layers))]
     seed = _activation_grid(grid, metas, variants, layers, lr)
     fig.suptitle(f"Figure 2: noisy BatchNorm trains almost as well as BatchNorm although its "
-                 f"activations are unstable\n{metas[0]['model'].upper()} on {metas[0]['dataset']}, "
+                 f"activations are unstable\n{runs_name(metas)}, "
                  f"lr {lr:g}; distributions: seed {seed}, median, 25-75%, 5-95%, 1-99%",
                  fontsize=11)
     save(fig, out_path)
@@ -144,7 +144,7 @@ def fig8_activation_shift(meta_paths, out_path, lr, layers) -> None:
     legend(fig, axes, variants)
     fig.suptitle("Figure 8: change of each unit's moments on a fixed batch over one update "
                  "(median over units; dashed: two different batches, no update)\n"
-                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, "
+                 f"{runs_name(metas)}, lr {lr:g}, "
                  f"{seeds_label(metas)}", fontsize=11)
     save(fig, out_path, rect=(0, 0.04, 1, 1))
 

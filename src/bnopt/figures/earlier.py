@@ -18,6 +18,7 @@ from bnopt.figures.style import (  # noqa: E402
     legend,
     lineplot,
     read_metas,
+    runs_name,
     save,
     seeds_label,
     smooth_downsample,
@@ -45,7 +46,7 @@ def fig17_gradient_norm(meta_paths, out_path, lr) -> None:
     annotate_runs(axes[0, 0], metas, lr, variants)
     legend(fig, axes, variants)
     fig.suptitle("Figure 17: gradient magnitude over training "
-                 f"({metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g})",
+                 f"({runs_name(metas)}, lr {lr:g})",
                  fontsize=11)
     save(fig, out_path, rect=(0, 0.06, 1, 1))
 
@@ -71,6 +72,6 @@ def fig18_init_distance(meta_paths, out_path, lr) -> None:
     legend(fig, axes, variants)
     final = int(last.step.max()) if len(last) else 0
     fig.suptitle(f"Figure 18: distance of each layer's weights from their initialisation at "
-                 f"step {final} ({metas[0]['model'].upper()} on {metas[0]['dataset']}, lr "
+                 f"step {final} ({runs_name(metas)}, lr "
                  f"{lr:g}; {seeds_label(metas)})", fontsize=11)
     save(fig, out_path, rect=(0, 0.06, 1, 1))

@@ -209,7 +209,7 @@ def fig11_gradient_vs_step(meta_paths, out_path, lr, max_curves: int = 12) -> No
     sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
     fig.colorbar(sm, ax=axes, label="training step", fraction=0.03, pad=0.02)
     fig.suptitle(f"Figure 11: gradient change vs step length along the gradient, "
-                 f"{metas[0]['model'].upper()} on {metas[0]['dataset']}, lr {lr:g}, seed {seed}",
+                 f"{runs_name(metas)}, lr {lr:g}, seed {seed}",
                  fontsize=11)
     save(fig, out_path, tight=False)  # the colorbar spans both panels
 
