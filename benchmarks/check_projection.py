@@ -64,7 +64,7 @@ def main(argv=None) -> dict:
         work.mkdir(parents=True, exist_ok=True)
         wall, jobs = real_sweep(config, work)
         res = project(config, a.device, 1, a.seconds, a.repeats, cores=1,
-                      compare=work / "results" / "runs")
+                      compare=work / "results" / "runs", scripts=ROOT / "workflow" / "scripts")
     out = {"real_seconds": wall, "projected_serial_seconds": res["serial_minutes"] * 60,
            "real_over_projected": wall / (res["serial_minutes"] * 60), "real_jobs": jobs,
            "projection": res}

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from bnopt.studies.cost import project
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"  # the rule scripts
 
 
 def main(argv=None) -> dict:
@@ -38,7 +41,8 @@ def main(argv=None) -> dict:
                     help="also show what the real runs under RUNS (results/runs) took")
     ap.add_argument("--json", action="store_true", help="print the JSON summary line")
     a = ap.parse_args(argv)
-    res = project(a.config, a.device, a.steps, a.seconds, a.repeats, a.cores, a.compare)
+    res = project(a.config, a.device, a.steps, a.seconds, a.repeats, a.cores, a.compare,
+                  scripts=SCRIPTS)
     if a.json:
         print(json.dumps(res))
     return res

@@ -35,7 +35,13 @@ import yaml
 
 from bnopt.plan.check import check_config
 from bnopt.plan.datasets import NUM_CLASSES, TEST_SIZES, TRAIN_SIZES, input_shape
-from bnopt.plan.runs import JOB_BENCHMARK, measured_steps, plan, run_config, target_figures
+from bnopt.plan.runs import (
+    JOB_BENCHMARK,
+    measured_steps,
+    plan,
+    run_config,
+    target_figures,
+)
 from bnopt.training.data import fake_dataset
 from bnopt.training.loop import (
     build_run,
@@ -283,11 +289,13 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float = 0.5,
-            repeats: int = 3, cores: int | None = None, compare=None) -> dict:
+            repeats: int = 3, cores: int | None = None, compare=None, scripts=None) -> dict:
     """Time each (dataset, model, variant) of the sweep of the config at ``config_path`` on its
     device (``device`` where the config says auto), its jobs' start-up by stage
     (:func:`startup_stages`) and the jobs that are not training (:func:`other_jobs`), and
-    project the whole sweep under both schedules (:func:`sweep_minutes`); with ``compare``
+    project the whole sweep under both schedules (:func:`sweep_minutes`; the other jobs' start-up
+    is timed from the workflow's rule scripts in ``scripts``, and is left out where that is
+    None); with ``compare``
     (results/runs), set the projection per run beside what the real runs there took. Prints
     each row's costs and the tables to stderr; returns the summary
     (``benchmarks/project_sweep.py`` prints it as JSON)."""
@@ -311,7 +319,8 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     seconds = projected_seconds(plan, costs)
     startup = pd.Series({k: plan.loc[k, "runs"] * costs[k]["startup_s"] for k in plan.index})
     others = other_jobs(cfg)
-    other_s = {kind: n * other_job_seconds(kind) for kind, n in others.items() if n}
+    other_s = {kind: n * (other_job_seconds(kind, scripts) if scripts else OTHER_WORK_S[kind])
+               for kind, n in others.items() if n}
     table = plan.join(pd.DataFrame.from_dict(costs, orient="index").rename_axis(plan.index.names))
     table["minutes"] = seconds / 60
     table["pflop"] = [sweep_row_flops(cfg, key, row) / 1e15 for key, row in plan.iterrows()]
@@ -358,7 +367,6 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
 OTHER_SCRIPTS = {"prepare_data": "prepare_data.py", "summary": "summarize.py",
                  "scorecard": "scorecard.py", "fig0_scorecard": "plot_scorecard.py",
                  "reported": "reported.py", "figures": "plot_figure.py"}
-SCRIPTS = Path(__file__).resolve().parents[3] / "workflow" / "scripts"
 # Seconds of each such job's work after its imports: measured, not modelled, on the quick
 # preset's 51 runs (2-core CPU, 2026-12-06, Snakemake's log: a figure job took 2-4 s, its
 # script's imports 1.5 s alone; data preparation 3-4 s with 2.1 s of imports; the scorecard
@@ -378,14 +386,14 @@ def other_jobs(cfg: dict) -> dict[str, int]:
             "reported": int(experiment), "figures": len(target_figures(cfg))}
 
 
-def other_job_seconds(kind: str, repeats: int = 1) -> float:
-    """Seconds a job of ``kind`` (:data:`OTHER_SCRIPTS`) pays before its work: a fresh Python
-    importing what its rule script imports (the fastest of ``repeats``), plus
-    :data:`OTHER_WORK_S` for its work."""
-    script = SCRIPTS / OTHER_SCRIPTS[kind]
+def other_job_seconds(kind: str, scripts, repeats: int = 1) -> float:
+    """Seconds a job of ``kind`` (:data:`OTHER_SCRIPTS`) takes: a fresh Python importing what
+    its rule script in the folder ``scripts`` (the workflow's ``workflow/scripts``) imports
+    (the fastest of ``repeats``), plus :data:`OTHER_WORK_S` for its work."""
+    script = Path(scripts) / OTHER_SCRIPTS[kind]
     if not script.exists():
-        raise FileNotFoundError(f"{script} is not here: project a sweep from a checkout of bnopt "
-                                "(the workflow's scripts are not in the wheel)")
+        raise FileNotFoundError(f"{script} is not here: name the workflow's scripts folder "
+                                "(workflow/scripts in a checkout of bnopt)")
     times = []
     for _ in range(max(1, repeats)):
         t = time.perf_counter()
