@@ -8,7 +8,9 @@ capture). One checkpoint is written and timed too.
     python -m bnopt.studies.job_probe RUN_JSON FULL_DATA SMALL_DATA OUT_DIR THREADS
 
 prints one JSON object of seconds: interpreter, imports, data, setup, warmup, write,
-checkpoint. :func:`bnopt.studies.cost.startup_stages` runs it per (dataset, model, variant).
+checkpoint. :func:`bnopt.studies.cost.startup_stages` runs it; the projection once per
+(dataset, model, device). Its imports are the train script's, written again here (the package
+cannot read workflow/scripts/): keep the two lists alike.
 """
 from bnopt.running.clock import Stages
 
