@@ -50,6 +50,7 @@ def test_bench_projects_a_sweep(tmp_path):
     run = runs / "digits/vgg/batchnorm/lr0.1/seed0"
     run.mkdir(parents=True)
     (run / "run.json").write_text('{"dataset": "digits", "model": "vgg", "variant": "batchnorm", '
+                                  '"measures": ["activations", "ics", "probes"], '
                                   '"wall_seconds": 30.0, "device_name": "cpu"}')
     # one short timing run per cost (the stable defaults time longer: BENCHMARKS.md)
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks/project_sweep.py"), str(cfg),
@@ -59,21 +60,22 @@ def test_bench_projects_a_sweep(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["runs"] == 51 and res["pflop"] > 0
-    assert set(res["minutes_by_variant"]) >= {"digits/vgg/batchnorm", "dln/dln/l1"}
+    bn = "digits/vgg/batchnorm/activations+ics+probes"  # what Figures 1-4 read of it
+    assert set(res["minutes_by_variant"]) >= {bn, "dln/dln/l1/probes"}
     # all on the CPU: no GPU-minutes, and the jobs share the 2 cores (1 thread each)
     assert res["gpu_minutes"] == 0 and res["cpu_job_minutes"] == res["device_minutes"] > 0
     assert res["profile_minutes"] == pytest.approx((res["cpu_job_minutes"]
                                                     + res["other_job_minutes"]) / 2)
     assert res["serial_minutes"] == pytest.approx(res["cpu_job_minutes"] + res["other_job_minutes"])
-    seen = res["compare"]["digits/vgg/batchnorm"]
+    seen = res["compare"][bn]
     assert seen["observed_s"] == 30.0 and seen["observed_runs"] == 1
     assert seen["observed_over_projected"] == 30.0 / seen["projected_s"]
-    startup = res["costs_s"]["digits/vgg/batchnorm"]["startup_s"]  # the job's stages outside its steps
-    stages = res["startup_stages_s"]["digits/vgg/batchnorm"]
+    startup = res["costs_s"][bn]["startup_s"]  # the job's stages outside its steps
+    stages = res["startup_stages_s"][bn]
     assert startup > 0 and startup == pytest.approx(sum(v for k, v in stages.items()
                                                         if k != "checkpoint"))
     assert seen["projected_job_s"] - seen["projected_s"] == pytest.approx(startup)
-    per_run = res["minutes_by_variant"]["digits/vgg/batchnorm"] * 60 / 3  # 3 seeds
+    per_run = res["minutes_by_variant"][bn] * 60 / 3  # 3 seeds
     assert abs(seen["projected_job_s"] - per_run) < 0.1
 
 

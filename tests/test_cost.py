@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from bnopt.plan.check import check_config
+from bnopt.plan.reads import ALL, measures_key
 from bnopt.studies.cost import (
     measure_costs,
     observed_seconds,
@@ -43,19 +44,31 @@ def test_step_counts_by_hand():
 
 def test_default_sweep_plan_by_hand():
     plan = sweep_plan(BASE)
-    runs = plan["runs"].to_dict()
+    runs = plan["runs"].groupby(level=["dataset", "model", "variant"]).sum().to_dict()
     for v in ("standard", "batchnorm", "noisy_batchnorm"):
         assert runs[("cifar10", "vgg", v)] == 3 * 3  # 3 lrs x 3 seeds
     for v in ("l1", "l2", "linf"):
         assert runs[("cifar10", "vgg", v)] == 3  # figure_lr only, 3 seeds (Figures 5, 6, 12)
     for v in ("standard", "batchnorm", "l1", "l2", "linf"):
         assert runs[("dln", "dln", v)] == 2 * 3
-    vgg = plan.loc[("cifar10", "vgg", "batchnorm")]
+    # a row per what its runs measure (measure: read): BN at lr 0.1 everything Figures 1-4
+    # read, at 0.01 ICS only (Figure 3), at 0.5 nothing (Figure 1's accuracy)
+    rows = plan.sort_index().loc[("cifar10", "vgg", "batchnorm")]["runs"].to_dict()
+    assert rows == {"activations+ics+probes": 3, "ics": 3, "none": 3}
+    vgg = plan.loc[("cifar10", "vgg", "batchnorm", "activations+ics+probes")]
     assert (vgg["steps"], vgg["measured_steps"], vgg["evals"], vgg["eval_images"]) == (15000, 150, 31, 60000)
-    dln = plan.loc[("dln", "dln", "l1")]
+    dln = plan.loc[("dln", "dln", "l1", "probes")]
     assert (dln["steps"], dln["measured_steps"], dln["evals"]) == (10000, 100, 21)
     # the DLN trains on the CPU (dln.device), the VGG where the config's device says
     assert (vgg["device"], dln["device"]) == ("auto", "cpu")
+    # curvature steps where a run measures curvature: Figure 16's runs (standard, BN at lr 0.1)
+    curv = sweep_plan({**BASE, "hessian_every": 100,
+                       "dln": {**BASE["dln"], "hessian_every": 100}})["curvature_steps"]
+    assert set(curv[curv > 0].index.droplevel("measures")) == {
+        (d, m, v) for d, m in (("cifar10", "vgg"), ("dln", "dln"))
+        for v in ("standard", "batchnorm")}
+    assert sweep_plan({**BASE, "measure": "all"}).index.get_level_values("measures").unique(
+        ).tolist() == ["activations+ics+probes+hessian"]
 
 
 def test_projection_arithmetic():
@@ -136,21 +149,26 @@ def test_per_step_seconds_recovers_a_linear_cost():
 
 
 def test_observed_seconds_reads_real_runs(tmp_path):
-    for variant, seed, wall in [("batchnorm", 0, 10.0), ("batchnorm", 1, 14.0), ("l1", 0, 3.0)]:
+    for variant, seed, wall, measures in [("batchnorm", 0, 10.0, '["ics"]'),
+                                          ("batchnorm", 1, 14.0, '["ics"]'),
+                                          ("l1", 0, 3.0, None)]:
         run = tmp_path / f"results/runs/dln/dln/{variant}/lr1e-05/seed{seed}"
         run.mkdir(parents=True)
-        (run / "run.json").write_text(f'{{"dataset": "dln", "model": "dln", "variant": "{variant}",'
-                                      f' "wall_seconds": {wall}, "device_name": "cpu"}}')
+        (run / "run.json").write_text(
+            f'{{"dataset": "dln", "model": "dln", "variant": "{variant}",'
+            + (f' "measures": {measures},' if measures else "")  # none: before it existed
+            + f' "wall_seconds": {wall}, "device_name": "cpu"}}')
     # Snakemake's benchmark of one job (the train rule's `benchmark:` file), start-up included
     bench = tmp_path / "results/benchmarks/train/dln/dln/batchnorm/lr1e-05_seed0.tsv"
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\tmax_rss\n13.5\t0:00:13\t900\n")
     seen = observed_seconds(tmp_path / "results/runs")
-    assert seen.loc[("dln", "dln", "batchnorm"), "job_s"] == 13.5  # the one job that has one
-    assert math.isnan(seen.loc[("dln", "dln", "l1"), "job_s"])
-    assert seen.loc[("dln", "dln", "batchnorm"), "observed_s"] == 12.0
-    assert seen.loc[("dln", "dln", "batchnorm"), "observed_runs"] == 2
-    assert seen.loc[("dln", "dln", "l1"), "observed_s"] == 3.0
+    bn, l1 = ("dln", "dln", "batchnorm", "ics"), ("dln", "dln", "l1", measures_key(ALL))
+    assert seen.loc[bn, "job_s"] == 13.5  # the one job that has one
+    assert math.isnan(seen.loc[l1, "job_s"])
+    assert seen.loc[bn, "observed_s"] == 12.0
+    assert seen.loc[bn, "observed_runs"] == 2
+    assert seen.loc[l1, "observed_s"] == 3.0
     with pytest.raises(FileNotFoundError, match="train some runs first"):
         observed_seconds(tmp_path / "nothing")
 
@@ -227,10 +245,13 @@ def test_the_projection_counts_every_job_and_step_a_real_sweep_runs(tmp_path):
     metas = sorted(work.glob("results/runs/*/*/*/*/*/run.json"))
     assert len(metas) == 3
     for meta in metas:
-        key = "/".join(meta.parts[-6:-3])
+        measures = json.loads(meta.read_text())["measures"]
+        key = "/".join([*meta.parts[-6:-3], measures_key(measures)])
         counts = proj["plan"][key]
-        acts = pd.read_parquet(meta.with_name("activations.parquet"))
         evals = pd.read_parquet(meta.with_name("eval.parquet"))
+        # the runs measure their activations at least (noisy BN only those: Claim 2's shift)
+        assert "activations" in measures
+        acts = pd.read_parquet(meta.with_name("activations.parquet"))
         assert acts["step"].nunique() == counts["measured_steps"], key
         assert len(evals) == counts["evals"], key
         stages = json.loads(meta.read_text())["job_stages_s"]

@@ -1,6 +1,8 @@
 """The real Snakemake CLI on this workflow: dry runs, config errors, lint, and a tiny real run."""
+import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -11,6 +13,8 @@ import yaml
 
 from bnopt.figures.paper import FIGURES
 from bnopt.plan.check import check_config
+from bnopt.plan.reads import ALL
+from bnopt.plan.runs import plan
 from bnopt.scorecard.checks import QUANTITIES, checks
 from bnopt.scorecard.verdicts import LEVEL_COLUMNS
 from bnopt.studies.cost import sweep_plan
@@ -275,6 +279,39 @@ def test_scheduling_settings_retrain_nothing(tiny):
         r = run_snakemake(["-n", "--cores", "2", "--config", *TINY, setting], path)
         assert r.returncode == 0, r.stderr[-2000:]
         assert "Nothing to be done" in r.stdout + r.stderr, (setting, r.stdout[-2000:])
+
+
+@pytest.mark.slow
+def test_measuring_everything_changes_no_figure_or_claim_and_retrains_nothing_after(tiny, tmp_path):
+    """The tiny sweep measures only what is read of each run (measure: read, the default).
+    With measure: all, exactly the runs that measured less retrain, and every figure and the
+    scorecard's tables come out bitwise the same; back at read, the runs that measured more
+    than is read are up to date."""
+    path, _ = tiny
+    fewer = [r for r in plan(check_config({**BASE, **_as_config(TINY)})) if r.measures != ALL]
+    assert 0 < len(fewer) < 20
+    every = tmp_path / "all"
+    shutil.copytree(path, every, symlinks=True)
+    r = run_snakemake(["--cores", "2", "--config", *TINY, "measure=all"], every)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stderr.count("rule train:") == len(fewer), r.stderr[-3000:]
+    for fig in [*FIGURES, "fig0_scorecard"]:
+        png = f"results/figures/{fig}.png"
+        assert (every / png).read_bytes() == (path / png).read_bytes(), fig
+    for table in ("claims.csv", "claims_by_loss.csv", "claims.md"):
+        t = f"results/tables/{table}"
+        assert (every / t).read_bytes() == (path / t).read_bytes(), table
+    # summary.csv says what each run measured; a median is NaN where it did not
+    before = pd.read_csv(path / "results/tables/summary.csv").set_index(["model", "variant", "lr"])
+    after = pd.read_csv(every / "results/tables/summary.csv").set_index(["model", "variant", "lr"])
+    assert before.loc[("vgg", "noisy_batchnorm", 10000.0), "measures"] == "none"
+    assert before.loc[("vgg", "noisy_batchnorm", 0.05), "measures"] == "activations"
+    assert math.isnan(before.loc[("vgg", "noisy_batchnorm", 0.05), "ics_l2"])
+    assert before.loc[("vgg", "layernorm", 0.05), "measures"] == "probes"
+    assert (after.measures == "activations+ics+probes+hessian").all()
+    assert not math.isnan(after.loc[("vgg", "noisy_batchnorm", 0.05), "ics_l2"])
+    again = run_snakemake(["-n", "--cores", "2", "--config", *TINY], every)
+    assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
 
 
 @pytest.mark.slow

@@ -1,4 +1,6 @@
 # Config validation and helpers shared by all rules.
+import dataclasses
+import json
 import re
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from bnopt.plan.check import ConfigError, check_config
 from bnopt.plan.datasets import DATASETS
 from bnopt.plan.experiments import reported_variants
 from bnopt.plan.figure_specs import figure_blockers, figure_specs
+from bnopt.plan.reads import run_measures, tracked_measures
 from bnopt.plan.runs import (
     JOB_BENCHMARK,
     RUN_DIR,
@@ -77,17 +80,31 @@ def run_metas(variants, lrs, family="net"):
     return [f"{run_dir(*run)}/run.json" for run in family_runs(config, family, variants, lrs)]
 
 
+# What each run measures (measure: read, only what a figure, check or finding reads of it)
+MEASURES = run_measures(config)
+
+
 def wildcard_run(wildcards):
     """The complete settings (RunConfig) of the run these wildcards name: the plan's for a
     planned run, and the same function's for a run asked for by its path."""
     return run_config(config, wildcards.dataset, model_of(config, wildcards.model),
-                      wildcards.variant, wildcards.lr, wildcards.seed)
+                      wildcards.variant, wildcards.lr, wildcards.seed, measures=MEASURES)
+
+
+def finished_meta(run):
+    """The run.json of a finished run (None if there is none yet)."""
+    path = Path(run.folder) / "run.json"
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def train_params(wildcards):
     """What a training job tracks of its settings (bnopt.plan.runs.tracked_settings): rerun when one
-    changes; a setting added at its neutral value changes nothing."""
-    return tracked_settings(wildcard_run(wildcards))
+    changes; a setting added at its neutral value changes nothing. A finished run that measured
+    more than is read of it is tracked with what it measured (bnopt.plan.reads.tracked_measures):
+    measuring changes nothing it trained, so it is not retrained."""
+    run = wildcard_run(wildcards)
+    measures = tracked_measures(run.measures, finished_meta(run))
+    return tracked_settings(dataclasses.replace(run, measures=measures))
 
 
 def gpu_slots(wildcards):

@@ -12,6 +12,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from bnopt.analysis.code_versions import UNRECORDED
+from bnopt.plan.reads import ALL, measures_key
 from bnopt.plan.runs import RUN_IDENTITY
 
 IDENTITY = list(RUN_IDENTITY)
@@ -19,7 +20,8 @@ MEDIANS = ["loss_range", "grad_pred", "beta_smoothness", "ics_l2", "ics_cos", "l
            "batch_sharpness"]
 SUMMARY_COLUMNS = IDENTITY + [
     "steps", "steps_completed", "diverged", "never_learned", "final_batch_loss", "final_batch_acc",
-    "final_train_loss", "final_train_acc", "final_test_acc", *MEDIANS, "wall_seconds", "init",
+    "final_train_loss", "final_train_acc", "final_test_acc", *MEDIANS, "measures",
+    "wall_seconds", "init",
     "width", "batch_size", "momentum", "num_parameters", "device_name", "code_version",
 ]
 
@@ -143,4 +145,8 @@ def summary_table(meta_paths) -> pd.DataFrame:
     if "code_version" not in df:
         df["code_version"] = None
     df["code_version"] = df.code_version.fillna(UNRECORDED)  # runs made before runs recorded it
+    # what each run measured (bnopt.plan.reads): a median is NaN where it did not measure it;
+    # a run made before runs recorded it measured everything
+    df["measures"] = [measures_key(ALL if not isinstance(m, list) else m)
+                      for m in df.get("measures", [None] * len(df))]
     return df[SUMMARY_COLUMNS].sort_values(IDENTITY, ignore_index=True)

@@ -15,6 +15,12 @@ import yaml
 # published one within the smallest effect (bnopt.scorecard.reported)
 FINDING_KINDS = ("higher", "not_lower", "lower_every_layer", "gap")
 
+# What each quantity a finding compares reads of a run's measured steps (a kind of
+# bnopt.plan.tables.MEASUREMENTS; None: only the per-step, eval and init_distance tables, which
+# every run writes). One entry per bnopt.scorecard.reported.FINDING_QUANTITIES (tested).
+FINDING_READS = {"final_test_acc": None, "grad_norm_jitter": None, "ics_l2": "ics",
+                 "ics_cos": "ics", "init_distance_relative": None, "unit_drift": "activations"}
+
 
 @cache
 def published() -> dict:
@@ -41,4 +47,16 @@ def reported_variants(experiment: str) -> list[str]:
     for f in published()[experiment]["findings"]:
         for pair in comparison(f)[1]:
             out += [v for v in pair if v not in out]
+    return out
+
+
+def finding_reads(experiment: str) -> dict[str, set[str]]:
+    """What the findings of ``experiment`` read of each variant's runs (at figure_lr): variant:
+    the measurements (:data:`FINDING_READS`) of the quantities its comparisons compare."""
+    out: dict[str, set[str]] = {}
+    for f in published()[experiment]["findings"]:
+        kind = FINDING_READS[f["quantity"]]
+        for pair in comparison(f)[1]:
+            for v in pair:
+                out.setdefault(v, set()).update([kind] if kind else [])
     return out

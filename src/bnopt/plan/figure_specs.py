@@ -41,17 +41,23 @@ class Figure:
     """One figure, its whole entry: the runs it shows, as (family, variant family, lrs) groups
     of the checked config (family 'net': the configured dataset and model, or 'dln'; variant
     family: :func:`bnopt.plan.variants.variants_in`), the keyword arguments of its draw function,
-    and the settings its runs must have on (> 0), by family, or they record nothing for it.
+    the settings its runs must have on (> 0), by family, or they record nothing for it, and
+    what it reads of its runs' measured steps (``reads``: kinds of
+    :data:`bnopt.plan.tables.MEASUREMENTS`; with ``measure: read`` a run measures only what some
+    figure or check reads, :func:`bnopt.plan.reads.run_measures`).
     ``bnopt.figures.paper.FIGURES[name]`` draws it and ``workflow/report/<name>.rst`` is its caption
     (both tested); the rules, ``all``, the refusal of a figure whose measurement is off and the
     report derive from this entry."""
     runs: Callable[[dict], list[tuple]]
     kwargs: Callable[[dict], dict]
     needs: tuple[tuple[str, str], ...] = ()
+    reads: tuple[str, ...] = ()
 
 
 _MEASURED = (("net", "measure_every"),)
 _MEASURED_DLN = (("dln", "measure_every"),)
+# what a figure reads of its runs' measured steps (bnopt.plan.tables.MEASUREMENTS)
+_ACTS, _ICS, _PROBES = ("activations",), ("ics",), ("probes",)
 
 
 def _lr(c):
@@ -67,53 +73,61 @@ FIGURE_REGISTRY: dict[str, Figure] = {
                             lambda c: {"lrs": c["fig1_lrs"]}),
     "fig1_activations": Figure(lambda c: [("net", "bn", _lr(c))],
                                lambda c: {"lr": c["figure_lr"], "layers": c["fig1_layers"]},
-                               _MEASURED),
+                               _MEASURED, _ACTS),
     "fig2_noisy_bn": Figure(lambda c: [("net", "noisy", _lr(c))],
                             lambda c: {"lr": c["figure_lr"], "layers": c["fig2_layers"]},
-                            _MEASURED),
+                            _MEASURED, _ACTS),
     "fig3_ics": Figure(lambda c: [("net", "bn", c["fig3_lrs"])],
-                       lambda c: {"lrs": c["fig3_lrs"], "layers": c["fig3_layers"]}, _MEASURED),
+                       lambda c: {"lrs": c["fig3_lrs"], "layers": c["fig3_layers"]}, _MEASURED,
+                       _ICS),
     "fig3_ics_dln": Figure(lambda c: [("dln", "bn", c["dln"]["fig3_lrs"])],
                            lambda c: {"lrs": c["dln"]["fig3_lrs"],
-                                      "layers": c["dln"]["fig3_layers"]}, _MEASURED_DLN),
+                                      "layers": c["dln"]["fig3_layers"]}, _MEASURED_DLN, _ICS),
     "fig4_landscape": Figure(lambda c: [("net", "bn", _lr(c))],
-                             lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+                             lambda c: {"lr": c["figure_lr"]}, _MEASURED, _PROBES),
     "fig5_lp": Figure(lambda c: [("net", "lp", _lr(c)), ("dln", "lp", _dlr(c))],
                       lambda c: {"lr": c["figure_lr"], "dln_lr": c["dln"]["figure_lr"]}),
     "fig6_lp_activations": Figure(lambda c: [("net", "lp", _lr(c))],
                                   lambda c: {"lr": c["figure_lr"], "layer": c["fig6_layer"]},
-                                  (("net", "measure_every"), ("net", "hist_every"))),
+                                  (("net", "measure_every"), ("net", "hist_every")), _ACTS),
     "fig8_activation_shift": Figure(lambda c: [("net", "noisy", _lr(c))],
                                     lambda c: {"lr": c["figure_lr"], "layers": c["fig8_layers"]},
-                                    _MEASURED),
+                                    _MEASURED, _ACTS),
     "fig9_dln_activations": Figure(lambda c: [("dln", "bn", _dlr(c))],
                                    lambda c: {"lr": c["dln"]["figure_lr"],
-                                              "layers": c["dln"]["fig9_layers"]}, _MEASURED_DLN),
+                                              "layers": c["dln"]["fig9_layers"]}, _MEASURED_DLN,
+                                   _ACTS),
     "fig10_dln_landscape": Figure(lambda c: [("dln", "bn", _dlr(c))],
-                                  lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN),
+                                  lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN,
+                                  _PROBES),
     "fig11_gradient_vs_step": Figure(lambda c: [("net", "bn", _lr(c))],
-                                     lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+                                     lambda c: {"lr": c["figure_lr"]}, _MEASURED, _PROBES),
     "fig12_lp_vgg": Figure(lambda c: [("net", "lp", _lr(c))],
-                           lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+                           lambda c: {"lr": c["figure_lr"]}, _MEASURED, _PROBES),
     "fig13_lp_dln": Figure(lambda c: [("dln", "lp", _dlr(c))],
-                           lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN),
+                           lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN, _PROBES),
     "fig14_normalisers_vgg": Figure(lambda c: [("net", "normalisers", _lr(c))],
-                                    lambda c: {"lr": c["figure_lr"]}, _MEASURED),
+                                    lambda c: {"lr": c["figure_lr"]}, _MEASURED, _PROBES),
     "fig15_normalisers_dln": Figure(lambda c: [("dln", "normalisers", _dlr(c))],
-                                    lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN),
+                                    lambda c: {"lr": c["dln"]["figure_lr"]}, _MEASURED_DLN,
+                                    _PROBES),
+    # the curvature, with the paper's effective beta (the probes) beside it
     "fig16_curvature": Figure(lambda c: [("net", "bn", _lr(c)), ("dln", "bn", _dlr(c))],
                               lambda c: {"lr": c["figure_lr"], "dln_lr": c["dln"]["figure_lr"]},
-                              (("net", "hessian_every"), ("dln", "hessian_every"))),
+                              (("net", "hessian_every"), ("dln", "hessian_every")),
+                              ("hessian", "probes")),
     "fig17_gradient_norm": Figure(lambda c: [("net", "noisy", _lr(c))],
                                   lambda c: {"lr": c["figure_lr"]}),
     "fig18_init_distance": Figure(lambda c: [("net", "bn", _lr(c))],
                                   lambda c: {"lr": c["figure_lr"]}),
     "fig19_unit_percentiles": Figure(lambda c: [("net", "bn", _lr(c))],
                                      lambda c: {"lr": c["figure_lr"]},
-                                     (("net", "measure_every"), ("net", "units_per_layer"))),
+                                     (("net", "measure_every"), ("net", "units_per_layer")),
+                                     _ACTS),
     "fig4u_update_landscape": Figure(lambda c: [("net", "bn", _lr(c))],
                                      lambda c: {"lr": c["figure_lr"]},
-                                     (("net", "measure_every"), ("net", "probe_update"))),
+                                     (("net", "measure_every"), ("net", "probe_update")),
+                                     _PROBES),
 }
 # The settings each figure's runs must have on, by figure (from the registry)
 FIGURE_NEEDS = {name: list(f.needs) for name, f in FIGURE_REGISTRY.items() if f.needs}

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from bnopt.plan.datasets import TRAIN_SIZES
 from bnopt.plan.experiments import experiment_figures, reported_variants
 from bnopt.plan.figure_specs import figure_specs, figures_off
+from bnopt.plan.reads import ALL, default_measures, ordered, run_measures
 from bnopt.plan.schema import load_schema
 from bnopt.plan.variants import (
     ACTIVATIONS,
@@ -162,6 +163,9 @@ class RunConfig:
     measure_per_decade: int | None = _neutral(0)
     # a model by import path ("package.module:factory"): the factory's keyword arguments
     model_kwargs: dict | None = _neutral({})
+    # what a measured step measures (bnopt.plan.tables.MEASUREMENTS; None: all of it); not a
+    # config key: the workflow derives it from the config's ``measure`` (bnopt.plan.reads)
+    measures: tuple | None = _neutral(ALL)
 
     def __post_init__(self):
         for name, value in model_defaults(self.model).items():
@@ -170,6 +174,8 @@ class RunConfig:
         object.__setattr__(self, "probe_multipliers", tuple(map(float, self.probe_multipliers)))
         object.__setattr__(self, "adam_betas", tuple(map(float, self.adam_betas)))
         object.__setattr__(self, "mlp_widths", tuple(map(int, self.mlp_widths)))
+        object.__setattr__(self, "measures", ALL if self.measures is None
+                           else ordered(self.measures))
         # what the schema checks for the workflow, checked here for library use (before any
         # data is loaded or GPU time spent)
         for name, allowed in (("precision", PRECISIONS), ("eval_precision", PRECISIONS),
@@ -228,9 +234,12 @@ class RunConfig:
         return cls(**d)
 
 
-# What names a run (its folder); every other RunConfig field is a config key of the same name.
+# What names a run (its folder); every other RunConfig field is a config key of the same name,
+# but those the workflow derives from the config (DERIVED: a run's measures, from ``measure``).
 RUN_IDENTITY = ("dataset", "model", "variant", "lr", "seed")
-TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig) if f.name not in RUN_IDENTITY)
+DERIVED = ("measures",)
+TRAIN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig)
+                   if f.name not in RUN_IDENTITY + DERIVED)
 # Settings added after runs were trained without them, each with the value that computes what
 # those runs computed (its default, tested): a field declared with
 # ``dataclasses.field(default=None, metadata={"neutral": value})``. At that value a setting is
@@ -304,19 +313,26 @@ def model_of(cfg: dict, folder: str) -> str:
     return cfg["model"] if folder == model_folder(cfg["model"]) else folder
 
 
-def run_config(cfg: dict, dataset: str, model: str, variant: str, lr, seed) -> RunConfig:
+def run_config(cfg: dict, dataset: str, model: str, variant: str, lr, seed,
+               measures: dict | None = None) -> RunConfig:
     """The complete, frozen settings of one run under the checked config ``cfg``: its model's
-    (the DLN's overrides applied by :func:`train_settings`), every default filled in. What is
-    left to decide is what only the machine that trains it knows (``device: auto`` becomes the
-    GPU it leases; ``channels_last: auto`` follows that device, ``train.build_run``)."""
-    return RunConfig(dataset, model, variant, float(lr), int(seed), **train_settings(cfg, model))
+    (the DLN's overrides applied by :func:`train_settings`), every default filled in, and what
+    it measures (``measures``: :func:`bnopt.plan.reads.run_measures` of ``cfg``, computed here
+    when not given). What is left to decide is what only the machine that trains it knows
+    (``device: auto`` becomes the GPU it leases; ``channels_last: auto`` follows that device,
+    ``train.build_run``)."""
+    run = (dataset, model, variant, float(lr), int(seed))
+    measures = run_measures(cfg) if measures is None else measures
+    return RunConfig(*run, **train_settings(cfg, model),
+                     measures=measures.get(run, default_measures(cfg)))
 
 
 def plan(cfg: dict) -> list[RunConfig]:
     """The run plan: every run the workflow trains under the checked config ``cfg``
     (:func:`sweep_runs`), each as its :func:`run_config`, once each. The rules' targets, the
     train rule's parameters and the cost projection read it."""
-    return [run_config(cfg, *run) for run in sweep_runs(cfg)]
+    measures = run_measures(cfg)
+    return [run_config(cfg, *run, measures=measures) for run in sweep_runs(cfg)]
 
 
 def family_runs(cfg: dict, family: str, variants, lrs) -> list[tuple]:

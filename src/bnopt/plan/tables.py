@@ -35,6 +35,15 @@ OPTIONAL_TABLES = {"units": (UNIT_COLUMNS, "units_per_layer"),
                    "update_probes": (UPDATE_PROBE_COLUMNS, "probe_update")}
 
 
+# What a measured step can measure (a run's ``measures``), each with the tables it fills: the
+# step's own activation statistics (and histograms, single units, the moment shifts), gradient
+# ICS for every layer, the probes along the gradient (and along the update), and curvature (at
+# the hessian_every steps). A run measures all of them, or with ``measure: read`` only those a
+# figure or check reads of it (bnopt.plan.reads); the others' tables are written empty.
+MEASUREMENTS = {"activations": ("activations", "histograms", "units"), "ics": ("ics",),
+                "probes": ("probes", "update_probes"), "hessian": ("hessian",)}
+
+
 def written_tables(cfg: dict) -> dict[str, list[str]]:
     """The tables (stem: columns) every training job writes under the checked config ``cfg``:
     ``TABLES``, and each of ``OPTIONAL_TABLES`` whose setting the config turns on (a run with

@@ -43,6 +43,7 @@ class Quantity:
     label: str
     kind: str              # a key of KINDS: its comparison and its smallest effect
     matched: bool = False  # a per-step quantity, judged at matched training loss
+    reads: str | None = None  # the measurement it reads (bnopt.plan.tables.MEASUREMENTS)
 
     @property
     def comparison(self) -> str:
@@ -63,18 +64,20 @@ QUANTITIES = {
     # (treatment - standard) / (BN - standard) of mean_batch_acc, per seed
     "bn_gain_share": Quantity("share of BN's gain over the standard net in training accuracy "
                               "averaged over the run", "share"),
-    "loss_range": Quantity("loss range along the gradient", "ratio", True),
-    "grad_pred": Quantity("gradient change along the gradient (max)", "ratio", True),
-    "beta_smoothness": Quantity("effective beta-smoothness", "ratio", True),
-    "ics_rel": Quantity("relative ICS ||G - G'|| / ||G||", "ratio", True),
-    "ics_cos": Quantity("ICS cos(G, G')", "cosine", True),
+    "loss_range": Quantity("loss range along the gradient", "ratio", True, "probes"),
+    "grad_pred": Quantity("gradient change along the gradient (max)", "ratio", True, "probes"),
+    "beta_smoothness": Quantity("effective beta-smoothness", "ratio", True, "probes"),
+    "ics_rel": Quantity("relative ICS ||G - G'|| / ||G||", "ratio", True, "ics"),
+    "ics_cos": Quantity("ICS cos(G, G')", "cosine", True, "ics"),
     "mean_shift": Quantity("per-unit mean shift of a fixed batch over a step / the unit's std",
-                           "ratio", True),
+                           "ratio", True, "activations"),
     "var_shift": Quantity("per-unit variance shift of a fixed batch over a step / the unit's "
-                          "variance", "ratio", True),
-    "lambda_max": Quantity("top Hessian eigenvalue", "ratio", True),
-    "beta_late": Quantity("effective beta after the first 10% (median)", "ratio"),
-    "batch_sharpness_late": Quantity("batch sharpness after the first 10% (median)", "ratio"),
+                          "variance", "ratio", True, "activations"),
+    "lambda_max": Quantity("top Hessian eigenvalue", "ratio", True, "hessian"),
+    "beta_late": Quantity("effective beta after the first 10% (median)", "ratio",
+                          reads="probes"),
+    "batch_sharpness_late": Quantity("batch sharpness after the first 10% (median)", "ratio",
+                                     reads="hessian"),
 }
 
 

@@ -2,7 +2,7 @@
 time projected from per-step costs measured with the real training loop.
 
     project("config.yaml", "cuda")               # all of it, printed (benchmarks/project_sweep.py)
-    plan = sweep_plan(cfg)                        # one row per (dataset, model, variant)
+    plan = sweep_plan(cfg)           # one row per (dataset, model, variant, what it measures)
     costs = {key: measure_costs(cfg, *key) for key in plan.index}   # seconds, on a device
     projected_seconds(plan, costs)                # per row; .sum() for the sweep
     sweep_minutes(seconds, devices, cores=16)     # --cores 1 and the profile's wall, minutes
@@ -35,6 +35,7 @@ import yaml
 
 from bnopt.plan.check import check_config
 from bnopt.plan.datasets import NUM_CLASSES, TEST_SIZES, TRAIN_SIZES, input_shape
+from bnopt.plan.reads import ALL, key_measures, measures_key
 from bnopt.plan.runs import (
     JOB_BENCHMARK,
     measured_steps,
@@ -54,7 +55,7 @@ from bnopt.training.models import build_model
 from bnopt.training.module_net import build_module_net, is_import_path, module_depth
 from bnopt.training.precision import cudnn_autotune, matmul_precision
 
-KEY = ["dataset", "model", "variant"]
+KEY = ["dataset", "model", "variant", "measures"]  # measures: bnopt.plan.reads.measures_key
 
 
 def step_counts(steps: int, measure_every: int, eval_every: int, hessian_every: int = 0,
@@ -72,16 +73,18 @@ def step_counts(steps: int, measure_every: int, eval_every: int, hessian_every: 
 
 
 def sweep_plan(cfg: dict) -> pd.DataFrame:
-    """One row per (dataset, model, variant) of the runs the whole workflow trains (see
-    :func:`bnopt.plan.runs.plan`), with the number of runs and, per run, the steps, measured
-    steps, evaluations, images per evaluation (training plus test set) and the configured
-    device (``auto``, ``cpu`` or ``cuda``)."""
+    """One row per (dataset, model, variant, measures) of the runs the whole workflow trains
+    (see :func:`bnopt.plan.runs.plan`; measures: what their measured steps measure,
+    :func:`measures_key`), with the number of runs and, per run, the steps, measured steps
+    (curvature steps only where it measures curvature), evaluations, images per evaluation
+    (training plus test set) and the configured device (``auto``, ``cpu`` or ``cuda``)."""
     rows = {}
     for run in plan(cfg):
-        key = (run.dataset, run.model, run.variant)
+        key = (run.dataset, run.model, run.variant, measures_key(run.measures))
         if key not in rows:
+            hessian = run.hessian_every if "hessian" in run.measures else 0
             rows[key] = {"runs": 0, **step_counts(run.steps, run.measure_every, run.eval_every,
-                                                  run.hessian_every, run.measure_per_decade,
+                                                  hessian, run.measure_per_decade,
                                                   run.checkpoint_every),
                          "eval_images": TRAIN_SIZES[run.dataset] + TEST_SIZES[run.dataset],
                          "device": run.device}
@@ -93,7 +96,7 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
 def projected_seconds(plan: pd.DataFrame, costs: dict) -> pd.Series:
     """Seconds of each plan row's jobs: runs x (steps x train_s + measured steps x (measured_s
     - train_s) + curvature steps x (curvature_s - train_s) + evals x eval_s + checkpoints x
-    checkpoint_s + startup_s), with ``costs[(dataset, model, variant)]`` a dict of those costs
+    checkpoint_s + startup_s), with ``costs[key]`` (the row's key) a dict of those costs
     in seconds (``curvature_s`` only where the plan has curvature steps; ``startup_s``, what a
     job pays outside its steps (:func:`startup_stages`), and ``checkpoint_s``, 0 where
     absent)."""
@@ -106,7 +109,7 @@ def projected_seconds(plan: pd.DataFrame, costs: dict) -> pd.Series:
                    + row["evals"] * c["eval_s"] + row.get("checkpoints", 0) * c.get("checkpoint_s", 0.0)
                    + c.get("startup_s", 0.0))
         out[key] = row["runs"] * per_run
-    return pd.Series(out, name="seconds").rename_axis(KEY)
+    return pd.Series(out, name="seconds").rename_axis(plan.index.names)
 
 
 def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: int = 1,
@@ -161,7 +164,8 @@ def per_step_seconds(wall, steps: int, min_seconds: float = 0.0, repeats: int = 
 
 
 def observed_seconds(runs_root) -> pd.DataFrame:
-    """What real runs under ``runs_root`` (results/runs) took, per (dataset, model, variant):
+    """What real runs under ``runs_root`` (results/runs) took, per (dataset, model, variant,
+    measures):
     the number of runs, the mean of their ``wall_seconds`` (the training loop, evaluations
     included, as :func:`projected_seconds` counts it) from each run.json, and the mean of the
     whole jobs' seconds (start-up and writing included) from Snakemake's benchmark files
@@ -175,7 +179,10 @@ def observed_seconds(runs_root) -> pd.DataFrame:
         bench = workdir / JOB_BENCHMARK.format(dataset=dataset, model=model, variant=variant,
                                                lr=lr_dir[2:], seed=seed_dir[4:])
         job_s = float(pd.read_csv(bench, sep="\t")["s"].iloc[0]) if bench.exists() else math.nan
-        rows.append({**{k: meta[k] for k in KEY}, "wall_seconds": meta["wall_seconds"],
+        rows.append({**{k: meta[k] for k in KEY[:3]},
+                     # a run.json written before runs recorded it measured everything
+                     "measures": measures_key(meta.get("measures", ALL)),
+                     "wall_seconds": meta["wall_seconds"],
                      "job_s": job_s, "device_name": meta["device_name"]})
     if not rows:
         raise FileNotFoundError(f"no run.json under {runs_root}/<dataset>/<model>/<variant>/"
@@ -191,11 +198,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str = "auto",
-                  steps: int = 4, lr: float | None = None, min_seconds: float = 0.0,
-                  repeats: int = 1) -> dict:
+def measure_costs(cfg: dict, dataset: str, model: str, variant: str, measures: str | None = None,
+                  device: str = "auto", steps: int = 4, lr: float | None = None,
+                  min_seconds: float = 0.0, repeats: int = 1) -> dict:
     """Seconds per plain step, per measured step and per evaluation of a (dataset, model,
-    variant) run under the checked config ``cfg``, on the run's configured device (``device``
+    variant) run under the checked config ``cfg`` that measures ``measures`` (a plan row's
+    key, :func:`measures_key`; None: everything), on the run's configured device (``device``
     where the config says ``auto``).
 
     The step costs are differences of two :func:`~bnopt.training.loop.train_run` calls of n and 2n
@@ -203,8 +211,8 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     ``steps`` up until the difference lasts ``min_seconds``, fastest of ``repeats``): the run's
     setup, warm-up and its evaluations at start and end cancel (the timing runs use a small
     random split, so those evaluations are short). A measured step includes everything
-    training does for one: probes, ICS, activation statistics, snapshots. Where the config
-    measures curvature (``hessian_every`` > 0), ``curvature_s`` is a step with a curvature
+    training does for one of these measures: probes, ICS, activation statistics, snapshots.
+    Where the run measures curvature (``hessian_every`` > 0), ``curvature_s`` is a step with a curvature
     measurement (and no other), timed the same way; Lanczos stops at its tolerance, so on these
     random data it estimates rather than bounds the cost (at most ``hessian_iters`` products).
     An evaluation is timed by :func:`eval_seconds`.
@@ -212,6 +220,7 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
     lr = lr if lr is not None else (cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0])
     planned = run_config(cfg, dataset, model, variant, lr, 0)
     base = dataclasses.replace(planned, checkpoint_every=0, hist_every=0, measure_per_decade=0,
+                               measures=ALL if measures is None else key_measures(measures),
                                device=device if planned.device == "auto" else planned.device)
     batch = base.batch_size
     full_batch = batch >= TRAIN_SIZES[dataset]  # the DLN: gradient descent on the whole split
@@ -226,7 +235,7 @@ def measure_costs(cfg: dict, dataset: str, model: str, variant: str, device: str
 
     out = {}
     kinds = [("train_s", 0, 0), ("measured_s", 1, 0)]
-    kinds += [("curvature_s", 0, 1)] if base.hessian_every else []
+    kinds += [("curvature_s", 0, 1)] if base.hessian_every and "hessian" in base.measures else []
     for name, every, hessian in kinds:
         out[name], _ = per_step_seconds(lambda n: wall(n, every, hessian), steps, min_seconds,
                                         repeats)
@@ -406,14 +415,15 @@ def other_job_seconds(kind: str, scripts, repeats: int = 1) -> float:
 STARTUP_STAGES = ("interpreter", "imports", "data", "setup", "warmup", "write")
 
 
-def startup_stages(cfg: dict, dataset: str, model: str, variant: str, device: str = "auto",
-                   workdir=None) -> dict:
+def startup_stages(cfg: dict, dataset: str, model: str, variant: str, measures: str | None = None,
+                   device: str = "auto", workdir=None) -> dict:
     """Seconds a training job of a (dataset, model, variant) of the checked config ``cfg``
     pays outside its steps, by stage (:data:`STARTUP_STAGES`), and ``checkpoint``, one
     checkpoint's writing: :mod:`bnopt.studies.job_probe` in a fresh Python, as a job pays
     them (its imports, the prepared data at its real size, the run's setup on its device,
     the first steps' warm-up, writing its tables), on random data of the dataset's shapes
-    written to ``workdir`` (a temporary folder if None)."""
+    written to ``workdir`` (a temporary folder if None). ``measures`` (a plan row's) changes
+    nothing here: its steps measure nothing."""
     planned = run_config(cfg, dataset, model, variant,
                          cfg["dln"]["lrs"][0] if model == "dln" else cfg["lrs"][0], 0)
     run = dataclasses.replace(planned, steps=2, eval_every=2, log_every=2, checkpoint_every=0,
@@ -442,9 +452,11 @@ def startup_stages(cfg: dict, dataset: str, model: str, variant: str, device: st
 def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
     """Floating-point operations of a plan row's runs, counting conv and linear layers only:
     forward + backward = 3 x forward per training pass, 1 + K + (L - 1) passes per measured step
+    (K probes and L - 1 ICS passes where its measures have them)
     (an upper bound: ICS backward passes stop at their layer), 2 x hessian_iters more per
     curvature step (an upper bound: Lanczos may stop early), forward only for evaluations."""
-    dataset, model_name, variant = key
+    dataset, model_name, variant, measures = key
+    measures = key_measures(measures)
     s = dataclasses.asdict(run_config(cfg, dataset, model_name, variant, 0.1, 0))
     shape = input_shape(dataset, None if model_name == "dln" else cfg["image_size"])
     outputs = NUM_CLASSES[dataset] or shape[0]
@@ -455,7 +467,8 @@ def sweep_row_flops(cfg: dict, key: tuple, row) -> float:
                           outputs, s["width"], activation=s["activation"],
                           mlp_widths=s["mlp_widths"])
     per_image = forward_flops(net, torch.zeros(1, *shape))
-    passes = 1 + len(s["probe_multipliers"]) + len(net.layers) - 1
+    passes = (1 + ("probes" in measures) * len(s["probe_multipliers"])
+              + ("ics" in measures) * (len(net.layers) - 1))
     # a curvature step: at most hessian_iters Hessian-vector products of ~2 training passes each
     curvature = row.get("curvature_steps", 0) * 2 * s["hessian_iters"]
     train = (row["steps"] - row["measured_steps"] + row["measured_steps"] * passes

@@ -119,7 +119,7 @@ def train_run(cfg: RunConfig, dataset: Dataset, progress: bool = True,
     At the steps :meth:`RunConfig.measured_steps` names (every ``measure_every``-th, and
     ``measure_per_decade`` per decade) the step is *measured*: activation statistics of
     its own forward pass, then, after the optimizer step, landscape probes along the step's
-    gradient and gradient ICS for every layer, all inside :func:`bnopt.training.measure.probing` so
+    gradient and gradient ICS for every layer (those of them ``cfg.measures`` names), all inside :func:`bnopt.training.measure.probing` so
     that nothing the training sees changes (parameters, BN running statistics, optimizer state,
     RNG streams). Measured steps snapshot the parameters and gradient once (two flat copies);
     there is no copy of the model.
@@ -313,7 +313,9 @@ def _train_run(cfg: RunConfig, dataset: Dataset, progress: bool, threads: int | 
         measured = step in measure_steps
         curvature = cfg.hessian_every > 0 and step % cfg.hessian_every == 0
         x, y = next(batches)
-        if measured or curvature or rec.pending_moments is not None:
+        # the steps measured, with curvature, and after a measured one run in IEEE arithmetic,
+        # whatever cfg.measures takes of them: what a run trains is the same for any measures
+        if measured or curvature or step - 1 in measure_steps:
             ieee_step(cfg, model, opt, rec, step, x, y, measured, curvature, step_sizes,
                       update_sizes, run.probe)
         else:  # a plain step, in the run's precision

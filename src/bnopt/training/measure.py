@@ -182,23 +182,28 @@ def layer_parameters(model: nn.Module) -> tuple[list[list[str]], list[str]]:
 
 
 def measure_step(model: nn.Module, criterion, x, y, before: Params, grad: Params,
-                 step_sizes, vectorize: bool = False
-                 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+                 step_sizes, vectorize: bool = False, ics: bool = True
+                 ) -> tuple[dict[str, torch.Tensor] | None, torch.Tensor | None,
+                            torch.Tensor | None]:
     """A measured step's probes and ICS, called after the optimizer step: ``before`` and
     ``grad`` are the step's parameters and gradient, the model holds the updated parameters.
-    Returns (probe results (K,), ICS l2 (L,), ICS cos (L,)); nothing in the model changes.
+    Returns (probe results (K,), ICS l2 (L,), ICS cos (L,)): the probes None where
+    ``step_sizes`` is None, the ICS None without ``ics``; nothing in the model changes.
     Every pass runs in IEEE fp32 (or the model's dtype), whatever the training precision;
     ``vectorize``: see :func:`probe_along_gradient`."""
     def loss_fn(p):
         return criterion(functional_call(model, p, (x,)), y)
 
+    probes = l2 = cos = None
     with probing(model), ieee_fp32():
-        probes = probe_along_gradient(loss_fn, before, grad, step_sizes, vectorize)
-        after = {n: p.detach() for n, p in model.named_parameters()}
-        if hasattr(model, "layer_groups"):  # its forward cannot be cut: a full pass a layer
-            l2, cos = gradient_ics(loss_fn, before, after, *layer_parameters(model), grad)
-        else:
-            l2, cos = gradient_ics_layered(model, criterion, x, y, before, after, grad)
+        if step_sizes is not None:
+            probes = probe_along_gradient(loss_fn, before, grad, step_sizes, vectorize)
+        if ics:
+            after = {n: p.detach() for n, p in model.named_parameters()}
+            if hasattr(model, "layer_groups"):  # its forward cannot be cut: a full pass a layer
+                l2, cos = gradient_ics(loss_fn, before, after, *layer_parameters(model), grad)
+            else:
+                l2, cos = gradient_ics_layered(model, criterion, x, y, before, after, grad)
     return probes, l2, cos
 
 

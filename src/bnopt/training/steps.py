@@ -106,20 +106,25 @@ class CudaGraphStep:
 
 def measure_after_step(model, x, y, before: dict, grad: dict, step_sizes=None,
                        vmap_probes: bool = False, hessian: tuple | None = None,
-                       update_sizes=None) -> dict:
+                       update_sizes=None, ics: bool | None = None) -> dict:
     """What a measured step records once the optimizer has stepped, from the step's batch,
     parameters ``before`` and gradient ``grad``: with ``step_sizes``, the probe rows (K, 3:
-    loss, gradient change, beta) and ICS rows (L, 3: l2, cos, |G|); with ``hessian`` =
-    (iterations, tolerance), the curvature row (4: lambda_max, batch sharpness, iterations,
-    residual); with ``update_sizes`` (multiples of the update made), the probe rows along it
-    (K, 4: distance, loss, gradient change, beta). Keys are the :class:`Recorder` kinds.
-    Training and ``benchmarks/bench_step.py`` both call this."""
+    loss, gradient change, beta); with ``ics`` (default: with ``step_sizes``), the ICS rows
+    (L, 3: l2, cos, |G|); with ``hessian`` = (iterations, tolerance), the curvature row (4:
+    lambda_max, batch sharpness, iterations, residual); with ``update_sizes`` (multiples of the
+    update made), the probe rows along it (K, 4: distance, loss, gradient change, beta). Keys
+    are the :class:`Recorder` kinds. Training and ``benchmarks/bench_step.py`` both call this."""
     out = {}
-    if step_sizes is not None:
-        pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes, vmap_probes)
-        out["probes"] = torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)
-        g_norms = torch.stack([torch.linalg.vector_norm(grad[w]) for w in model.weight_names()])
-        out["ics"] = torch.stack([l2, cos, g_norms], 1)
+    ics = step_sizes is not None if ics is None else ics
+    if step_sizes is not None or ics:
+        pr, l2, cos = measure_step(model, criterion, x, y, before, grad, step_sizes, vmap_probes,
+                                   ics=ics)
+        if pr is not None:
+            out["probes"] = torch.stack([pr["loss"], pr["grad_change"], pr["beta"]], 1)
+        if ics:
+            g_norms = torch.stack([torch.linalg.vector_norm(grad[w])
+                                   for w in model.weight_names()])
+            out["ics"] = torch.stack([l2, cos, g_norms], 1)
     if update_sizes is not None:
         up = probe_along_update(model, criterion, x, y, before, grad, update_sizes, vmap_probes)
         out["update_probes"] = torch.stack([up["distance"], up["loss"], up["grad_change"],
@@ -135,35 +140,42 @@ def measure_after_step(model, x, y, before: dict, grad: dict, step_sizes=None,
 
 def ieee_step(cfg: RunConfig, model, opt, rec: Recorder, step: int, x, y, measured: bool,
               curvature: bool, step_sizes, update_sizes=None, probe=None) -> None:
-    """A step in IEEE arithmetic: a measured step (activation statistics of its own pass, then
-    probes and ICS after the update; with ``probe`` = (fixed probe batch, its noise
-    generator), the per-unit moment shift the update makes on that batch), a curvature step,
-    or the step after a measured one (the per-unit moment shift between the two steps'
-    batches). Its autograd graph dies when this returns: a live one would keep the
-    parameters' AccumulateGrad nodes on this stream, and a CUDA graph captured later would fail
-    on them."""
-    preacts = [] if (measured or rec.pending_moments is not None) else None
+    """A step in IEEE arithmetic: a measured step, a curvature step, or the step after a
+    measured one. A measured step takes what ``cfg.measures`` names: activation statistics of
+    its own pass (with ``probe`` = (fixed probe batch, its noise generator), the per-unit moment
+    shift the update makes on that batch; on the next step, the per-unit moment shift between
+    the two steps' batches), probes (and those along the update, with ``update_sizes``) and ICS
+    after the update; a curvature step, the curvature where ``cfg.measures`` has it. Every such
+    step runs in IEEE arithmetic whatever it measures, so what a run trains does not depend on
+    what it measures (on a GPU under TF32 too). Its autograd graph dies when this returns: a
+    live one would keep the parameters' AccumulateGrad nodes on this stream, and a CUDA graph
+    captured later would fail on them."""
+    acts, probes, ics = (k in cfg.measures for k in ("activations", "probes", "ics"))
+    curvature = curvature and "hessian" in cfg.measures
+    preacts = [] if (measured and acts) or rec.pending_moments is not None else None
     named = dict(model.named_parameters())
     with ieee_fp32():
         out, loss = forward_backward(model, opt, x, y, preacts)
+    after = (measured and (probes or ics)) or curvature  # measurements after the update
     with torch.no_grad():
         rec.step(step, loss, out, y, list(named.values()))
         if preacts is not None:
             rec.activations(step, preacts, measured,
                             cfg.hist_every > 0 and step % cfg.hist_every == 0)
-        if measured or curvature:  # the step's parameters and gradient: two flat copies
+        if after:  # the step's parameters and gradient: two flat copies
             before = {n: p.detach().clone() for n, p in named.items()}
             grad = {n: p.grad.detach().clone() for n, p in named.items()}
-        if measured and probe is not None:  # the same inputs before and after the update
+        shift = measured and acts and probe is not None
+        if shift:  # the same inputs before and after the update
             with ieee_fp32():
                 moments = probe_moments(model, *probe, halves=True)
     opt.step()
-    if measured and probe is not None:
+    if shift:
         with ieee_fp32():
             rec.add("probe_shift", step, probe_shift(moments, probe_moments(model, *probe)))
-    if measured or curvature:
+    if after:
         for kind, values in measure_after_step(
-                model, x, y, before, grad, step_sizes if measured else None, cfg.vmap_probes,
-                (cfg.hessian_iters, cfg.hessian_tol) if curvature else None,
-                update_sizes if measured else None).items():
+                model, x, y, before, grad, step_sizes if measured and probes else None,
+                cfg.vmap_probes, (cfg.hessian_iters, cfg.hessian_tol) if curvature else None,
+                update_sizes if measured and probes else None, ics=measured and ics).items():
             rec.add(kind, step, values)
