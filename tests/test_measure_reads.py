@@ -11,10 +11,11 @@ import yaml
 from bnopt.plan.check import check_config
 from bnopt.plan.experiments import FINDING_READS, finding_reads
 from bnopt.plan.figure_specs import FIGURE_REGISTRY, figure_specs, figures_off
-from bnopt.plan.reads import ALL, run_measures, tracked_measures
+from bnopt.plan.reads import ALL, tracked_measures
 from bnopt.plan.runs import RunConfig, family_runs, plan, tracked_settings
 from bnopt.plan.tables import MEASUREMENTS, OPTIONAL_TABLES, TABLES
 from bnopt.scorecard.checks import EDGE, QUANTITIES, checks
+from bnopt.scorecard.reads import run_measures
 from bnopt.scorecard.reported import FINDING_QUANTITIES
 from bnopt.training.loop import train_run
 from conftest import ROOT
@@ -44,7 +45,7 @@ def test_the_default_sweep_measures_what_its_figures_and_checks_read():
     0.5 and 0.01, the l_p nets for activations (Figure 6) and the landscape (Figure 12), the
     normalisers for the landscape (Figure 14); the DLN's l_p nets at 1e-7 by nothing."""
     cfg = check_config(BASE)
-    got = {(r.model, r.variant, r.lr): r.measures for r in plan(cfg) if r.seed == 1}
+    got = {(r.model, r.variant, r.lr): r.measures for r in plan(cfg, run_measures(cfg)) if r.seed == 1}
     full = ("activations", "ics", "probes")  # hessian_every: 0, so Figure 16 is off
     want = {("vgg", v, 0.1): full for v in ("standard", "batchnorm")}
     want |= {("vgg", v, 0.5): () for v in ("standard", "batchnorm", "noisy_batchnorm")}
@@ -58,7 +59,9 @@ def test_the_default_sweep_measures_what_its_figures_and_checks_read():
              for v in ("l1", "l2", "linf", "layernorm", "groupnorm", "weightnorm")}
     want |= {("dln", v, 1e-7): () for v in ("l1", "l2", "linf")}
     assert got == want
-    assert {r.measures for r in plan(check_config({**BASE, "measure": "all"}))} == {ALL}
+    every = check_config({**BASE, "measure": "all"})
+    assert {r.measures for r in plan(every, run_measures(every))} == {ALL}
+    assert {r.measures for r in plan(cfg)} == {ALL}  # the plan without the workflow's reads
 
 
 @pytest.mark.parametrize("path", [None, *PRESETS], ids=lambda p: p.stem if p else "default")

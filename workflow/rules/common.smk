@@ -23,7 +23,7 @@ from bnopt.plan.check import ConfigError, check_config
 from bnopt.plan.datasets import DATASETS
 from bnopt.plan.experiments import reported_variants
 from bnopt.plan.figure_specs import figure_blockers, figure_specs
-from bnopt.plan.reads import run_measures, tracked_measures
+from bnopt.plan.reads import tracked_measures
 from bnopt.plan.runs import (
     JOB_BENCHMARK,
     RUN_DIR,
@@ -39,6 +39,7 @@ from bnopt.plan.tables import written_tables
 from bnopt.plan.variants import MODELS, VARIANTS, model_folder
 from bnopt.running.code_inputs import code_inputs
 from bnopt.scorecard.checks import scorecard_runs
+from bnopt.scorecard.reads import run_measures
 
 # check_config coerces command-line strings, validates against the schema, fills defaults and
 # checks what the schema cannot; the config every rule sees is its result.
@@ -159,7 +160,7 @@ def figure_inputs(figure, groups):
 
 # The run plan: every run the workflow trains (both sweeps and every figure's runs), each
 # with its complete settings. The summary covers them all.
-PLAN = plan(config)
+PLAN = plan(config, MEASURES)
 ALL_RUNS = [f"{run.folder}/run.json" for run in PLAN]
 # The scorecard's runs: those its checks compare (a subset of the figures' runs).
 CLAIM_RUNS = [f"{run_dir(*run)}/run.json" for run in scorecard_runs(config)]

@@ -44,7 +44,7 @@ class Figure:
     the settings its runs must have on (> 0), by family, or they record nothing for it, and
     what it reads of its runs' measured steps (``reads``: kinds of
     :data:`bnopt.plan.tables.MEASUREMENTS`; with ``measure: read`` a run measures only what some
-    figure or check reads, :func:`bnopt.plan.reads.run_measures`).
+    figure or check reads, :func:`bnopt.scorecard.reads.run_measures`).
     ``bnopt.figures.paper.FIGURES[name]`` draws it and ``workflow/report/<name>.rst`` is its caption
     (both tested); the rules, ``all``, the refusal of a figure whose measurement is off and the
     report derive from this entry."""

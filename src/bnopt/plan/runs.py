@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from bnopt.plan.datasets import TRAIN_SIZES
 from bnopt.plan.experiments import experiment_figures, reported_variants
 from bnopt.plan.figure_specs import figure_specs, figures_off
-from bnopt.plan.reads import ALL, default_measures, ordered, run_measures
+from bnopt.plan.reads import ALL, default_measures, ordered
 from bnopt.plan.schema import load_schema
 from bnopt.plan.variants import (
     ACTIVATIONS,
@@ -317,21 +317,21 @@ def run_config(cfg: dict, dataset: str, model: str, variant: str, lr, seed,
                measures: dict | None = None) -> RunConfig:
     """The complete, frozen settings of one run under the checked config ``cfg``: its model's
     (the DLN's overrides applied by :func:`train_settings`), every default filled in, and what
-    it measures (``measures``: :func:`bnopt.plan.reads.run_measures` of ``cfg``, computed here
-    when not given). What is left to decide is what only the machine that trains it knows
-    (``device: auto`` becomes the GPU it leases; ``channels_last: auto`` follows that device,
-    ``train.build_run``)."""
+    it measures: from ``measures``, what the workflow gives it
+    (:func:`bnopt.scorecard.reads.run_measures` of ``cfg``; a run not in it,
+    :func:`bnopt.plan.reads.default_measures`), or everything where that is None. What is left
+    to decide is what only the machine that trains it knows (``device: auto`` becomes the GPU
+    it leases; ``channels_last: auto`` follows that device, ``train.build_run``)."""
     run = (dataset, model, variant, float(lr), int(seed))
-    measures = run_measures(cfg) if measures is None else measures
     return RunConfig(*run, **train_settings(cfg, model),
-                     measures=measures.get(run, default_measures(cfg)))
+                     measures=ALL if measures is None else measures.get(run, default_measures(cfg)))
 
 
-def plan(cfg: dict) -> list[RunConfig]:
+def plan(cfg: dict, measures: dict | None = None) -> list[RunConfig]:
     """The run plan: every run the workflow trains under the checked config ``cfg``
-    (:func:`sweep_runs`), each as its :func:`run_config`, once each. The rules' targets, the
-    train rule's parameters and the cost projection read it."""
-    measures = run_measures(cfg)
+    (:func:`sweep_runs`), each as its :func:`run_config` with ``measures`` (the workflow's:
+    :func:`bnopt.scorecard.reads.run_measures`; None: every run measures everything), once
+    each. The rules' targets, the train rule's parameters and the cost projection read it."""
     return [run_config(cfg, *run, measures=measures) for run in sweep_runs(cfg)]
 
 

@@ -43,6 +43,7 @@ from bnopt.plan.runs import (
     run_config,
     target_figures,
 )
+from bnopt.scorecard.reads import run_measures
 from bnopt.training.data import fake_dataset
 from bnopt.training.loop import (
     build_run,
@@ -79,7 +80,7 @@ def sweep_plan(cfg: dict) -> pd.DataFrame:
     (curvature steps only where it measures curvature), evaluations, images per evaluation
     (training plus test set) and the configured device (``auto``, ``cpu`` or ``cuda``)."""
     rows = {}
-    for run in plan(cfg):
+    for run in plan(cfg, run_measures(cfg)):
         key = (run.dataset, run.model, run.variant, measures_key(run.measures))
         if key not in rows:
             hessian = run.hessian_every if "hessian" in run.measures else 0
