@@ -15,9 +15,6 @@ from __future__ import annotations
 from bnopt.plan.tables import MEASUREMENTS
 
 ALL = tuple(MEASUREMENTS)  # a run's measures when it measures everything (the neutral value)
-MEASURE_MODES = ("read", "all")  # the config key ``measure``
-
-
 NONE = "none"  # the measures of a run that measures nothing, in words
 
 
@@ -48,11 +45,6 @@ def default_measures(cfg: dict) -> tuple[str, ...]:
     return ALL if cfg["measure"] == "all" else ()
 
 
-def covers(recorded, needed) -> bool:
-    """Whether a run that measured ``recorded`` has everything ``needed``."""
-    return set(needed) <= set(recorded)
-
-
 def tracked_measures(needed: tuple[str, ...], meta: dict | None) -> tuple[str, ...]:
     """What the train rule tracks of a run's measurements: ``needed``, unless the run is
     finished (``meta``: its run.json) and measured at least that, in which case what it
@@ -62,4 +54,4 @@ def tracked_measures(needed: tuple[str, ...], meta: dict | None) -> tuple[str, .
     if meta is None:
         return needed
     recorded = ordered(meta.get("measures", ALL))
-    return recorded if covers(recorded, needed) else needed
+    return recorded if set(needed) <= set(recorded) else needed

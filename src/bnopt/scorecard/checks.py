@@ -203,14 +203,15 @@ def checks(cfg: dict) -> list[Check]:
     return out
 
 
+def check_runs(cfg: dict, check: Check) -> list[tuple]:
+    """(dataset, model, variant, lr, seed) of every run ``check`` compares under ``cfg``."""
+    variants = [v for v in (check.treatment, check.baseline) if v != EDGE]
+    return family_runs(cfg, check.family, variants, check.lrs or [check.lr])
+
+
 def scorecard_runs(cfg: dict) -> list[tuple]:
     """(dataset, model, variant, lr, seed) of every run the checks of ``cfg`` compare, where
     their figure is on: what the rule ``scorecard`` needs."""
     blocked = figures_off(cfg)
-    runs = []
-    for c in checks(cfg):
-        if c.figure in blocked:
-            continue
-        variants = [v for v in (c.treatment, c.baseline) if v != EDGE]
-        runs += family_runs(cfg, c.family, variants, c.lrs or [c.lr])
+    runs = [run for c in checks(cfg) if c.figure not in blocked for run in check_runs(cfg, c)]
     return list(dict.fromkeys(runs))

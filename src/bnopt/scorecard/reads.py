@@ -9,7 +9,7 @@ from bnopt.plan.experiments import finding_reads
 from bnopt.plan.figure_specs import FIGURE_REGISTRY, figure_specs, figures_off
 from bnopt.plan.reads import ALL, ordered
 from bnopt.plan.runs import family_runs
-from bnopt.scorecard.checks import EDGE, QUANTITIES, checks
+from bnopt.scorecard.checks import QUANTITIES, check_runs, checks
 
 
 def run_reads(cfg: dict) -> dict[tuple, set[str]]:
@@ -30,9 +30,7 @@ def run_reads(cfg: dict) -> dict[tuple, set[str]]:
                 add(family_runs(cfg, fam, variants, lrs), FIGURE_REGISTRY[fig].reads)
     for c in checks(cfg):
         if c.figure not in blocked:
-            variants = [v for v in (c.treatment, c.baseline) if v != EDGE]
-            add(family_runs(cfg, c.family, variants, c.lrs or [c.lr]),
-                [QUANTITIES[c.quantity].reads])
+            add(check_runs(cfg, c), [QUANTITIES[c.quantity].reads])
     if cfg["experiment"]:
         for variant, kinds in finding_reads(cfg["experiment"]).items():
             add(family_runs(cfg, "net", [variant], [cfg["figure_lr"]]), kinds)
