@@ -64,16 +64,23 @@ def test_bench_projects_a_sweep(tmp_path):
     assert set(res["minutes_by_variant"]) >= {bn, "dln/dln/l1/probes"}
     # all on the CPU: no GPU-minutes, and the jobs share the 2 cores (1 thread each)
     assert res["gpu_minutes"] == 0 and res["cpu_job_minutes"] == res["device_minutes"] > 0
+    # the CPU jobs run in warm workers (warm_workers): their process start-up is paid once, by
+    # the workers, not by each job
+    workers = res["worker_startup_minutes"]
+    assert workers > 0
     assert res["profile_minutes"] == pytest.approx((res["cpu_job_minutes"]
-                                                    + res["other_job_minutes"]) / 2)
-    assert res["serial_minutes"] == pytest.approx(res["cpu_job_minutes"] + res["other_job_minutes"])
+                                                    + res["other_job_minutes"]) / 2 + workers)
+    assert res["serial_minutes"] == pytest.approx(res["cpu_job_minutes"] + workers
+                                                  + res["other_job_minutes"])
     seen = res["compare"][bn]
     assert seen["observed_s"] == 30.0 and seen["observed_runs"] == 1
     assert seen["observed_over_projected"] == 30.0 / seen["projected_s"]
     startup = res["costs_s"][bn]["startup_s"]  # the job's stages outside its steps
     stages = res["startup_stages_s"][bn]
-    assert startup > 0 and startup == pytest.approx(sum(v for k, v in stages.items()
-                                                        if k != "checkpoint"))
+    assert startup > 0 and startup == pytest.approx(sum(
+        v for k, v in stages.items() if k not in ("checkpoint", "interpreter", "imports")))
+    assert workers * 60 == pytest.approx(max(
+        s["interpreter"] + s["imports"] for s in res["startup_stages_s"].values()))
     assert seen["projected_job_s"] - seen["projected_s"] == pytest.approx(startup)
     per_run = res["minutes_by_variant"][bn] * 60 / 3  # 3 seeds
     assert abs(seen["projected_job_s"] - per_run) < 0.1

@@ -110,7 +110,8 @@ def test_sweep_minutes_by_hand():
     # one core each, on 16 cores after
     t = sweep_minutes(seconds, devices, cores=16, threads=2, other_seconds=120.0)
     assert t == {"gpu_minutes": 30.0, "cpu_job_minutes": 50.0, "other_job_minutes": 2.0,
-                 "cpu_slots": 7, "serial_minutes": 82.0, "profile_minutes": 30.0 + 2.0 / 16}
+                 "worker_startup_minutes": 0.0, "cpu_slots": 7, "serial_minutes": 82.0,
+                 "profile_minutes": 30.0 + 2.0 / 16}
     # --cores 1: one job at a time, everything adds up; the profile with 2 jobs a GPU: each
     # GPU job's start-up (60 s of each row here) overlaps the other's steps
     two = sweep_minutes(seconds, devices, cores=16, threads=2,
@@ -120,6 +121,13 @@ def test_sweep_minutes_by_hand():
     # on 2 cores with no GPU job: the CPU is the sweep's wall time
     cpu = sweep_minutes(seconds, pd.Series(["cpu"] * 3), cores=2)
     assert cpu["gpu_minutes"] == 0 and cpu["cpu_slots"] == 2 and cpu["profile_minutes"] == 40.0
+    # the CPU jobs in warm workers that take 6 s to start: once in series, once side by side
+    warm = sweep_minutes(seconds, pd.Series(["cpu"] * 3), cores=2, worker_seconds=6.0)
+    assert warm["worker_startup_minutes"] == 0.1 and warm["serial_minutes"] == 80.1
+    assert warm["profile_minutes"] == pytest.approx(40.1)
+    # no CPU job: no worker starts
+    assert sweep_minutes(seconds[:2], devices[:2], cores=16,
+                         worker_seconds=6.0)["worker_startup_minutes"] == 0.0
 
 
 def _linear_wall(setup, per_step, noise=()):

@@ -271,12 +271,13 @@ def test_a_finished_sweep_reruns_nothing_and_changed_code_reruns_what_runs_it(ti
 
 @pytest.mark.slow
 def test_scheduling_settings_retrain_nothing(tiny):
-    """How many jobs share a GPU, where their leases live, and how often a run checkpoints
-    (and whether it keeps them) change no number a run computes: a finished sweep plans
+    """How many jobs share a GPU, where their leases live, how often a run checkpoints (and
+    whether it keeps them), and whether CPU jobs share warm worker processes (which makes the
+    train rule a plain script rule) change no number a run computes: a finished sweep plans
     nothing when one changes."""
     path, _ = tiny
     for setting in ("jobs_per_gpu=2", f"gpu_lock_dir={path / 'locks'}", "checkpoint_every=24",
-                    "keep_checkpoints=true"):
+                    "keep_checkpoints=true", "warm_workers=false"):
         r = run_snakemake(["-n", "--cores", "2", "--config", *TINY, setting], path)
         assert r.returncode == 0, r.stderr[-2000:]
         assert "Nothing to be done" in r.stdout + r.stderr, (setting, r.stdout[-2000:])

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.settings.types import DeploymentMethod
 
 # The science lives in the bnopt package (src/bnopt), installed with `pip install .` or
 # `pip install -e .` (README.md, "Quick start"); rule scripts and cluster jobs import it from the
@@ -38,6 +39,7 @@ from bnopt.plan.runs import (
 from bnopt.plan.tables import written_tables
 from bnopt.plan.variants import MODELS, VARIANTS, model_folder
 from bnopt.running.code_inputs import code_inputs
+from bnopt.running.workers import RuleJob, run_script
 from bnopt.scorecard.checks import scorecard_runs
 from bnopt.scorecard.reads import run_measures
 
@@ -111,6 +113,23 @@ def train_params(wildcards):
 def gpu_slots(wildcards):
     """GPUs a training job holds: none where its run trains on the CPU."""
     return 0 if wildcard_run(wildcards).device == "cpu" else 1
+
+
+# Where a training job's script runs (bnopt.running.workers). A local run that executes rules'
+# code in threads (profiles/default: force-use-threads) runs it from Snakemake's own process
+# (train.smk's WARM_TRAINING rule): a CPU job in one of at most TRAIN_WORKERS warm worker
+# processes (as many as training jobs can run at once), a job that holds a GPU in a fresh
+# process (its lease and CUDA context end with it). Otherwise (a cluster's jobs, conda, no
+# threads, warm_workers false) the train rule runs its script as a plain script, a process a job.
+CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+WARM_TRAINING = (config["warm_workers"] and workflow.local_exec and not workflow.remote_exec
+                 and not workflow.subprocess_exec and not CONDA
+                 and getattr(workflow.execution_settings, "use_threads", False))
+TRAIN_WORKERS = max(1, (workflow._cores or 1) // config["threads"])
+
+
+def train_where(wildcards):
+    return "fresh" if gpu_slots(wildcards) else "warm"
 
 
 def data_params(wildcards):

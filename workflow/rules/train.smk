@@ -1,28 +1,65 @@
-rule train:
-    """Train one (dataset, model, variant, lr, seed) run; write its Parquet tables."""
-    input:
-        data="results/data/{dataset}.pt",
-    output:
-        **{name: f"{RUN}/{name}.parquet" for name in RUN_TABLES},
-        meta=f"{RUN}/run.json",
-    params:
-        # what the run computes: a change retrains it. Scheduling settings (jobs_per_gpu,
-        # gpu_lock_dir) are read from the config by the script, so changing them retrains nothing
-        train=train_params,
-    log:
-        "results/logs/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.log",
-    benchmark:
-        # the whole job, end to end (wall s, memory): to check a projection against (BENCHMARKS.md)
-        JOB_BENCHMARK
-    threads: config["threads"]
-    resources:
-        # a CPU run (device: cpu, and the DLN's dln.device: cpu) holds no GPU, so
-        # `--resources gpu=1` (profiles/default) does not serialise it behind the GPU jobs
-        gpu=gpu_slots,
-        # what a cluster profile asks the scheduler for; CPUs are `threads`
-        mem_mb=config["train_mem_mb"],
-        runtime=config["train_runtime"],
-    conda:
-        "../../envs/bnopt.yaml"
-    script:
-        "../scripts/train.py"
+# Train one (dataset, model, variant, lr, seed) run; write its Parquet tables. Its script,
+# workflow/scripts/train.py, runs in a process of its own per job, or, in a local run that
+# runs rules' code in threads (WARM_TRAINING, common.smk), where train_where says: a CPU job
+# in a warm worker process that imported torch once (bnopt.running.workers).
+TRAIN = dict(
+    input={"data": "results/data/{dataset}.pt"},
+    output={**{name: f"{RUN}/{name}.parquet" for name in RUN_TABLES}, "meta": f"{RUN}/run.json"},
+    log="results/logs/train/{dataset}/{model}/{variant}/lr{lr}_seed{seed}.log",
+    # a CPU run (device: cpu, and the DLN's dln.device: cpu) holds no GPU, so
+    # `--resources gpu=1` (profiles/default) does not serialise it behind the GPU jobs;
+    # mem_mb and runtime: what a cluster profile asks the scheduler for; CPUs are `threads`
+    resources={"gpu": gpu_slots, "mem_mb": config["train_mem_mb"],
+               "runtime": config["train_runtime"]},
+)
+
+
+if not WARM_TRAINING:
+
+    rule train:
+        """Train one (dataset, model, variant, lr, seed) run; write its Parquet tables."""
+        input:
+            **TRAIN["input"],
+        output:
+            **TRAIN["output"],
+        params:
+            # what the run computes: a change retrains it (scheduling settings, warm_workers
+            # included, are read from the config, so changing them retrains nothing)
+            train=train_params,
+        log:
+            TRAIN["log"],
+        benchmark:
+            # the whole job, end to end (wall s): to check a projection against (BENCHMARKS.md)
+            JOB_BENCHMARK
+        threads: config["threads"]
+        resources:
+            **TRAIN["resources"],
+        conda:
+            "../../envs/bnopt.yaml"
+        script:
+            "../scripts/train.py"
+
+else:
+
+    rule train:
+        """Train one (dataset, model, variant, lr, seed) run; write its Parquet tables."""
+        input:
+            **TRAIN["input"],
+        output:
+            **TRAIN["output"],
+        params:
+            train=train_params,
+        log:
+            TRAIN["log"],
+        benchmark:
+            # wall s as above; its memory and CPU columns are those of Snakemake's process
+            # and all its workers
+            JOB_BENCHMARK
+        threads: config["threads"]
+        resources:
+            **TRAIN["resources"],
+        run:
+            run_script(SCRIPTS / "train.py",
+                       RuleJob(input, output, params, wildcards, threads, log, resources,
+                               config, "train"),
+                       train_where(wildcards), TRAIN_WORKERS)

@@ -21,12 +21,23 @@ def process_age() -> float | None:
         return None
 
 
+# In a warm worker process (bnopt.running.workers), which takes one job after another: WARM is
+# set, and PENDING_STARTUP holds the worker's own start-up until its first job takes it.
+WARM = False
+PENDING_STARTUP = 0.0
+
+
 class Stages:
     """Wall-clock seconds of a job's stages in the order they end: ``interpreter`` (the
-    process's age when made), then each :meth:`done` name, timed from the previous one."""
+    process's age when made; in a warm worker, the worker's start-up for its first job and 0
+    for every later one), then each :meth:`done` name, timed from the previous one."""
 
     def __init__(self):
-        age = process_age()
+        global PENDING_STARTUP
+        if WARM:
+            age, PENDING_STARTUP = PENDING_STARTUP, 0.0
+        else:
+            age = process_age()
         self.seconds: dict[str, float] = {} if age is None else {"interpreter": age}
         self._last = time.perf_counter()
 

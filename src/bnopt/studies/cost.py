@@ -115,11 +115,13 @@ def projected_seconds(plan: pd.DataFrame, costs: dict) -> pd.Series:
 
 def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: int = 1,
                   startup: pd.Series | None = None, jobs_per_gpu: int = 1,
-                  other_seconds: float = 0.0) -> dict:
+                  other_seconds: float = 0.0, worker_seconds: float = 0.0) -> dict:
     """Totals of a projection whose rows' jobs take ``seconds`` (start-up included; ``startup``
     of it, per row, the jobs' start-up: 0 where None) on ``devices`` ('cuda' or 'cpu', same
     index), with ``other_seconds`` of jobs that are not training (data preparation, tables,
-    figures, the scorecard: one core each), under the two ways a sweep is run:
+    figures, the scorecard: one core each) and ``worker_seconds``, the start-up of the warm
+    worker processes the CPU jobs run in (once: under the profile they start side by side),
+    under the two ways a sweep is run:
 
     - ``serial_minutes``, ``snakemake --cores 1 --resources gpu=1``: one job at a time, so
       every job's time adds up, the CPU's DLN jobs and the figures included.
@@ -133,12 +135,14 @@ def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: i
     startup = startup if startup is not None else seconds * 0
     gpu = float(seconds[devices == "cuda"].sum()) / 60
     cpu = float(seconds[devices == "cpu"].sum()) / 60
+    workers = worker_seconds / 60 if cpu else 0.0
     overlap = float(startup[devices == "cuda"].sum()) / 60 * (1 - 1 / jobs_per_gpu)
     slots = max(1, (cores - (threads * jobs_per_gpu if gpu else 0)) // threads)
     other = other_seconds / 60
     return {"gpu_minutes": gpu, "cpu_job_minutes": cpu, "other_job_minutes": other,
-            "cpu_slots": slots, "serial_minutes": gpu + cpu + other,
-            "profile_minutes": max(gpu - overlap, cpu / slots) + other / cores}
+            "worker_startup_minutes": workers, "cpu_slots": slots,
+            "serial_minutes": gpu + cpu + workers + other,
+            "profile_minutes": max(gpu - overlap, cpu / slots + workers) + other / cores}
 
 
 def per_step_seconds(wall, steps: int, min_seconds: float = 0.0, repeats: int = 1,
@@ -323,7 +327,9 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
                      and plan.loc[k, "device"] == plan.loc[key, "device"]), None)
         stages[key] = stages[same] if same else startup_stages(cfg, *key, device=device)
         costs[key]["checkpoint_s"] = stages[key]["checkpoint"]
-        costs[key]["startup_s"] = sum(stages[key][k] for k in STARTUP_STAGES)
+        warm = cfg["warm_workers"] and plan.loc[key, "device"] == "cpu"
+        costs[key]["startup_s"] = sum(stages[key][k] for k in STARTUP_STAGES
+                                      if not (warm and k in PROCESS_STAGES))
         print(f"{'/'.join(key):32s} {plan.loc[key, 'device']:4s} "
               + "  ".join(f"{k} {v:.4g}" for k, v in costs[key].items()), file=sys.stderr, flush=True)
     seconds = projected_seconds(plan, costs)
@@ -337,8 +343,11 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     print(table.to_string(), file=sys.stderr)
     pflop = float(table["pflop"].sum())
     cores = cores or os.cpu_count()
+    # the CPU jobs' warm workers start once (in parallel under the profile)
+    worker_s = max((sum(stages[k][s] for s in PROCESS_STAGES) for k in plan.index
+                    if plan.loc[k, "device"] == "cpu"), default=0.0) if cfg["warm_workers"] else 0.0
     totals = sweep_minutes(seconds, plan["device"], cores, cfg["threads"], startup.reindex(seconds.index),
-                           cfg["jobs_per_gpu"], sum(other_s.values()))
+                           cfg["jobs_per_gpu"], sum(other_s.values()), worker_s)
     res = {"config": str(config_path), "device": device_name(torch.device(device)),
            "torch": torch.__version__, "runs": int(plan["runs"].sum()),
            "device_minutes": float(seconds.sum() / 60), **totals, "cores": cores,
@@ -414,6 +423,9 @@ def other_job_seconds(kind: str, scripts, repeats: int = 1) -> float:
 
 
 STARTUP_STAGES = ("interpreter", "imports", "data", "setup", "warmup", "write")
+# what a process pays before its first job: with warm_workers a local sweep's CPU jobs pay it
+# once per worker (bnopt.running.workers), not once per job
+PROCESS_STAGES = ("interpreter", "imports")
 
 
 def startup_stages(cfg: dict, dataset: str, model: str, variant: str, measures: str | None = None,

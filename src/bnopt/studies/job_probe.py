@@ -3,7 +3,10 @@ Python that imports what ``workflow/scripts/train.py`` imports, loads a prepared
 real size, and runs :func:`bnopt.training.job.train_job` (2 steps, on a small split, so that
 its evaluations are short), then trains the same 2 steps again in the same process: the
 difference is the first steps' warm-up (kernels, allocator, cuDNN's autotuning, a CUDA graph's
-capture). One checkpoint is written and timed too.
+capture). One checkpoint is written and timed too. Its imports are also what a warm worker
+process imports once (:data:`bnopt.running.workers.WARM_IMPORTS`, torch's compiler front end,
+which torch.optim imports on first use, among them): ``interpreter`` and ``imports`` are what a
+process pays, once per job or once per warm worker; the other stages, every job.
 
     python -m bnopt.studies.job_probe RUN_JSON FULL_DATA SMALL_DATA OUT_DIR THREADS
 
@@ -16,6 +19,7 @@ from bnopt.running.clock import Stages
 
 STAGES = Stages()  # before the imports: as the train script starts it
 
+import importlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -28,7 +32,10 @@ from bnopt.plan.tables import TABLES  # noqa: E402
 from bnopt.training.data import Dataset  # noqa: E402
 from bnopt.training.job import train_job  # noqa: E402
 from bnopt.training.loop import build_run, resolve_device, train_run  # noqa: E402
+from bnopt.running.workers import WARM_IMPORTS  # noqa: E402
 
+for _name in WARM_IMPORTS:
+    importlib.import_module(_name)
 STAGES.done("imports")
 
 

@@ -1,0 +1,119 @@
+"""Rule scripts run in warm worker processes: one process trains several runs.
+
+A training job's start-up is a fresh Python importing torch (and, at its optimizer, torch's
+compiler front end): 3-5 s on a CPU, as long as a quick run's training. A local Snakemake run
+(``snakemake --cores N``, the profile) instead runs each CPU training job's script in one of
+at most N worker processes that start once, import what the script needs, and then take one
+job after another. The script is the same file, run as Snakemake would run it (``__main__``,
+with a ``snakemake`` object holding the job's input, output, params, wildcards, threads, log,
+resources and config), so what a run computes does not depend on where it ran
+(``tests/test_workers.py`` trains runs back to back in one worker and compares them bitwise with
+fresh processes). A worker exits when the Snakemake process that started it is gone.
+
+A job that holds a GPU runs its script in a fresh process of its own instead (its GPU lease and
+CUDA context end with the process). Where rules' code does not run in Snakemake's own process
+(a cluster, conda, ``--workflow-profile none``), the train rule is a plain ``script:`` rule
+(workflow/rules/train.smk)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import importlib
+import multiprocessing
+import os
+import runpy
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bnopt.running import clock
+
+# What a worker imports before its first job: the training path, torch's compiler front end
+# (which torch.optim imports on first use) included.
+WARM_IMPORTS = ("torch", "torch._dynamo", "bnopt.training.job", "bnopt.training.loop",
+                "bnopt.running.gpus", "bnopt.running.rule_glue")
+
+_POOL: concurrent.futures.ProcessPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+@dataclass
+class RuleJob:
+    """What a rule script reads of ``snakemake`` (Snakemake's own object is built only for a
+    script it starts itself): the job's files, settings and log, picklable."""
+
+    input: object
+    output: object
+    params: object
+    wildcards: object
+    threads: int
+    log: object
+    resources: object = None
+    config: dict = field(default_factory=dict)
+    rule: str = ""
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:  # the Snakemake process died: so does its job
+            os._exit(1)
+
+
+def _warm_up(parent: int, modules: tuple) -> None:
+    """A worker's initializer: exit with its parent, import ``modules``, and hand the
+    worker's start-up to its first job's clock (:data:`bnopt.running.clock.PENDING_STARTUP`)."""
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    for name in modules:
+        importlib.import_module(name)
+    clock.PENDING_STARTUP = clock.process_age() or 0.0
+
+
+def _run_script(path: str, job: RuleJob, warm: bool) -> None:
+    """Run the rule script at ``path`` as its ``__main__`` with ``job`` as ``snakemake``."""
+    if warm:
+        clock.WARM = True
+    runpy.run_path(path, init_globals={"snakemake": job}, run_name="__main__")
+
+
+def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ProcessPoolExecutor(
+                max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_warm_up, initargs=(os.getpid(), WARM_IMPORTS))
+        return _POOL
+
+
+def _drop_pool(pool) -> None:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is pool:
+            _POOL = None
+
+
+def run_script(script, job: RuleJob, where: str, workers: int = 1) -> None:
+    """Run rule script ``script`` for ``job``: ``where`` = ``warm`` (in a worker of this
+    process's pool of at most ``workers``) or ``fresh`` (in a new process of its own, as
+    Snakemake's ``script:`` would). A failure in the script raises here, so Snakemake marks the
+    job failed."""
+    path = str(Path(script).resolve())
+    if where == "fresh":
+        with concurrent.futures.ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_warm_up, initargs=(os.getpid(), ())) as one:
+            one.submit(_run_script, path, job, False).result()
+        return
+    if where != "warm":
+        raise ValueError(f"where must be warm or fresh, not {where!r}")
+    pool = _pool(workers)
+    try:
+        pool.submit(_run_script, path, job, True).result()
+    except concurrent.futures.process.BrokenProcessPool as e:
+        _drop_pool(pool)  # the next job starts a new pool
+        raise RuntimeError(
+            f"the worker process running {Path(script).name} for this job died (killed, out of "
+            f"memory?); its log: {job.log[0] if job.log else 'none'}. Rerun; with "
+            "warm_workers: false each job runs in its own process.") from e
