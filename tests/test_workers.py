@@ -97,7 +97,7 @@ def test_a_failing_job_fails_alone_and_a_dead_worker_is_replaced(tmp_path):
         run_script(die, job, "warm", POOL)
     run_script(ok, job, "warm", POOL)
     assert (tmp_path / "out.txt").read_text() != first  # another worker
-    with pytest.raises(ValueError, match="where must be warm or fresh"):
+    with pytest.raises(ValueError, match="where must be warm, fresh or here"):
         run_script(ok, job, "elsewhere", POOL)
 
 

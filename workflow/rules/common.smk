@@ -115,20 +115,21 @@ def gpu_slots(wildcards):
     return 0 if wildcard_run(wildcards).device == "cpu" else 1
 
 
-# Where a training job's script runs (bnopt.running.workers). A local run that executes rules'
-# code in threads (profiles/default: force-use-threads) runs it from Snakemake's own process
-# (train.smk's WARM_TRAINING rule): a CPU job in one of at most TRAIN_WORKERS warm worker
-# processes (as many as training jobs can run at once), a job that holds a GPU in a fresh
-# process (its lease and CUDA context end with it). Otherwise (a cluster's jobs, conda, no
-# threads, warm_workers false) the train rule runs its script as a plain script, a process a job.
+# Where a training job's script runs (bnopt.running.workers). The train rule runs it from
+# Snakemake's process (train.smk): where rules' code runs in Snakemake's own threads (the
+# workflow profile: force-use-threads), a CPU job in one of at most TRAIN_WORKERS warm worker
+# processes (as many as training jobs can run at once) and a job that holds a GPU in a fresh
+# process (its lease and CUDA context end with it); where each job gets a Snakemake process
+# of its own (no threads), in that process. A cluster job, conda and warm_workers false make
+# the train rule a plain script rule instead (a process a job).
 CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-WARM_TRAINING = (config["warm_workers"] and workflow.local_exec and not workflow.remote_exec
-                 and not workflow.subprocess_exec and not CONDA
-                 and getattr(workflow.execution_settings, "use_threads", False))
+WARM_TRAINING = config["warm_workers"] and not workflow.remote_exec and not CONDA
 TRAIN_WORKERS = max(1, (workflow._cores or 1) // config["threads"])
 
 
 def train_where(wildcards):
+    if workflow.subprocess_exec:  # this job's own Snakemake process
+        return "here"
     return "fresh" if gpu_slots(wildcards) else "warm"
 
 

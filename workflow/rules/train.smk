@@ -1,7 +1,7 @@
 # Train one (dataset, model, variant, lr, seed) run; write its Parquet tables. Its script,
-# workflow/scripts/train.py, runs in a process of its own per job, or, in a local run that
-# runs rules' code in threads (WARM_TRAINING, common.smk), where train_where says: a CPU job
-# in a warm worker process that imported torch once (bnopt.running.workers).
+# workflow/scripts/train.py, runs where train_where says (common.smk): a local run's CPU job
+# in a warm worker process that imported torch once (bnopt.running.workers). On a cluster,
+# under conda or with warm_workers false it is a plain script rule (a process a job).
 TRAIN = dict(
     input={"data": "results/data/{dataset}.pt"},
     output={**{name: f"{RUN}/{name}.parquet" for name in RUN_TABLES}, "meta": f"{RUN}/run.json"},

@@ -11,8 +11,9 @@ resources and config), so what a run computes does not depend on where it ran
 fresh processes). A worker exits when the Snakemake process that started it is gone.
 
 A job that holds a GPU runs its script in a fresh process of its own instead (its GPU lease and
-CUDA context end with the process). Where rules' code does not run in Snakemake's own process
-(a cluster, conda, ``--workflow-profile none``), the train rule is a plain ``script:`` rule
+CUDA context end with the process), and where Snakemake runs each job of the rule in a
+Snakemake process of its own (no ``--force-use-threads``, which the workflow profile sets), in
+that process. On a cluster and under conda the train rule is a plain ``script:`` rule
 (workflow/rules/train.smk)."""
 
 from __future__ import annotations
@@ -96,10 +97,13 @@ def _drop_pool(pool) -> None:
 
 def run_script(script, job: RuleJob, where: str, workers: int = 1) -> None:
     """Run rule script ``script`` for ``job``: ``where`` = ``warm`` (in a worker of this
-    process's pool of at most ``workers``) or ``fresh`` (in a new process of its own, as
-    Snakemake's ``script:`` would). A failure in the script raises here, so Snakemake marks the
-    job failed."""
+    process's pool of at most ``workers``), ``fresh`` (in a new process of its own, as
+    Snakemake's ``script:`` would) or ``here`` (in this process: a Snakemake process that runs
+    this one job). A failure in the script raises here, so Snakemake marks the job failed."""
     path = str(Path(script).resolve())
+    if where == "here":
+        _run_script(path, job, warm=False)
+        return
     if where == "fresh":
         with concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn"),
@@ -107,7 +111,7 @@ def run_script(script, job: RuleJob, where: str, workers: int = 1) -> None:
             one.submit(_run_script, path, job, False).result()
         return
     if where != "warm":
-        raise ValueError(f"where must be warm or fresh, not {where!r}")
+        raise ValueError(f"where must be warm, fresh or here, not {where!r}")
     pool = _pool(workers)
     try:
         pool.submit(_run_script, path, job, True).result()
