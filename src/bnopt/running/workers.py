@@ -2,9 +2,9 @@
 
 A training job's start-up is a fresh Python importing torch (and, at its optimizer, torch's
 compiler front end): 3-5 s on a CPU, as long as a quick run's training. A local Snakemake run
-(``snakemake --cores N``, the profile) instead runs each CPU training job's script in one of
-at most N worker processes that start once, import what the script needs, and then take one
-job after another. The script is the same file, run as Snakemake would run it (``__main__``,
+(with the workflow profile) instead runs each CPU training job's script in one of at most as
+many worker processes as training jobs can run at once (cores / threads); they start once,
+import what the script needs, and then take one job after another. The script is the same file, run as Snakemake would run it (``__main__``,
 with a ``snakemake`` object holding the job's input, output, params, wildcards, threads, log,
 resources and config), so what a run computes does not depend on where it ran
 (``tests/test_workers.py`` trains runs back to back in one worker and compares them bitwise with
