@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.settings.types import DeploymentMethod
 
 # The science lives in the bnopt package (src/bnopt), installed with `pip install .` or
 # `pip install -e .` (README.md, "Quick start"); rule scripts and cluster jobs import it from the
@@ -122,9 +121,18 @@ def gpu_slots(wildcards):
 # process (its lease and CUDA context end with it); where each job gets a Snakemake process
 # of its own (no threads), in that process. A cluster job, conda and warm_workers false make
 # the train rule a plain script rule instead (a process a job).
-CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
+CONDA = any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method)
 WARM_TRAINING = config["warm_workers"] and not workflow.remote_exec and not CONDA
-TRAIN_WORKERS = max(1, (workflow._cores or 1) // config["threads"])
+
+
+def _cores():
+    try:
+        return workflow.cores  # --cores (the profile: all); raises where none is set
+    except WorkflowError:
+        return 1
+
+
+TRAIN_WORKERS = max(1, _cores() // config["threads"])
 
 
 def train_where(wildcards):
