@@ -24,7 +24,7 @@ POOL = 1
 
 
 def train_job(tmp_path, where, data, dataset, model, variant, lr, tag):
-    """Train one run through workflow/scripts/train.py in a worker; its run.json."""
+    """Train one run through workflow/scripts/train.py where ``where`` says; its folder."""
     run = run_config(CHECKED, dataset, model, variant, lr, 0)
     small = {"steps": 12, "eval_every": 6, "log_every": 4, "measure_every": 3,
              "hessian_every": 6, "hessian_iters": 3, "probe_multipliers": (0.5, 1.0, 2.0)}
