@@ -288,14 +288,17 @@ def test_measuring_everything_changes_no_figure_or_claim_and_retrains_nothing_af
     """The tiny sweep measures only what is read of each run (measure: read, the default).
     With measure: all, exactly the runs that measured less retrain, and every figure and the
     scorecard's tables come out bitwise the same; back at read, the runs that measured more
-    than is read are up to date."""
+    than is read are up to date. The tiny sweep ran every job in warm workers, this rerun runs
+    each in a process of its own (warm_workers: false): so the figures and tables are also
+    those of fresh processes, byte for byte (bnopt.running.workers)."""
     path, _ = tiny
     cfg = check_config({**BASE, **_as_config(TINY)})
     fewer = [r for r in plan(cfg, run_measures(cfg)) if r.measures != ALL]
     assert 0 < len(fewer) < 20
     every = tmp_path / "all"
     shutil.copytree(path, every, symlinks=True)
-    r = run_snakemake(["--cores", "2", "--config", *TINY, "measure=all"], every)
+    r = run_snakemake(["--cores", "2", "--config", *TINY, "measure=all", "warm_workers=false"],
+                      every)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("rule train:") == len(fewer), r.stderr[-3000:]
     for fig in [*FIGURES, "fig0_scorecard"]:

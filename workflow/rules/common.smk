@@ -114,15 +114,16 @@ def gpu_slots(wildcards):
     return 0 if wildcard_run(wildcards).device == "cpu" else 1
 
 
-# Where a training job's script runs (bnopt.running.workers). The train rule runs it from
-# Snakemake's process (train.smk): where rules' code runs in Snakemake's own threads (the
-# workflow profile: force-use-threads), a CPU job in one of at most TRAIN_WORKERS warm worker
-# processes (as many as training jobs can run at once) and a job that holds a GPU in a fresh
-# process (its lease and CUDA context end with it); where each job gets a Snakemake process
-# of its own (no threads), in that process. A cluster job, conda and warm_workers false make
-# the train rule a plain script rule instead (a process a job).
+# Where each job's script runs (bnopt.running.workers): every job runs it from Snakemake's
+# process, with run_rule_script. Where jobs' code runs in Snakemake's own threads (the
+# workflow profile: force-use-threads), in one of at most WORKERS warm worker processes (one
+# per core, started as jobs need them; each imports torch once, and a figure job's plotting
+# libraries once), except a training job that holds a GPU, which gets a fresh process (its
+# lease and CUDA context end with it); where each job gets a Snakemake process of its own (no
+# threads), in that process. On a cluster, under conda and with warm_workers false each job
+# is a plain script job instead (a process a job).
 CONDA = any(m.name == "CONDA" for m in workflow.deployment_settings.deployment_method)
-WARM_TRAINING = config["warm_workers"] and not workflow.remote_exec and not CONDA
+WARM = config["warm_workers"] and not workflow.remote_exec and not CONDA
 
 
 def _cores():
@@ -132,13 +133,16 @@ def _cores():
         return 1
 
 
-TRAIN_WORKERS = max(1, _cores() // config["threads"])
+WORKERS = max(1, _cores())
 
 
-def train_where(wildcards):
-    if workflow.subprocess_exec:  # this job's own Snakemake process
-        return "here"
-    return "fresh" if gpu_slots(wildcards) else "warm"
+def run_rule_script(script, input, output, params, wildcards, threads, log, resources, rule,
+                    gpus=0):
+    """Run workflow/scripts/``script`` for this job (a `run:` rule's body; see above): in a
+    warm worker, or, for a job that holds ``gpus``, in a fresh process."""
+    where = "here" if workflow.subprocess_exec else "fresh" if gpus else "warm"
+    run_script(SCRIPTS / script, RuleJob(input, output, params, wildcards, threads, log,
+                                         resources, config, rule), where, WORKERS)
 
 
 def data_params(wildcards):

@@ -1,7 +1,9 @@
 # Train one (dataset, model, variant, lr, seed) run; write its Parquet tables. Its script,
-# workflow/scripts/train.py, runs where train_where says (common.smk): a local run's CPU job
-# in a warm worker process that imported torch once (bnopt.running.workers). On a cluster,
-# under conda or with warm_workers false it is a plain script rule (a process a job).
+# workflow/scripts/train.py, runs where run_rule_script says (common.smk): a local run's CPU
+# job in a warm worker process that imported torch once, a GPU job in a fresh process
+# (bnopt.running.workers). On a cluster, under conda or with warm_workers false it is a plain
+# script rule (a process a job). Every rule is written this way: its directives once, in a
+# dict, and a `script:` and a `run:` form.
 TRAIN = dict(
     input={"data": "results/data/{dataset}.pt"},
     output={**{name: f"{RUN}/{name}.parquet" for name in RUN_TABLES}, "meta": f"{RUN}/run.json"},
@@ -14,7 +16,7 @@ TRAIN = dict(
 )
 
 
-if not WARM_TRAINING:
+if not WARM:
 
     rule train:
         """Train one (dataset, model, variant, lr, seed) run; write its Parquet tables."""
@@ -59,7 +61,5 @@ else:
         resources:
             **TRAIN["resources"],
         run:
-            run_script(SCRIPTS / "train.py",
-                       RuleJob(input, output, params, wildcards, threads, log, resources,
-                               config, "train"),
-                       train_where(wildcards), TRAIN_WORKERS)
+            run_rule_script("train.py", input, output, params, wildcards, threads, log,
+                            resources, rule, gpus=gpu_slots(wildcards))

@@ -1,20 +1,23 @@
-"""Rule scripts run in warm worker processes: one process trains several runs.
+"""Rule scripts run in warm worker processes: one process runs many jobs.
 
-A training job's start-up is a fresh Python importing torch (and, at its optimizer, torch's
-compiler front end): 3-5 s on a CPU, as long as a quick run's training. A local Snakemake run
-(with the workflow profile) instead runs each CPU training job's script in one of at most as
-many worker processes as training jobs can run at once (cores / threads); they start once,
-import what the script needs, and then take one job after another. The script is the same file, run as Snakemake would run it (``__main__``,
-with a ``snakemake`` object holding the job's input, output, params, wildcards, threads, log,
-resources and config), so what a run computes does not depend on where it ran
-(``tests/test_workers.py`` trains runs back to back in one worker and compares them bitwise with
-fresh processes). A worker exits when the Snakemake process that started it is gone.
+A job's start-up is a fresh Python importing what its script needs: torch (and, at a training
+run's optimizer, torch's compiler front end), 3-5 s on a CPU, as long as a quick run's
+training; pandas, matplotlib and seaborn, about 2.5 s, for a figure that takes a second to
+draw. A local Snakemake run (with the workflow profile) instead runs each job's script in one
+of at most as many worker processes as jobs can run at once (one per core, started as jobs
+need them); they import the training path once when they start, the plotting libraries at
+their first figure, and then take one job after another. The script is the same file, run as
+Snakemake would run it (``__main__``, with a ``snakemake`` object holding the job's input,
+output, params, wildcards, threads, log, resources and config), so what a job computes does
+not depend on where it ran (``tests/test_workers.py`` trains runs back to back in one worker
+and compares them bitwise with fresh processes; ``tests/test_workflow.py`` compares the
+figures and tables of warm and fresh jobs byte for byte). A worker exits when the Snakemake
+process that started it is gone.
 
 A job that holds a GPU runs its script in a fresh process of its own instead (its GPU lease and
-CUDA context end with the process), and where Snakemake runs each job of the rule in a
-Snakemake process of its own (no ``--force-use-threads``, which the workflow profile sets), in
-that process. On a cluster and under conda the train rule is a plain ``script:`` rule
-(workflow/rules/train.smk)."""
+CUDA context end with the process), and where Snakemake runs each job in a Snakemake process of
+its own (no ``--force-use-threads``, which the workflow profile sets), in that process. On a
+cluster and under conda every rule is a plain ``script:`` rule (workflow/rules/*.smk)."""
 
 from __future__ import annotations
 
