@@ -6,6 +6,7 @@ import sys
 import pytest
 import yaml
 
+from bnopt.studies.cost import OTHER_WORK_S
 from conftest import ROOT
 
 
@@ -79,8 +80,13 @@ def test_bench_projects_a_sweep(tmp_path):
     stages = res["startup_stages_s"][bn]
     assert startup > 0 and startup == pytest.approx(sum(
         v for k, v in stages.items() if k not in ("checkpoint", "interpreter", "imports")))
+    # ... and the other jobs' imports once per worker too (the plotting libraries), not per job
     assert workers * 60 == pytest.approx(max(
-        s["interpreter"] + s["imports"] for s in res["startup_stages_s"].values()))
+        s["interpreter"] + s["imports"] for s in res["startup_stages_s"].values())
+        + max(res["other_startup_s"].values()))
+    assert res["other_startup_s"]["figures"] > 0
+    assert res["other_seconds"] == pytest.approx(
+        {k: n * OTHER_WORK_S[k] for k, n in res["other_jobs"].items() if n})
     assert seen["projected_job_s"] - seen["projected_s"] == pytest.approx(startup)
     per_run = res["minutes_by_variant"][bn] * 60 / 3  # 3 seeds
     assert abs(seen["projected_job_s"] - per_run) < 0.1

@@ -120,7 +120,8 @@ def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: i
     of it, per row, the jobs' start-up: 0 where None) on ``devices`` ('cuda' or 'cpu', same
     index), with ``other_seconds`` of jobs that are not training (data preparation, tables,
     figures, the scorecard: one core each) and ``worker_seconds``, the start-up of the warm
-    worker processes the CPU jobs run in (once: under the profile they start side by side),
+    worker processes the CPU jobs and the other jobs run in (once: under the profile they
+    start side by side),
     under the two ways a sweep is run:
 
     - ``serial_minutes``, ``snakemake --cores 1 --resources gpu=1``: one job at a time, so
@@ -135,7 +136,7 @@ def sweep_minutes(seconds: pd.Series, devices: pd.Series, cores: int, threads: i
     startup = startup if startup is not None else seconds * 0
     gpu = float(seconds[devices == "cuda"].sum()) / 60
     cpu = float(seconds[devices == "cpu"].sum()) / 60
-    workers = worker_seconds / 60 if cpu else 0.0
+    workers = worker_seconds / 60
     overlap = float(startup[devices == "cuda"].sum()) / 60 * (1 - 1 / jobs_per_gpu)
     slots = max(1, (cores - (threads * jobs_per_gpu if gpu else 0)) // threads)
     other = other_seconds / 60
@@ -335,7 +336,12 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     seconds = projected_seconds(plan, costs)
     startup = pd.Series({k: plan.loc[k, "runs"] * costs[k]["startup_s"] for k in plan.index})
     others = other_jobs(cfg)
-    other_s = {kind: n * (other_job_seconds(kind, scripts) if scripts else OTHER_WORK_S[kind])
+    # a fresh Python's start-up for each kind of other job (its script's imports); with warm
+    # workers a worker pays it once, at its first job of the kind, not every job
+    other_startup = {kind: other_job_seconds(kind, scripts) - OTHER_WORK_S[kind]
+                     for kind, n in others.items() if n} if scripts else {}
+    other_s = {kind: n * (OTHER_WORK_S[kind]
+                          + (0.0 if cfg["warm_workers"] else other_startup.get(kind, 0.0)))
                for kind, n in others.items() if n}
     table = plan.join(pd.DataFrame.from_dict(costs, orient="index").rename_axis(plan.index.names))
     table["minutes"] = seconds / 60
@@ -343,9 +349,11 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     print(table.to_string(), file=sys.stderr)
     pflop = float(table["pflop"].sum())
     cores = cores or os.cpu_count()
-    # the CPU jobs' warm workers start once (in parallel under the profile)
-    worker_s = max((sum(stages[k][s] for s in PROCESS_STAGES) for k in plan.index
-                    if plan.loc[k, "device"] == "cpu"), default=0.0) if cfg["warm_workers"] else 0.0
+    # the warm workers start once (in parallel under the profile): a CPU training job's
+    # process start-up, and the other jobs' imports (the plotting libraries)
+    worker_s = (max((sum(stages[k][s] for s in PROCESS_STAGES) for k in plan.index
+                     if plan.loc[k, "device"] == "cpu"), default=0.0)
+                + max(other_startup.values(), default=0.0)) if cfg["warm_workers"] else 0.0
     totals = sweep_minutes(seconds, plan["device"], cores, cfg["threads"], startup.reindex(seconds.index),
                            cfg["jobs_per_gpu"], sum(other_s.values()), worker_s)
     res = {"config": str(config_path), "device": device_name(torch.device(device)),
@@ -356,7 +364,7 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
            "minutes_by_variant": {"/".join(k): round(float(v / 60), 3) for k, v in seconds.items()},
            "costs_s": {"/".join(k): v for k, v in costs.items()},
            "startup_stages_s": {"/".join(k): v for k, v in stages.items()},
-           "other_jobs": others, "other_seconds": other_s,
+           "other_jobs": others, "other_seconds": other_s, "other_startup_s": other_startup,
            "plan": {"/".join(k): {c: (v.item() if hasattr(v, "item") else v)
                                   for c, v in row.items()} for k, row in plan.iterrows()},
            "timing": {"min_steps": steps, "min_seconds": min_seconds, "repeats": repeats}}
