@@ -288,17 +288,14 @@ def test_measuring_everything_changes_no_figure_or_claim_and_retrains_nothing_af
     """The tiny sweep measures only what is read of each run (measure: read, the default).
     With measure: all, exactly the runs that measured less retrain, and every figure and the
     scorecard's tables come out bitwise the same; back at read, the runs that measured more
-    than is read are up to date. The tiny sweep ran every job in warm workers, this rerun runs
-    each in a process of its own (warm_workers: false): so the figures and tables are also
-    those of fresh processes, byte for byte (bnopt.running.workers)."""
+    than is read are up to date."""
     path, _ = tiny
     cfg = check_config({**BASE, **_as_config(TINY)})
     fewer = [r for r in plan(cfg, run_measures(cfg)) if r.measures != ALL]
     assert 0 < len(fewer) < 20
     every = tmp_path / "all"
     shutil.copytree(path, every, symlinks=True)
-    r = run_snakemake(["--cores", "2", "--config", *TINY, "measure=all", "warm_workers=false"],
-                      every)
+    r = run_snakemake(["--cores", "2", "--config", *TINY, "measure=all"], every)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stderr.count("rule train:") == len(fewer), r.stderr[-3000:]
     for fig in [*FIGURES, "fig0_scorecard"]:
@@ -318,6 +315,30 @@ def test_measuring_everything_changes_no_figure_or_claim_and_retrains_nothing_af
     assert not math.isnan(after.loc[("vgg", "noisy_batchnorm", 0.05), "ics_l2"])
     again = run_snakemake(["-n", "--cores", "2", "--config", *TINY], every)
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
+
+
+@pytest.mark.slow
+def test_figures_and_tables_drawn_in_warm_workers_are_those_of_fresh_processes(tiny, tmp_path):
+    """The tiny sweep ran every job in warm workers (bnopt.running.workers), one figure after
+    another in a process; drawn again each in a fresh Python (warm_workers: false), figures of
+    every kind, the summary and the scorecard's tables come out byte for byte the same."""
+    path, _ = tiny
+    fresh = tmp_path / "fresh"
+    shutil.copytree(path, fresh, symlinks=True)
+    outputs = [f"results/figures/{fig}.png" for fig in
+               ("fig0_scorecard", "fig1_accuracy", "fig4_landscape", "fig6_lp_activations",
+                "fig9_dln_activations", "fig16_curvature")]
+    outputs += [f"results/tables/{t}" for t in ("summary.csv", "claims.csv", "claims_by_loss.csv",
+                                                "claims.md")]
+    for out in outputs:
+        (fresh / out).unlink()
+    r = run_snakemake(["--cores", "2", *outputs, "--config", *TINY, "warm_workers=false"], fresh)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert set(job_counts(r.stdout + r.stderr)) == {
+        "fig0_scorecard", "fig1_accuracy", "fig4_landscape", "fig6_lp_activations",
+        "fig9_dln_activations", "fig16_curvature", "summary", "scorecard", "total"}
+    for out in outputs:
+        assert (fresh / out).read_bytes() == (path / out).read_bytes(), out
 
 
 @pytest.mark.slow
