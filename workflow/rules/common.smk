@@ -116,9 +116,9 @@ def gpu_slots(wildcards):
 
 # Where each job's script runs (bnopt.running.workers): every job runs it from Snakemake's
 # process, with run_rule_script. Where jobs' code runs in Snakemake's own threads (the
-# workflow profile: force-use-threads), in one of at most WORKERS warm worker processes (one
-# per core, started as jobs need them; each imports torch once, and a figure job's plotting
-# libraries once), except a training job that holds a GPU, which gets a fresh process (its
+# workflow profile: force-use-threads), in one of at most WORKERS warm worker processes (as
+# many as training jobs can run at once, started as jobs need them; each imports torch once,
+# about 0.7 GB, and a figure job's plotting libraries once), except a training job that holds a GPU, which gets a fresh process (its
 # lease and CUDA context end with it); where each job gets a Snakemake process of its own (no
 # threads), in that process. On a cluster, under conda and with warm_workers false each job
 # is a plain script job instead (a process a job).
@@ -133,7 +133,7 @@ def _cores():
         return 1
 
 
-WORKERS = max(1, _cores())
+WORKERS = max(1, _cores() // config["threads"])
 
 
 def run_rule_script(script, input, output, params, wildcards, threads, log, resources, rule,

@@ -4,8 +4,8 @@ A job's start-up is a fresh Python importing what its script needs: torch (and, 
 run's optimizer, torch's compiler front end), 3-5 s on a CPU, as long as a quick run's
 training; pandas, matplotlib and seaborn, about 2.5 s, for a figure that takes a second to
 draw. A local Snakemake run (with the workflow profile) instead runs each job's script in one
-of at most as many worker processes as jobs can run at once (one per core, started as jobs
-need them); they import the training path once when they start, the plotting libraries at
+of at most as many worker processes as training jobs can run at once (started as jobs need
+them); they import the training path once when they start, the plotting libraries at
 their first figure, and then take one job after another. The script is the same file, run as
 Snakemake would run it (``__main__``, with a ``snakemake`` object holding the job's input,
 output, params, wildcards, threads, log, resources and config), so what a job computes does
