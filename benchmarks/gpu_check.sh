@@ -87,7 +87,7 @@ threads: 1
 dln: {steps: 20, lrs: [1.0e-6], seeds: [0], figure_lr: 1.0e-6, fig3_lrs: [1.0e-6],
       eval_every: 20, log_every: 10, measure_every: 10, hist_every: 10}
 EOF
-  project=(--device cpu --repeats 1 --seconds 0.05)
+  project=(--device cpu --repeats 1 --seconds 0)
   # three of its runs (two VGG variants, one DLN): the CPU has minutes, not the whole sweep
   mapfile -t targets < <(python -c "from bnopt.plan.runs import run_dir
 for run in [('synthetic', 'vgg', 'batchnorm', 0.1), ('synthetic', 'vgg', 'standard', 0.1),
