@@ -85,8 +85,9 @@ def test_runs_back_to_back_in_a_warm_worker_equal_fresh_processes(tmp_path):
 
 
 def test_a_failing_job_fails_alone_and_a_dead_worker_is_replaced(tmp_path):
-    """A script that raises fails its job with its error; a worker that dies (killed, out of
-    memory) fails its job with what happened, and the next job gets a new worker."""
+    """A script that raises fails its job with its error; a job whose worker dies (killed, out
+    of memory) runs once more in a process of its own, and dies there too: it fails with what
+    happened, and the next job gets a new worker."""
     fail, die, ok = (tmp_path / f"{n}.py" for n in ("fail", "die", "ok"))
     fail.write_text("raise ValueError('bad key x: set it')\n")
     die.write_text("import os\nos._exit(9)\n")
@@ -97,12 +98,52 @@ def test_a_failing_job_fails_alone_and_a_dead_worker_is_replaced(tmp_path):
         run_script(fail, job, "warm", POOL)
     run_script(ok, job, "warm", POOL)
     first = (tmp_path / "out.txt").read_text()
-    with pytest.raises(RuntimeError, match=r"worker process running die.py .* died"):
+    with pytest.raises(RuntimeError, match=r"process running die.py for this job died, in a "
+                       r"warm worker and again in a process of its own"):
         run_script(die, job, "warm", POOL)
     run_script(ok, job, "warm", POOL)
     assert (tmp_path / "out.txt").read_text() != first  # another worker
     with pytest.raises(ValueError, match="where must be warm, fresh or here"):
         run_script(ok, job, "elsewhere", POOL)
+
+
+def test_a_job_beside_a_worker_that_dies_finishes(tmp_path):
+    """A pool that loses a worker fails every job it runs: the job that ran beside the one that
+    died runs again in a process of its own and finishes; the one that died fails. (In a
+    Python of its own: a pool of two workers, two jobs at once, as Snakemake's threads run
+    them; each job waits for the other to start, so they run side by side.)"""
+    slow, die = tmp_path / "slow.py", tmp_path / "die.py"
+    out, dying = tmp_path / "out.txt", tmp_path / "dying"
+    wait = "import os, time\nfrom pathlib import Path\ndef wait(p):\n" \
+           "    t = time.time()\n    while not p() and time.time() - t < 60: time.sleep(0.05)\n"
+    slow.write_text(wait + "Path(snakemake.output[0] + '.' + str(os.getpid())).touch()\n"
+                    f"wait(Path({str(dying)!r}).exists)\ntime.sleep(2)\n"
+                    "Path(snakemake.output[0]).write_text('done')\n")
+    die.write_text(wait + f"Path({str(dying)!r}).touch()\n"
+                   f"wait(lambda: list(Path({str(tmp_path)!r}).glob('out.txt.*')))\n"
+                   "os._exit(9)\n")
+    code = f"""
+import threading
+from types import SimpleNamespace as NS
+from bnopt.running.workers import RuleJob, run_script
+errors = {{}}
+def job(script, name):
+    try:
+        run_script(script, RuleJob([], [{str(out)!r}], NS(), NS(), 1, []), "warm", 2)
+    except Exception as e:
+        errors[name] = str(e)
+jobs = [threading.Thread(target=job, args=(s, n)) for s, n in [({str(slow)!r}, "slow"),
+                                                                 ({str(die)!r}, "die")]]
+[t.start() for t in jobs]
+[t.join() for t in jobs]
+print(sorted(errors), errors.get("die", ""))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=150)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.startswith("['die']"), r.stdout + r.stderr[-2000:]
+    assert "died, in a warm worker and again in a process of its own" in r.stdout
+    assert out.read_text() == "done"
+    assert len(list(tmp_path.glob("out.txt.*"))) == 2  # started in a worker, then on its own
 
 
 def test_a_worker_exits_with_the_process_that_started_it(tmp_path):

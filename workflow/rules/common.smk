@@ -117,7 +117,7 @@ def gpu_slots(wildcards):
 # Where each job's script runs (bnopt.running.workers): every job runs it from Snakemake's
 # process, with run_rule_script. Where jobs' code runs in Snakemake's own threads (the
 # workflow profile: force-use-threads), in one of at most WORKERS warm worker processes (as
-# many as training jobs can run at once, started as jobs need them; each imports torch once,
+# many as training jobs can run at once, all started with the first job; each imports torch once,
 # about 0.7 GB, and a figure job's plotting libraries once), except a training job that holds a GPU, which gets a fresh process (its
 # lease and CUDA context end with it); where each job gets a Snakemake process of its own (no
 # threads), in that process. On a cluster, under conda and with warm_workers false each job

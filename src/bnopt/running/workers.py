@@ -4,8 +4,8 @@ A job's start-up is a fresh Python importing what its script needs: torch (and, 
 run's optimizer, torch's compiler front end), 3-5 s on a CPU, as long as a quick run's
 training; pandas, matplotlib and seaborn, about 2.5 s, for a figure that takes a second to
 draw. A local Snakemake run (with the workflow profile) instead runs each job's script in one
-of at most as many worker processes as training jobs can run at once (started as jobs need
-them); they import the training path once when they start, the plotting libraries at
+of as many worker processes as training jobs can run at once (all started with the first
+job); they import the training path once when they start, the plotting libraries at
 their first figure, and then take one job after another. The script is the same file, run as
 Snakemake would run it (``__main__``, with a ``snakemake`` object holding the job's input,
 output, params, wildcards, threads, log, resources and config), so what a job computes does
@@ -88,6 +88,12 @@ def _pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
             _POOL = concurrent.futures.ProcessPoolExecutor(
                 max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_warm_up, initargs=(os.getpid(), WARM_IMPORTS))
+            # Start every worker with the first job, before the pool's watcher thread, as the
+            # pool does under fork. Started on demand, a worker can be missing from what that
+            # thread watches until it next wakes (CPython 3.9-3.13: it wakes, then the worker
+            # is added), so its death would go unnoticed, its job hanging, until another job
+            # ends (tests/test_workers.py).
+            _POOL._safe_to_dynamically_spawn_children = False
         return _POOL
 
 
@@ -102,7 +108,8 @@ def run_script(script, job: RuleJob, where: str, workers: int = 1) -> None:
     """Run rule script ``script`` for ``job``: ``where`` = ``warm`` (in a worker of this
     process's pool of at most ``workers``), ``fresh`` (in a new process of its own, as
     Snakemake's ``script:`` would) or ``here`` (in this process: a Snakemake process that runs
-    this one job). A failure in the script raises here, so Snakemake marks the job failed."""
+    this one job). A failure in the script raises here, so Snakemake marks the job failed; a
+    warm job whose pool broke (a worker died) runs once more in a process of its own."""
     path = str(Path(script).resolve())
     if where == "here":
         _run_script(path, job, warm=False)
@@ -118,9 +125,17 @@ def run_script(script, job: RuleJob, where: str, workers: int = 1) -> None:
     pool = _pool(workers)
     try:
         pool.submit(_run_script, path, job, True).result()
-    except concurrent.futures.process.BrokenProcessPool as e:
+        return
+    except concurrent.futures.process.BrokenProcessPool:
         _drop_pool(pool)  # the next job starts a new pool
+    # A worker died (killed, out of memory), and a process pool that loses a worker fails
+    # every job it was running, this job's worker or another's: run this job once more, in a
+    # process of its own. A job that ran beside the one that died finishes (a training run
+    # from its last checkpoint); the one that killed its worker dies again, and fails.
+    try:
+        run_script(script, job, "fresh")
+    except concurrent.futures.process.BrokenProcessPool as e:
         raise RuntimeError(
-            f"the worker process running {Path(script).name} for this job died (killed, out of "
-            f"memory?); its log: {job.log[0] if job.log else 'none'}. Rerun; with "
-            "warm_workers: false each job runs in its own process.") from e
+            f"the process running {Path(script).name} for this job died, in a warm worker and "
+            f"again in a process of its own (killed, out of memory?); its log: "
+            f"{job.log[0] if job.log else 'none'}.") from e
