@@ -23,6 +23,16 @@ from test_scripts import CHECKED, SCRIPTS, prepare
 POOL = 1
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _pool_shut_down():
+    """This process's pool, shut down after the file's tests (left to the interpreter's exit,
+    its watcher thread's clean-up prints an ignored exception)."""
+    yield
+    if workers._POOL is not None:
+        workers._POOL.shutdown()
+        workers._POOL = None
+
+
 def train_job(tmp_path, where, data, dataset, model, variant, lr, tag):
     """Train one run through workflow/scripts/train.py where ``where`` says; its folder."""
     run = run_config(CHECKED, dataset, model, variant, lr, 0)
