@@ -338,7 +338,7 @@ def project(config_path, device: str = "cpu", steps: int = 1, min_seconds: float
     others = other_jobs(cfg)
     # a fresh Python's start-up for each kind of other job (its script's imports); with warm
     # workers a worker pays it once, at its first job of the kind, not every job
-    other_startup = {kind: other_job_seconds(kind, scripts) - OTHER_WORK_S[kind]
+    other_startup = {kind: other_job_startup(kind, scripts)
                      for kind, n in others.items() if n} if scripts else {}
     other_s = {kind: n * (OTHER_WORK_S[kind]
                           + (0.0 if cfg["warm_workers"] else other_startup.get(kind, 0.0)))
@@ -413,10 +413,10 @@ def other_jobs(cfg: dict) -> dict[str, int]:
             "reported": int(experiment), "figures": len(target_figures(cfg))}
 
 
-def other_job_seconds(kind: str, scripts, repeats: int = 1) -> float:
-    """Seconds a job of ``kind`` (:data:`OTHER_SCRIPTS`) takes: a fresh Python importing what
-    its rule script in the folder ``scripts`` (the workflow's ``workflow/scripts``) imports
-    (the fastest of ``repeats``), plus :data:`OTHER_WORK_S` for its work."""
+def other_job_startup(kind: str, scripts, repeats: int = 1) -> float:
+    """Seconds a job of ``kind`` (:data:`OTHER_SCRIPTS`) pays before its work
+    (:data:`OTHER_WORK_S`): a fresh Python importing what its rule script in the folder
+    ``scripts`` (the workflow's ``workflow/scripts``) imports, the fastest of ``repeats``."""
     script = Path(scripts) / OTHER_SCRIPTS[kind]
     if not script.exists():
         raise FileNotFoundError(f"{script} is not here: name the workflow's scripts folder "
@@ -427,7 +427,7 @@ def other_job_seconds(kind: str, scripts, repeats: int = 1) -> float:
         subprocess.run([sys.executable, "-c", f"import runpy; runpy.run_path({str(script)!r})"],
                        check=True)
         times.append(time.perf_counter() - t)
-    return min(times) + OTHER_WORK_S[kind]
+    return min(times)
 
 
 STARTUP_STAGES = ("interpreter", "imports", "data", "setup", "warmup", "write")
